@@ -1,0 +1,29 @@
+# The two commands of the README. Both create the virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= quick
+# glibc: stop returning freed memory to the OS on every tensor free (page faults cost a third of
+# the CPU time in our optimisation loops; see README: Performance)
+export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
+
+.PHONY: reproduce test lab clean-outputs
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $@
+
+## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/
+reproduce: $(VENV)/.installed
+	$(PY) -m ctinv_utils.run --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY))
+
+## test: the test suite (CPU, no network)
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## lab: JupyterLab on the notebooks (py:percent files open as notebooks)
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-outputs:
+	rm -rf papermill_runs/quick papermill_runs/paper figures/quick figures/paper

@@ -1,0 +1,25 @@
+"""Error types. Each message names the problem and the fix in one line."""
+
+
+class CTInvError(Exception):
+    """Base class for every error ctinv raises on bad input."""
+
+
+class DataRootError(CTInvError):
+    """The data root is missing, empty or not in a known layout."""
+
+
+class DicomFileError(CTInvError):
+    """A DICOM file is unreadable, corrupt, or not a CT image."""
+
+
+class DicomSeriesError(CTInvError):
+    """A patient lacks its low-dose or full-dose series."""
+
+
+class DicomPairingError(CTInvError):
+    """Low- and full-dose slices of a patient cannot be paired by position."""
+
+
+class PresetError(CTInvError):
+    """Unknown preset, unknown notebook, or a malformed preset file."""

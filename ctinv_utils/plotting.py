@@ -1,0 +1,43 @@
+"""CT panels with HU windows and colorbars; figure captions. The core modules never import this."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .windows import Window, get_window
+
+
+def show_ct(ax, image_hu, window: str | Window, title: str | None = None, colorbar: bool = True):
+    """One CT panel in a HU window, axes off, with a colorbar in HU and the window in the title."""
+    w = get_window(window)
+    im = ax.imshow(np.asarray(image_hu), cmap="gray", vmin=w.vmin, vmax=w.vmax, interpolation="nearest")
+    ax.set_axis_off()
+    label = f"C={w.center:g}/W={w.width:g} HU"
+    ax.set_title(f"{title}\n{label}" if title else label, fontsize=9)
+    if colorbar:
+        cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+        cb.set_label("HU", fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+    return im
+
+
+def ct_grid(panels, ncols: int, panel_size: float = 3.0, suptitle: str | None = None):
+    """A grid of CT panels; ``panels`` is a list of (image_hu, window, title) or None (empty)."""
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * 1.15, panel_size * nrows + 0.4),
+                             squeeze=False)
+    for ax, panel in zip(axes.flat, list(panels) + [None] * (nrows * ncols - len(panels))):
+        if panel is None:
+            ax.set_axis_off()
+        else:
+            show_ct(ax, *panel)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def add_caption(fig, text: str) -> None:
+    """A small caption under the figure (preset, data source, denoiser, distance, seed...)."""
+    fig.text(0.01, -0.01, text, fontsize=7, ha="left", va="top", wrap=True, color="0.25")

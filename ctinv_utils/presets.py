@@ -1,0 +1,97 @@
+"""Presets: ``papermill_runs/presets/<name>.yaml`` holds per-notebook parameters.
+
+Layout::
+
+    description: one line
+    seed: 0
+    common: {...}            # parameters every notebook receives (if it declares them)
+    notebooks:
+      01_data: {...}         # parameters of one notebook; overrides common
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jupytext
+import yaml
+
+from .errors import PresetError
+from .paths import NOTEBOOK_DIR, PRESET_DIR
+
+
+def available_presets(preset_dir: Path = PRESET_DIR) -> list[str]:
+    return sorted(p.stem for p in preset_dir.glob("*.yaml"))
+
+
+def load_preset(name: str, preset_dir: Path = PRESET_DIR) -> dict:
+    path = preset_dir / f"{name}.yaml"
+    if not path.is_file():
+        raise PresetError(f"unknown preset {name!r}; available: {', '.join(available_presets(preset_dir))} "
+                          f"(files in {preset_dir})")
+    try:
+        preset = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path} is not valid YAML ({exc}); fix the file") from exc
+    if not isinstance(preset.get("notebooks", {}), dict) or not isinstance(preset.get("common", {}), dict):
+        raise PresetError(f"{path}: 'common' and 'notebooks' must be mappings")
+    preset.setdefault("common", {})
+    preset.setdefault("notebooks", {})
+    preset.setdefault("seed", 0)
+    preset["name"] = name
+    return preset
+
+
+def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """Numbered notebooks (``NN_name.py``) in execution order."""
+    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.py"))
+
+
+def select_notebooks(only: str | None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """All notebooks, or those named in ``only`` ("01,03" or "01_data,03"), in order."""
+    notebooks = list_notebooks(notebook_dir)
+    if not only:
+        return notebooks
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    chosen = []
+    for w in wanted:
+        match = [nb for nb in notebooks if nb.stem == w or nb.stem.split("_", 1)[0] == w]
+        if not match:
+            raise PresetError(f"unknown notebook {w!r} in --only; available: "
+                              f"{', '.join(nb.stem for nb in notebooks)}")
+        chosen += match
+    return sorted(set(chosen))
+
+
+def declared_parameters(notebook: Path) -> dict[str, str]:
+    """Names (and source text of the defaults) assigned in the notebook's ``parameters`` cell."""
+    nb = jupytext.read(notebook)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise PresetError(f"{notebook.name}: needs exactly one cell tagged 'parameters', found {len(cells)}")
+    tree = ast.parse(cells[0].source)
+    out = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name):
+                    out[t.id] = ast.get_source_segment(cells[0].source, node.value)
+    return out
+
+
+def notebook_parameters(preset: dict, notebook: Path, runtime: dict) -> dict:
+    """Parameters for one notebook: common, then the notebook's own, then the runner's (preset
+    name, data path, device, seed, output folders, interactive=False). Parameters the notebook does
+    not declare are an error (a typo would otherwise be silently ignored), except common ones."""
+    declared = declared_parameters(notebook)
+    own = preset["notebooks"].get(notebook.stem, {}) or {}
+    unknown = sorted(set(own) - set(declared))
+    if unknown:
+        raise PresetError(f"preset {preset['name']!r} sets {unknown} for {notebook.stem}, which its "
+                          f"parameters cell does not declare (declared: {sorted(declared)})")
+    params = {k: v for k, v in preset["common"].items() if k in declared}
+    params.update(own)
+    params.update({k: v for k, v in runtime.items() if k in declared})
+    return params

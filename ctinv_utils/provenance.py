@@ -1,0 +1,85 @@
+"""Seeds, config hashes and the provenance record stored next to every artifact and figure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+from .paths import REPO_ROOT
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one integer."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def config_hash(config: Any, length: int = 12) -> str:
+    """Stable short hash of a JSON-serialisable config (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def git_commit() -> str:
+    """Commit of the repository (with '+dirty' when the tree has changes), or 'unknown'."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is present, else 'cpu'. 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries that change numbers."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("numpy", "torch", "scipy", "skimage", "pydicom", "pytorch_msssim"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing optional module is just recorded
+            out[mod] = "not installed"
+    return out
+
+
+def provenance(seed: int | None = None, config: Any = None, device: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """The record stored next to every artifact and figure: seed, config hash, versions, device."""
+    rec: dict[str, Any] = {"seed": seed, "git_commit": git_commit(), "versions": versions()}
+    if config is not None:
+        rec["config_hash"] = config_hash(config)
+        rec["config"] = config
+    if device is not None:
+        rec["device"] = device
+        if device.startswith("cuda"):
+            import torch
+
+            rec["device_name"] = torch.cuda.get_device_name(0)
+        else:
+            rec["device_name"] = platform.processor() or platform.machine()
+    rec.update(extra)
+    return rec

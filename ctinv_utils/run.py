@@ -1,0 +1,124 @@
+"""Run the notebooks of a preset headlessly with papermill.
+
+    python -m ctinv_utils.run --preset quick [--only 01,03] [--data PATH] [--device auto|cpu|cuda]
+
+Executed notebooks go to ``papermill_runs/<preset>/``, figures to ``figures/<preset>/``, and a run
+manifest (git commit, preset, parameters, seed, device, torch version, wall time per notebook) to
+``papermill_runs/<preset>/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import atomic
+from .errors import CTInvError
+from .paths import REPO_ROOT, figure_dir, run_dir
+from .presets import load_preset, notebook_parameters, select_notebooks
+from .provenance import config_hash, provenance, resolve_device
+
+
+class NotebookFailed(CTInvError):
+    """A notebook raised during execution."""
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> None:
+    """Execute one py:percent notebook with papermill's API (kernel python3, cwd = repo root).
+
+    ``papermill in.py out.ipynb`` cannot read py:percent, so jupytext reads it first. Parameters
+    are passed as Python objects, so booleans and lists arrive typed (papermill's ``-p`` would turn
+    ``false`` into a string)."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb = jupytext.read(notebook)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # prefer the kernel of this environment over a user-wide 'python3' kernelspec
+    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+    try:
+        papermill.execute_notebook(nb, str(output), parameters=parameters, kernel_name="python3",
+                                   cwd=str(REPO_ROOT), progress_bar=progress,
+                                   report_mode=False, request_save_on_cell_execute=True)
+    except PapermillExecutionError as exc:
+        first_line = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "")
+        raise NotebookFailed(
+            f"notebook {notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}: "
+            f"{first_line[:80]!r}): {exc.ename}: {exc.evalue}; traceback in {_rel(output)}") from None
+
+
+def run(preset_name: str, only: str | None = None, data: str | None = None, device: str = "auto",
+        progress: bool = True, output_root: Path | None = None) -> dict:
+    """Run the selected notebooks of a preset; returns the manifest. Raises on the first failure
+    (the manifest records it). ``output_root`` (tests) replaces the repository as the place of
+    ``papermill_runs/<preset>`` and ``figures/<preset>``."""
+    preset = load_preset(preset_name)
+    notebooks = select_notebooks(only)
+    device = resolve_device(device)
+    if output_root is None:
+        out_dir, fig_dir = run_dir(preset_name), figure_dir(preset_name)
+    else:
+        out_dir = Path(output_root) / "papermill_runs" / preset_name
+        fig_dir = Path(output_root) / "figures" / preset_name
+    runtime = {
+        "preset": preset_name, "data_path": data, "device": device, "seed": int(preset["seed"]),
+        "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"),
+        "interactive": False,
+    }
+    manifest = provenance(seed=runtime["seed"], config=preset, device=device, preset=preset_name,
+                          data=data or os.environ.get("CTINV_DATA") or "simulated (embedded default)",
+                          notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    manifest_path = out_dir / "manifest.json"
+    all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate first
+    for i, nb in enumerate(notebooks, 1):
+        params = all_params[nb]
+        print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
+        entry = {"notebook": nb.stem, "parameters": params, "config_hash": config_hash(params),
+                 "output": _rel(out_dir / f"{nb.stem}.ipynb")}
+        t0 = time.perf_counter()
+        try:
+            execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
+            entry["status"] = "ok"
+        except BaseException as exc:
+            entry["status"] = f"failed: {exc}"
+            raise
+        finally:
+            entry["wall_s"] = round(time.perf_counter() - t0, 2)
+            manifest["notebooks"].append(entry)
+            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            atomic.write_json(manifest_path, manifest)
+        print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)
+    print(f"manifest: {_rel(manifest_path)}; figures: {runtime['figures_dir']}/", flush=True)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="quick", help="quick (CPU, minutes) or paper (GPU); see papermill_runs/presets/")
+    ap.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03 or 01_data")
+    ap.add_argument("--data", default=None, help="real data root (TCIA or AAPM layout); default: $CTINV_DATA, else simulated")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    args = ap.parse_args(argv)
+    try:
+        run(args.preset, args.only, args.data, args.device, progress=not args.no_progress)
+    except (CTInvError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
