@@ -1,0 +1,54 @@
+"""The embedded data set: caching by config, no half-written cache, real noise properties."""
+
+import numpy as np
+import pytest
+
+from ctinv_utils import simulated_data
+from ctinv_utils.simulated_data import SimulationConfig, load_phantom_labels, simulated_data_root
+
+
+def test_config_hash_keys_the_cache():
+    a = SimulationConfig(image_size=96, patients_per_region=1, min_slices=1, max_slices=1)
+    b = SimulationConfig(image_size=96, patients_per_region=1, min_slices=1, max_slices=1, seed=1)
+    assert a.hash != b.hash
+    assert a.hash == SimulationConfig.from_dict(a.to_dict()).hash
+    with pytest.raises(ValueError, match="unknown simulation settings"):
+        SimulationConfig.from_dict({"image_sise": 64})
+
+
+def test_cache_is_reused(monkeypatch):
+    cfg = dict(image_size=96, n_views=120, patients_per_region=1, min_slices=1, max_slices=2)
+    root = simulated_data_root(cfg, progress=False)
+
+    def fail(*a, **k):
+        raise AssertionError("regenerated although cached")
+
+    monkeypatch.setattr(simulated_data, "generate", fail)
+    assert simulated_data_root(cfg, progress=False) == root
+
+
+def test_interrupted_generation_leaves_nothing(monkeypatch):
+    cfg = SimulationConfig(image_size=96, n_views=120, patients_per_region=1, min_slices=1, max_slices=1, seed=7)
+
+    def die(cfg, out, **k):
+        (out / "partial.dcm").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simulated_data, "generate", die)
+    with pytest.raises(KeyboardInterrupt):
+        simulated_data_root(cfg, progress=False)
+    parent = simulated_data.cache_dir() / "simulated"
+    assert not (parent / cfg.hash).exists()
+    assert not [p for p in parent.iterdir() if cfg.hash in p.name]
+
+
+def test_simulated_data_loads_as_paired_dicom(smoke_data):
+    assert smoke_data.source.startswith("simulated")
+    assert len(smoke_data) == 9
+    labels = load_phantom_labels(smoke_data.root)
+    for i, p in enumerate(smoke_data.patients):
+        assert labels[p.patient_id].shape[0] == p.n_slices
+        low, full = smoke_data.slice_hu(i, 0)
+        assert low.shape == full.shape == (128, 128)
+        assert low.dtype == np.float32
+        assert np.std(low - full) > 5  # the low-dose image is really noisier
