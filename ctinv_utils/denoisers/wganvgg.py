@@ -1,0 +1,51 @@
+"""WGAN-VGG (Yang et al., IEEE TMI 37(6), 2018): generator and critic."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class WGANVGG(nn.Module):
+    """The WGAN-VGG generator: 8 conv layers 3x3 with 32 channels, ReLU after the first 7.
+
+    ``(B, 1, H, W)`` normalized in and out. Keys ``net.0.weight`` ... ``net.14.weight`` match
+    ldct-benchmark's WGAN-VGG generator."""
+
+    def __init__(self, channels: int = 32, n_layers: int = 8):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, 3, 1, 1), nn.ReLU()]
+        for _ in range(n_layers - 2):
+            layers += [nn.Conv2d(channels, channels, 3, 1, 1), nn.ReLU()]
+        layers.append(nn.Conv2d(channels, 1, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class WGANCritic(nn.Module):
+    """Critic: 6 conv layers 3x3 (64, 64, 128, 128, 256, 256 channels; strides 1, 2, 1, 2, 1, 2;
+    no padding; LeakyReLU), then FC 1024, LeakyReLU, FC 1. Input ``(B, 1, P, P)`` normalized with a
+    fixed patch size ``P``; output ``(B, 1)`` scores (no sigmoid: Wasserstein critic)."""
+
+    CHANNELS_STRIDES = ((1, 64, 1), (64, 64, 2), (64, 128, 1), (128, 128, 2), (128, 256, 1), (256, 256, 2))
+
+    def __init__(self, patch_size: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        n = patch_size
+        for c_in, c_out, stride in self.CHANNELS_STRIDES:
+            layers += [nn.Conv2d(c_in, c_out, 3, stride, 0), nn.LeakyReLU()]
+            n = (n - 3) // stride + 1
+        if n < 1:
+            raise ValueError(f"patch size {patch_size} is too small for the critic (needs >= 39 px)")
+        self.feature_size = n
+        self.net = nn.Sequential(*layers)
+        self.fc1 = nn.Linear(256 * n * n, 1024)
+        self.fc2 = nn.Linear(1024, 1)
+        self.lrelu = nn.LeakyReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x).flatten(1)
+        return self.fc2(self.lrelu(self.fc1(out)))
