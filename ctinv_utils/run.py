@@ -10,6 +10,7 @@ manifest (git commit, preset, parameters, seed, device, torch version, wall time
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -81,6 +82,10 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                           data=data or os.environ.get("CTINV_DATA") or "simulated (embedded default)",
                           notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     manifest_path = out_dir / "manifest.json"
+    if only and manifest_path.is_file():  # a partial re-run keeps the other notebooks' entries
+        rerun = {nb.stem for nb in notebooks}
+        old = json.loads(manifest_path.read_text()).get("notebooks", [])
+        manifest["notebooks"] = [e for e in old if e.get("notebook") not in rerun]
     all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate first
     for i, nb in enumerate(notebooks, 1):
         params = all_params[nb]
@@ -97,6 +102,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         finally:
             entry["wall_s"] = round(time.perf_counter() - t0, 2)
             manifest["notebooks"].append(entry)
+            manifest["notebooks"].sort(key=lambda e: e["notebook"])
             manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             atomic.write_json(manifest_path, manifest)
         print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)

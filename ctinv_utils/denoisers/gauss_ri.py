@@ -36,7 +36,7 @@ class GaussRI(nn.Module):
     def __init__(self, sigma: float = 1.0, square: int = 30):
         super().__init__()
         self.sigma, self.square = float(sigma), int(square)
-        self.register_buffer("kernel", gaussian_kernel_1d(sigma).float(), persistent=False)
+        self.register_buffer("kernel", gaussian_kernel_1d(sigma), persistent=False)  # float64; cast per call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel.to(dtype=x.dtype, device=x.device)

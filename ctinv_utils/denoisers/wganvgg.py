@@ -39,7 +39,7 @@ class WGANCritic(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 0), nn.LeakyReLU()]
             n = (n - 3) // stride + 1
         if n < 1:
-            raise ValueError(f"patch size {patch_size} is too small for the critic (needs >= 39 px)")
+            raise ValueError(f"patch size {patch_size} is too small for the critic (six 3x3 convolutions, three of stride 2)")
         self.feature_size = n
         self.net = nn.Sequential(*layers)
         self.fc1 = nn.Linear(256 * n * n, 1024)
