@@ -41,3 +41,17 @@ def ct_grid(panels, ncols: int, panel_size: float = 3.0, suptitle: str | None = 
 def add_caption(fig, text: str) -> None:
     """A small caption under the figure (preset, data source, denoiser, distance, seed...)."""
     fig.text(0.01, -0.01, text, fontsize=7, ha="left", va="top", wrap=True, color="0.25")
+
+
+def tradeoff_axes(ax, curves: dict, xlabel: str, ylabel: str, title: str = ""):
+    """Trade-off curves: ``curves`` is {label: (alphas, input_distance, output_distance)}; each point
+    is annotated with its alpha."""
+    for label, (alphas, d_in, d_out) in curves.items():
+        ax.plot(d_in, d_out, "o-", label=label)
+        for a, xi, yo in zip(alphas, d_in, d_out):
+            ax.annotate(f"{a:g}", (xi, yo), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)

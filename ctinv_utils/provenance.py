@@ -60,7 +60,7 @@ def versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for mod in ("numpy", "torch", "scipy", "skimage", "pydicom", "pytorch_msssim"):
         try:
-            out[mod] = __import__(mod).__version__
+            out[mod] = str(__import__(mod).__version__)
         except Exception:  # noqa: BLE001 - a missing optional module is just recorded
             out[mod] = "not installed"
     return out

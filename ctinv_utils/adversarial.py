@@ -1,0 +1,134 @@
+"""Adversarial perturbations of a denoiser (the contrast to invariances): FGSM and BIM.
+
+Small input change, large output change. Budgets are in HU (an L-infinity ball of radius ``eps_hu``
+around x). The attacked loss is chosen by name:
+
+* ``"output"``: MSE between f(x_adv) and f(x). Its gradient at x_adv = x is exactly zero, so the
+  attack starts from a random point in the eps-ball (``random_start=True``, the default for it).
+* ``"target"``: MSE between f(x_adv) and a reference image (the full-dose target).
+
+``FGSM`` is one step of size eps; ``BIM`` iterates steps of ``step_hu``, clipping to the eps-ball
+after each: ``x_{i+1} = Clip_{x, eps}(x_i + step * sign(grad))``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .normalization import hu_difference_to_norm, norm_difference_to_hu
+from .synthesis import Synthesis, check_denoiser, check_image
+
+ATTACK_LOSSES = ("output", "target")
+
+
+class _SignStep(torch.optim.Optimizer):
+    """Signed-gradient descent on the synthesis loss (= ascent on the attacked loss, which the
+    objective returns negated): the FGSM/BIM update as an optimizer."""
+
+    def __init__(self, params, step: float):
+        super().__init__(params, {"lr": step})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.sub_(g["lr"] * p.grad.sign())
+
+
+class BIM(Synthesis):
+    """Basic iterative method. ``result``: x_adv ``(1, 1, H, W)`` normalized. ``history``: per
+    iteration ``loss`` (the negated attacked loss, minimised), ``output_change_hu`` (RMS of
+    f(x_adv) - f(x) in HU) and ``input_change_hu`` (max |x_adv - x| in HU)."""
+
+    def __init__(self, image, denoiser: nn.Module, eps_hu: float = 10.0, step_hu: float = 1.0,
+                 loss: str = "output", target=None, random_start: bool | None = None, seed: int = 0,
+                 device: str | None = None):
+        if loss not in ATTACK_LOSSES:
+            raise ValueError(f"unknown attack loss {loss!r}; choose one of {ATTACK_LOSSES}")
+        if not (eps_hu >= 0 and step_hu >= 0):
+            raise ValueError(f"eps_hu and step_hu must be >= 0 HU, got {eps_hu}, {step_hu}")
+        image = check_image(image)
+        self.device = device or "cpu"
+        self.image = image.to(self.device)
+        self.denoiser = denoiser.eval()
+        self.clean_output = check_denoiser(self.denoiser, self.image)
+        if loss == "target":
+            if target is None:
+                raise ValueError("loss='target' needs target= (e.g. the full-dose image, normalized)")
+            self.reference = check_image(target).to(self.device)
+        else:
+            self.reference = self.clean_output
+        self.loss_name, self.eps_hu, self.step_hu, self.seed = loss, float(eps_hu), float(step_hu), int(seed)
+        self.eps = hu_difference_to_norm(self.eps_hu)
+        self.random_start = (loss == "output") if random_start is None else bool(random_start)
+        start = self.image.clone()
+        if self.random_start:
+            gen = torch.Generator().manual_seed(self.seed)
+            start += ((torch.rand(self.image.shape, generator=gen) * 2 - 1) * self.eps).to(self.device)
+        self.param = start.requires_grad_(True)
+        self.lr = hu_difference_to_norm(self.step_hu)
+        self.optimizer = None
+        self.iteration = 0
+        self.saved: list = []
+        self.history = {k: [] for k in ("loss", "output_change_hu", "input_change_hu", "grad_norm", "pixel_change")}
+
+    def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        return _SignStep([self.param], lr)
+
+    def objective(self):
+        out = self.denoiser(self.param)
+        attacked = ((out - self.reference) ** 2).flatten(1).mean(1)
+        with torch.no_grad():
+            out_change = norm_difference_to_hu(out - self.clean_output).flatten(1).pow(2).mean(1).sqrt()
+            in_change = norm_difference_to_hu(self.param - self.image).flatten(1).abs().max(1).values
+        return -attacked, {"output_change_hu": out_change, "input_change_hu": in_change}
+
+    def _project(self) -> None:
+        self.param.copy_(torch.max(torch.min(self.param, self.image + self.eps), self.image - self.eps))
+
+    def synthesize(self, max_iter: int = 10, progress: bool = True, **kw):
+        return super().synthesize(max_iter, progress=progress, **kw)
+
+    @torch.no_grad()
+    def output(self) -> torch.Tensor:
+        return self.denoiser(self.param.detach())
+
+    @torch.no_grad()
+    def summary(self) -> dict:
+        """Changes of the current x_adv in HU: max and RMS of x_adv - x, RMS of f(x_adv) - f(x)."""
+        dx = norm_difference_to_hu(self.result - self.image)
+        dy = norm_difference_to_hu(self.output() - self.clean_output)
+        return {"input_max_hu": float(dx.abs().max()), "input_rms_hu": float(dx.pow(2).mean().sqrt()),
+                "output_rms_hu": float(dy.pow(2).mean().sqrt())}
+
+    def _state(self) -> dict:
+        return {"image": self.image.cpu(), "reference": self.reference.cpu(), "clean_output": self.clean_output.cpu(),
+                "loss_name": self.loss_name, "eps_hu": self.eps_hu, "step_hu": self.step_hu, "seed": self.seed,
+                "random_start": self.random_start}
+
+    @classmethod
+    def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None):
+        st = cls._read(path, cls.__name__)
+        obj = cls(st["image"], denoiser, st["eps_hu"], st["step_hu"], st["loss_name"],
+                  st["reference"] if st["loss_name"] == "target" else None, st["random_start"], st["seed"], device)
+        cls._check_same_output(st["clean_output"], obj.clean_output, path)
+        obj._restore(st, obj.lr)
+        return obj
+
+
+class FGSM(BIM):
+    """Fast gradient sign method: one step of size eps (after the optional random start, the
+    result is clipped to the eps-ball)."""
+
+    def __init__(self, image, denoiser: nn.Module, eps_hu: float = 10.0, loss: str = "output", target=None,
+                 random_start: bool | None = None, seed: int = 0, device: str | None = None):
+        super().__init__(image, denoiser, eps_hu, eps_hu, loss, target, random_start, seed, device)
+
+    def synthesize(self, max_iter: int = 1, progress: bool = False, **kw):
+        if self.iteration >= 1:
+            return self.result
+        return super().synthesize(1, progress=progress, **kw)

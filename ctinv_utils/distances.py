@@ -1,0 +1,85 @@
+"""Image distances for invariance synthesis; each returns one value per sample, shape ``(B,)``.
+
+Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
+
+* ``mse``  bounded MSE: ``tanh(MSE)``. It is the MSE for small differences and saturates smoothly
+  at +1 (the talk's "MSE bounded by +1"). A hard clamp ``min(MSE, 1)`` would have zero gradient
+  beyond 1, freezing a perturbation at the bound; tanh keeps a gradient everywhere that shrinks as
+  ``1 - tanh²``, so ``-alpha * d(x, x_inv)`` cannot grow without limit and the output term wins
+  eventually.
+* ``dssim`` structural dissimilarity ``(1 - SSIM) / 2`` in [0, 1], with pytorch-msssim's SSIM
+  (Gaussian window 11 px, sigma 1.5, K = (0.01, 0.03), valid region; equal to scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``). The data
+  range is fixed at 1 normalized unit (~502 HU, a soft-tissue window) because the image leaves any
+  fixed range during optimisation; a range computed from the images would move with them.
+* ``vgg``  VGG16 perceptual distance: channel-normalized features at relu1_2, relu2_2, relu3_3,
+  relu4_3 and relu5_3, squared distance averaged over positions and layers, divided by 4: in [0, 1]
+  whatever the weights' scale (LPIPS without its learned weights).
+"""
+
+from __future__ import annotations
+
+import torch
+from pytorch_msssim import ssim
+from torch import nn
+
+from .vgg import ct_to_vgg_input, load_vgg
+
+DISTANCES = ("mse", "dssim", "vgg")
+DISPLAY_NAME = {"mse": "bounded MSE", "dssim": "(1-SSIM)/2", "vgg": "VGG16 perceptual"}
+
+
+def bounded_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(((a - b) ** 2).flatten(1).mean(1))
+
+
+class DSSIM(nn.Module):
+    def __init__(self, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5):
+        super().__init__()
+        self.data_range, self.win_size, self.win_sigma = data_range, win_size, win_sigma
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        s = ssim(a, b, data_range=self.data_range, size_average=False, win_size=self.win_size,
+                 win_sigma=self.win_sigma)
+        return (1 - s) / 2
+
+
+class VGGDistance(nn.Module):
+    LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+
+    def __init__(self, vgg=None, allow_random: bool = False, seed: int = 0, eps: float = 1e-6):
+        super().__init__()
+        self.vgg = vgg if vgg is not None else load_vgg("vgg16", allow_random=allow_random, seed=seed)
+        self.weights_source = self.vgg.weights_source
+        self.eps = eps
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa = self.vgg(ct_to_vgg_input(a), self.LAYERS)
+        fb = self.vgg(ct_to_vgg_input(b), self.LAYERS)
+        total = 0.0
+        for name in self.LAYERS:
+            na = fa[name] / (fa[name].norm(dim=1, keepdim=True) + self.eps)
+            nb = fb[name] / (fb[name].norm(dim=1, keepdim=True) + self.eps)
+            total = total + ((na - nb) ** 2).sum(1).flatten(1).mean(1)
+        return total / (4 * len(self.LAYERS))
+
+
+class _Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, a, b):
+        return self.fn(a, b)
+
+
+def get_distance(name: str, *, vgg_allow_random: bool = False, seed: int = 0, vgg=None,
+                 ssim_data_range: float = 1.0) -> nn.Module:
+    """Distance module by name: ``mse``, ``dssim`` or ``vgg``. Called as ``d(a, b) -> (B,)``."""
+    if name == "mse":
+        return _Fn(bounded_mse)
+    if name == "dssim":
+        return DSSIM(data_range=ssim_data_range)
+    if name == "vgg":
+        return VGGDistance(vgg=vgg, allow_random=vgg_allow_random, seed=seed)
+    raise ValueError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")

@@ -1,0 +1,119 @@
+"""Image-domain invariances of a denoiser (the talk's core method).
+
+    x_inv = argmin  d(f(x), f(x_inv)) - alpha * d(x, x_inv),    x_inv0 = x + n,  n ~ N(0, 0.1²)
+
+optimised with Adam. Large ``alpha`` allows a large input change; the output term keeps f(x_inv)
+close to f(x). What survives is a perturbation the denoiser ignores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distances import DISTANCES, get_distance
+from .normalization import norm_difference_to_hu
+from .synthesis import Synthesis, check_denoiser, check_image
+
+
+def check_alphas(alpha) -> torch.Tensor:
+    vals = [alpha] if not isinstance(alpha, (Sequence, np.ndarray, torch.Tensor)) else list(alpha)
+    if not vals:
+        raise ValueError("alpha is an empty sequence; give one value or several")
+    for a in vals:
+        a = float(a)
+        if not math.isfinite(a) or a < 0:
+            raise ValueError(f"alpha must be finite and >= 0 (it weighs how far x_inv may move), got {a}")
+    return torch.tensor([float(a) for a in vals], dtype=torch.float32)
+
+
+class Invariance(Synthesis):
+    """Invariance synthesis for one image and one or several alphas (optimised as one batch).
+
+    ``image``: ``(1, 1, H, W)`` normalized. ``denoiser``: any module mapping ``(B, 1, H, W)`` to the
+    same shape (put in eval mode; its weights are never updated). ``alpha``: a float or a sequence
+    of A floats; every alpha starts from the *same* x_inv0 and has its own objective, so a batched
+    result equals running that alpha alone. ``result``: ``(A, 1, H, W)``. ``history``: per iteration,
+    lists of A values for ``loss``, ``output_distance``, ``input_distance``, ``grad_norm``,
+    ``pixel_change``."""
+
+    def __init__(self, image, denoiser: nn.Module, distance: str = "mse", alpha=0.5,
+                 init_noise_std: float = 0.1, seed: int = 0, lr: float = 1e-2, device: str | None = None,
+                 distance_module: nn.Module | None = None, vgg_allow_random: bool = False):
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+        self.alphas = check_alphas(alpha)
+        self.alpha_values = [float(a) for a in np.atleast_1d(np.asarray(alpha, dtype=np.float64))]  # exact, for tables
+        self.single_alpha = not isinstance(alpha, (Sequence, np.ndarray, torch.Tensor))
+        if not math.isfinite(init_noise_std) or init_noise_std < 0:
+            raise ValueError(f"init_noise_std must be finite and >= 0, got {init_noise_std}")
+        image = check_image(image)
+        self.device = device or (next(denoiser.parameters()).device.type if any(True for _ in denoiser.parameters()) else "cpu")
+        self.image = image.to(self.device)
+        self.denoiser = denoiser.eval()
+        self.target = check_denoiser(self.denoiser, self.image)  # f(x)
+        self.distance_name, self.seed, self.init_noise_std, self.lr = distance, int(seed), float(init_noise_std), lr
+        self.distance = distance_module or get_distance(distance, vgg_allow_random=vgg_allow_random, seed=seed)
+        self.distance.to(self.device)
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(self.image.shape, generator=gen) * self.init_noise_std
+        A = len(self.alphas)
+        self.param = (self.image + noise.to(self.device)).repeat(A, 1, 1, 1).requires_grad_(True)
+        self.alphas = self.alphas.to(self.device)
+        self.optimizer = None
+        self.iteration = 0
+        self.saved: list = []
+        self.history = {k: [] for k in ("loss", "output_distance", "input_distance", "grad_norm", "pixel_change")}
+
+    def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
+        self.lr = lr
+        return torch.optim.Adam([self.param], lr=lr)
+
+    def objective(self):
+        A = self.param.shape[0]
+        out = self.denoiser(self.param)
+        d_out = self.distance(self.target.expand(A, -1, -1, -1), out)
+        d_in = self.distance(self.image.expand(A, -1, -1, -1), self.param)
+        return d_out - self.alphas * d_in, {"output_distance": d_out, "input_distance": d_in}
+
+    @torch.no_grad()
+    def outputs(self) -> torch.Tensor:
+        """f(x_inv), ``(A, 1, H, W)`` normalized."""
+        return self.denoiser(self.param.detach())
+
+    @torch.no_grad()
+    def summary(self) -> list[dict]:
+        """Per alpha, for the current x_inv: both distances and the RMS / max changes in HU of the
+        input and of the output."""
+        A = len(self.alphas)
+        out = self.outputs()
+        d_out = self.distance(self.target.expand(A, -1, -1, -1), out).cpu()
+        d_in = self.distance(self.image.expand(A, -1, -1, -1), self.result).cpu()
+        dx = norm_difference_to_hu(self.result - self.image).flatten(1)
+        dy = norm_difference_to_hu(out - self.target).flatten(1)
+        return [{"alpha": float(a), "input_distance": float(d_in[i]), "output_distance": float(d_out[i]),
+                 "input_rms_hu": float(dx[i].pow(2).mean().sqrt()), "input_max_hu": float(dx[i].abs().max()),
+                 "output_rms_hu": float(dy[i].pow(2).mean().sqrt())}
+                for i, a in enumerate(self.alpha_values)]
+
+    def _state(self) -> dict:
+        return {"image": self.image.cpu(), "target": self.target.cpu(), "alphas": self.alphas.cpu(), "alpha_values": self.alpha_values,
+                "distance": self.distance_name, "seed": self.seed, "init_noise_std": self.init_noise_std,
+                "lr": self.lr, "single_alpha": self.single_alpha}
+
+    @classmethod
+    def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
+             distance_module: nn.Module | None = None, vgg_allow_random: bool = False) -> "Invariance":
+        """Restore a saved synthesis; ``denoiser`` must reproduce the stored f(x)."""
+        st = cls._read(path, cls.__name__)
+        alpha = st["alpha_values"][0] if st["single_alpha"] else st["alpha_values"]
+        inv = cls(st["image"], denoiser, st["distance"], alpha, st["init_noise_std"], st["seed"], st["lr"],
+                  device, distance_module, vgg_allow_random)
+        cls._check_same_output(st["target"], inv.target, path)
+        inv._restore(st, st["lr"])
+        return inv

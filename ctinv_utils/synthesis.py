@@ -1,0 +1,166 @@
+"""The synthesis loop shared by invariances and adversarial attacks (after plenoptic).
+
+A synthesis object holds its state (the image being optimised, optimizer, history) and
+``synthesize(max_iter)`` runs or *resumes* the loop. Every iteration records the loss terms, the
+gradient norm and the pixel change, shows them in a tqdm bar and raises on a non-finite loss.
+``save`` / ``load`` keep tensors, optimizer state and RNG state (never pickled callables), and
+``load`` re-runs the denoiser on the stored input to check it is the same denoiser.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import atomic
+from .errors import CTInvError
+from .provenance import versions
+
+
+class SynthesisDiverged(CTInvError):
+    """The objective became NaN or infinite."""
+
+
+def check_image(image: torch.Tensor) -> torch.Tensor:
+    """A single normalized image ``(1, 1, H, W)``, finite."""
+    if not isinstance(image, torch.Tensor):
+        image = torch.as_tensor(np.asarray(image), dtype=torch.float32)
+    if image.ndim != 4 or image.shape[:2] != (1, 1):
+        raise ValueError(f"image must have shape (1, 1, H, W) (one normalized slice), got {tuple(image.shape)}; "
+                         "use hu_to_norm(slice_hu)[None, None]")
+    if not torch.isfinite(image).all():
+        raise ValueError("image contains NaN or inf values; check the input slice")
+    return image.float()
+
+
+@torch.no_grad()
+def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Run the denoiser once; it must keep the shape. Returns f(image)."""
+    out = denoiser(image)
+    if not isinstance(out, torch.Tensor) or out.shape != image.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the denoiser maps {tuple(image.shape)} to {shape}; it must return the input's "
+                         "shape (B, 1, H, W)")
+    return out
+
+
+class Synthesis:
+    """Base class: subclasses define ``objective() -> (loss_per_sample (A,), terms dict of (A,))``
+    and ``_make_optimizer(lr)``; optionally ``_project()`` after each step."""
+
+    param: torch.Tensor
+    history: dict[str, list]
+
+    def objective(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:  # pragma: no cover
+        raise NotImplementedError
+
+    def _project(self) -> None:
+        """Constraint after each step (e.g. the attack's eps-ball); none by default."""
+
+    def _step(self, loss: torch.Tensor) -> torch.Tensor:
+        grad, = torch.autograd.grad(loss, [self.param])  # only the image: denoiser weights get no .grad
+        if not torch.isfinite(grad).all():  # would poison the image without a NaN loss first
+            raise SynthesisDiverged(f"{type(self).__name__}: the gradient is NaN or inf at iteration "
+                                    f"{self.iteration + 1} (loss {loss.item():.4g}); lower lr or check the "
+                                    "denoiser for NaN/inf outputs")
+        self.param.grad = grad
+        self.optimizer.step()
+        return grad
+
+    def _stop(self, stop_criterion: float | None, window: int) -> bool:
+        """Relative change of every sample's loss over the last ``window`` iterations below the
+        criterion."""
+        if stop_criterion is None or len(self.history["loss"]) <= window:
+            return False
+        now = np.asarray(self.history["loss"][-1])
+        then = np.asarray(self.history["loss"][-1 - window])
+        return bool(np.all(np.abs(now - then) <= stop_criterion * (np.abs(then) + 1e-12)))
+
+    def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
+                   stop_window: int = 50, store_progress: int | None = None, progress: bool = True):
+        """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
+        sample's loss changed by less than this fraction over ``stop_window`` iterations.
+        ``store_progress=k`` keeps the image every k iterations in ``saved``."""
+        if self.optimizer is None:
+            self.optimizer = self._make_optimizer(self.lr if lr is None else lr)
+        elif lr is not None:
+            for g in self.optimizer.param_groups:
+                g["lr"] = lr
+        bar = tqdm(range(max_iter), desc=type(self).__name__, disable=not progress, mininterval=0.5)
+        for _ in bar:
+            prev = self.param.detach().clone()
+            loss_per, terms = self.objective()
+            total = loss_per.sum()  # per-sample objectives are summed, never mixed
+            if not torch.isfinite(total):
+                raise SynthesisDiverged(f"{type(self).__name__}: loss is {total.item()} at iteration "
+                                        f"{self.iteration + 1}; lower lr or check the denoiser for NaN outputs")
+            grad = self._step(total)
+            with torch.no_grad():
+                self._project()
+            self.iteration += 1
+            self.history["loss"].append(loss_per.detach().cpu().tolist())
+            for k, v in terms.items():
+                self.history[k].append(v.detach().cpu().tolist())
+            self.history["grad_norm"].append(grad.flatten(1).norm(dim=1).cpu().tolist())
+            self.history["pixel_change"].append((self.param.detach() - prev).flatten(1).abs().max(1).values.cpu().tolist())
+            if store_progress and self.iteration % store_progress == 0:
+                self.saved.append((self.iteration, self.param.detach().cpu().clone()))
+            if self.iteration % 10 == 0 or self.iteration == 1:
+                bar.set_postfix({k: f"{np.mean(v[-1]):.4g}" for k, v in self.history.items()
+                                 if k not in ("grad_norm", "pixel_change")}, refresh=False)
+            if self._stop(stop_criterion, stop_window):
+                break
+        bar.close()
+        return self.result
+
+    @property
+    def result(self) -> torch.Tensor:
+        return self.param.detach()
+
+    # -- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict:  # pragma: no cover
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write tensors, optimizer and RNG state and history (atomically). Load with ``load``."""
+        state = self._state()
+        state.update({
+            "class": type(self).__name__, "param": self.param.detach().cpu(), "iteration": self.iteration,
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "torch_rng": torch.get_rng_state(), "history": self.history,
+            "saved": [(i, t) for i, t in self.saved], "versions": versions(),
+        })
+        return atomic.torch_save(path, state)
+
+    @staticmethod
+    def _read(path: str | Path, cls_name: str) -> dict:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("class") != cls_name:
+            raise CTInvError(f"{path} holds a {state.get('class')}, not a {cls_name}")
+        return state
+
+    def _restore(self, state: dict, lr: float) -> None:
+        with torch.no_grad():
+            self.param.copy_(state["param"].to(self.param.device))
+        self.iteration = int(state["iteration"])
+        self.history = state["history"]
+        self.saved = [(int(i), t) for i, t in state["saved"]]
+        torch.set_rng_state(state["torch_rng"])
+        if state["optimizer"] is not None:
+            self.optimizer = self._make_optimizer(lr)
+            self.optimizer.load_state_dict(state["optimizer"])
+
+    @staticmethod
+    def _check_same_output(stored: torch.Tensor, recomputed: torch.Tensor, path) -> None:
+        if stored.shape != recomputed.shape or not torch.allclose(stored, recomputed.cpu(), atol=1e-4, rtol=1e-4):
+            err = (stored - recomputed.cpu()).abs().max().item() if stored.shape == recomputed.shape else math.inf
+            raise CTInvError(f"{path}: the denoiser given to load() does not reproduce the stored f(x) "
+                             f"(max difference {err:.3g}); load it with the denoiser it was computed with")

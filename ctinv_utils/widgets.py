@@ -1,0 +1,137 @@
+"""Interactive explorer of invariances: alpha (log slider), distance, denoiser and HU window.
+
+The callbacks are plain methods (``result``, ``panels``, ``figure``) that tests and headless runs
+call without a browser; ``widget()`` only wires ipywidgets to them. Results precomputed for a grid
+of alphas show instantly; any other value is computed once (tqdm bar) and cached in memory and,
+with ``cache_dir``, on disk.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .invariances import Invariance
+from .normalization import norm_to_hu
+from .windows import WINDOWS
+
+
+class InvarianceExplorer:
+    """``image``: ``(1, 1, H, W)`` normalized; ``denoisers``: {name: module}; ``results``:
+    {(denoiser, distance, alpha): x_inv (H, W) normalized numpy}."""
+
+    def __init__(self, image: torch.Tensor, denoisers: dict, distances=("mse", "dssim", "vgg"),
+                 alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float = 1e-2,
+                 seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
+                 progress: bool = True):
+        self.image = image
+        self.denoisers = denoisers
+        self.distances = list(distances)
+        self.alphas = sorted(float(a) for a in alphas)
+        self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
+        self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.distance_modules = distance_modules or {}
+        self._outputs: dict = {}
+
+    @staticmethod
+    def _key(alpha: float) -> float:
+        return float(f"{float(alpha):.4g}")  # slider values snap to 4 significant digits
+
+    def add(self, invariance: Invariance, denoiser: str) -> None:
+        """Register every alpha of a finished batched run."""
+        for i, a in enumerate(invariance.alpha_values):
+            self.results[(denoiser, invariance.distance_name, self._key(a))] = invariance.result[i, 0].cpu().numpy()
+
+    def _disk(self, denoiser, distance, alpha) -> Path | None:
+        return self.cache_dir / f"{denoiser}_{distance}_{alpha:.4g}.npy" if self.cache_dir else None
+
+    def result(self, denoiser: str, distance: str, alpha: float) -> np.ndarray:
+        """x_inv ``(H, W)`` normalized: cached, else computed now."""
+        if denoiser not in self.denoisers:
+            raise ValueError(f"unknown denoiser {denoiser!r}; choose one of {sorted(self.denoisers)}")
+        if distance not in self.distances:
+            raise ValueError(f"unknown distance {distance!r}; choose one of {self.distances}")
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"alpha must be finite and >= 0, got {alpha}")
+        key = (denoiser, distance, self._key(alpha))
+        if key in self.results:
+            return self.results[key]
+        disk = self._disk(*key)
+        if disk is not None and disk.is_file():
+            self.results[key] = np.load(disk)
+            return self.results[key]
+        inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed, lr=self.lr,
+                         distance_module=self.distance_modules.get(distance))
+        inv.synthesize(self.max_iter, progress=self.progress)
+        self.results[key] = inv.result[0, 0].cpu().numpy()
+        if disk is not None:
+            from . import atomic
+            import io
+
+            buf = io.BytesIO()
+            np.save(buf, self.results[key])
+            atomic.write_bytes(disk, buf.getvalue())
+        return self.results[key]
+
+    @torch.no_grad()
+    def _f(self, denoiser: str, x: np.ndarray) -> np.ndarray:
+        dev = self.image.device
+        return self.denoisers[denoiser](torch.from_numpy(x)[None, None].to(dev).float())[0, 0].cpu().numpy()
+
+    def panels(self, denoiser: str, distance: str, alpha: float) -> dict[str, np.ndarray]:
+        """HU images: x, x_inv, f_x, f_x_inv, and the differences dx = x_inv - x, dy = f(x_inv) - f(x)."""
+        x = self.image[0, 0].cpu().numpy()
+        x_inv = self.result(denoiser, distance, alpha)
+        if denoiser not in self._outputs:
+            self._outputs[denoiser] = self._f(denoiser, x)
+        f_x, f_inv = self._outputs[denoiser], self._f(denoiser, x_inv)
+        hu = {k: norm_to_hu(v.astype(np.float64)) for k, v in
+              {"x": x, "x_inv": x_inv, "f_x": f_x, "f_x_inv": f_inv}.items()}
+        hu["dx"], hu["dy"] = hu["x_inv"] - hu["x"], hu["f_x_inv"] - hu["f_x"]
+        return hu
+
+    def figure(self, denoiser: str, distance: str, alpha: float, window: str = "lung", title: str = ""):
+        from .plotting import ct_grid
+
+        p = self.panels(denoiser, distance, alpha)
+        w = WINDOWS[window]
+        fig = ct_grid([(p["x"], w, "x"), (p["x_inv"], w, "x_inv"), (p["dx"], "difference", "x_inv − x"),
+                       (p["f_x"], w, "f(x)"), (p["f_x_inv"], w, "f(x_inv)"),
+                       (p["dy"], "difference", "f(x_inv) − f(x)")], ncols=3, panel_size=2.8,
+                      suptitle=title or f"{denoiser}, {distance}, α = {alpha:.3g}")
+        return fig
+
+    def widget(self):
+        """ipywidgets UI: log-scale alpha slider, distance, denoiser and window dropdowns."""
+        import ipywidgets as W
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        lo, hi = math.log10(self.alphas[0]), math.log10(self.alphas[-1])
+        alpha = W.FloatLogSlider(value=self.alphas[len(self.alphas) // 2], base=10, min=lo - 0.5, max=hi + 0.5,
+                                 step=0.05, description="α", continuous_update=False, readout_format=".3g")
+        distance = W.Dropdown(options=self.distances, description="distance")
+        denoiser = W.Dropdown(options=list(self.denoisers), description="denoiser")
+        window = W.Dropdown(options=["lung", "abdomen", "head"], value="lung", description="window")
+        grid = W.Dropdown(options=[(f"{a:.3g}", a) for a in self.alphas], description="precomputed α")
+        out = W.Output()
+
+        def redraw(*_):
+            with out:
+                out.clear_output(wait=True)
+                fig = self.figure(denoiser.value, distance.value, alpha.value, window.value)
+                display(fig)
+                plt.close(fig)
+
+        def snap(change):
+            alpha.value = change["new"]
+
+        grid.observe(snap, names="value")
+        for w in (alpha, distance, denoiser, window):
+            w.observe(redraw, names="value")
+        redraw()
+        return W.VBox([W.HBox([denoiser, distance, window]), W.HBox([alpha, grid]), out])

@@ -1,0 +1,189 @@
+"""Invariance synthesis against ground truth, batching, resume, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from ctinv_utils.denoisers import GaussRI, central_square
+from ctinv_utils.distances import get_distance
+from ctinv_utils.errors import CTInvError
+from ctinv_utils.invariances import Invariance
+from ctinv_utils.synthesis import SynthesisDiverged
+
+N = 64
+ROWS, COLS = central_square(N, N)
+INSIDE = np.zeros((N, N), bool)
+INSIDE[ROWS, COLS] = True
+# pixels within 5 px of the square's edge see both sides through the blur: left out of comparisons
+BAND = ndimage.binary_dilation(INSIDE, iterations=5) & ~ndimage.binary_erosion(INSIDE, iterations=5)
+
+
+@pytest.fixture
+def x():
+    return torch.randn(1, 1, N, N, generator=torch.Generator().manual_seed(0)) * 0.3
+
+
+class ZeroSquare(torch.nn.Module):
+    """Identity except the central 30x30 square, which it sets to zero."""
+
+    def forward(self, x):
+        y = x.clone()
+        y[..., ROWS, COLS] = 0
+        return y
+
+
+class IdealLowPass(torch.nn.Module):
+    """Keeps Fourier components below ``cutoff`` cycles/pixel, removes the rest."""
+
+    def __init__(self, cutoff=0.15):
+        super().__init__()
+        self.cutoff = cutoff
+
+    def forward(self, x):
+        fy, fx = torch.fft.fftfreq(x.shape[-2]), torch.fft.fftfreq(x.shape[-1])
+        keep = ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() < self.cutoff).to(x.dtype)
+        return torch.fft.ifft2(torch.fft.fft2(x) * keep).real
+
+
+def _rms(a):
+    return float(np.sqrt(np.mean(a ** 2)))
+
+
+def test_zeroed_square_concentrates_the_perturbation_inside(x):
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5)
+    inv.synthesize(200, progress=False)
+    d = (inv.result - x)[0, 0].numpy()
+    assert _rms(d[INSIDE]) > 1.0  # grows from the initial 0.1
+    assert _rms(d[~INSIDE]) < 0.01 * _rms(d[INSIDE])
+
+
+@pytest.mark.parametrize("distance", ["mse", "dssim"])
+def test_gauss_ri_perturbation_is_far_larger_inside_the_square(x, distance):
+    """Outside the square Gauss+RI sees a perturbation through its blur, inside it sees nothing: the
+    part of x_inv - x that a sigma-1 Gaussian passes must be far larger inside."""
+    inv = Invariance(x, GaussRI(), distance, alpha=0.5)
+    inv.synthesize(600, progress=False)
+    d = (inv.result - x)[0, 0].numpy()
+    visible = ndimage.gaussian_filter(d, 1.0, mode="mirror")
+    inside, outside = _rms(visible[INSIDE & ~BAND]), _rms(visible[~INSIDE & ~BAND])
+    assert inside > 5 * outside, (inside, outside)
+
+
+@pytest.mark.parametrize("distance", ["mse", "dssim"])
+def test_identity_has_no_invariance(x, distance):
+    inv = Invariance(x, torch.nn.Identity(), distance, alpha=0.5)
+    inv.synthesize(300, progress=False)
+    assert _rms((inv.result - x).numpy()) < 0.01  # from 0.1 at the start
+
+
+def test_ideal_low_pass_invariance_is_high_frequency(x):
+    inv = Invariance(x, IdealLowPass(0.15), "mse", alpha=0.5)
+    inv.synthesize(200, progress=False)
+    d = (inv.result - x)[0, 0].numpy()
+    power = np.abs(np.fft.fft2(d)) ** 2
+    f = np.fft.fftfreq(N)
+    high = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2) >= 0.15
+    assert _rms(d) > 0.5
+    assert power[high].sum() / power.sum() > 0.99
+
+
+@pytest.mark.parametrize("distance", ["mse", "dssim"])
+def test_batched_alphas_equal_single_runs(x, distance):
+    alphas = [0.1, 0.5, 2.0]
+    batched = Invariance(x, GaussRI(), distance, alpha=alphas, seed=3)
+    batched.synthesize(40, progress=False)
+    assert batched.result.shape == (3, 1, N, N)
+    for i, a in enumerate(alphas):
+        single = Invariance(x, GaussRI(), distance, alpha=a, seed=3)
+        single.synthesize(40, progress=False)
+        assert single.result.shape == (1, 1, N, N)
+        assert torch.allclose(batched.result[i], single.result[0], atol=1e-4)
+        assert np.allclose([h[i] for h in batched.history["loss"]], [h[0] for h in single.history["loss"]],
+                           rtol=1e-4, atol=1e-6)
+
+
+def test_resume_equals_uninterrupted(x, tmp_path):
+    straight = Invariance(x, GaussRI(), "dssim", alpha=[0.2, 1.0], seed=1)
+    straight.synthesize(30, progress=False)
+    first = Invariance(x, GaussRI(), "dssim", alpha=[0.2, 1.0], seed=1)
+    first.synthesize(12, progress=False)
+    first.save(tmp_path / "inv.pt")
+    resumed = Invariance.load(tmp_path / "inv.pt", GaussRI())
+    assert resumed.iteration == 12
+    resumed.synthesize(18, progress=False)
+    assert torch.equal(resumed.result, straight.result)
+    assert resumed.history["loss"] == straight.history["loss"]
+    with pytest.raises(CTInvError, match="does not reproduce the stored f"):
+        Invariance.load(tmp_path / "inv.pt", torch.nn.Identity())
+
+
+def test_dssim_matches_scikit_image():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(N, N))
+    b = a + 0.3 * rng.normal(size=(N, N)) + 0.5 * np.sin(np.arange(N) / 4)[None, :]
+    d = get_distance("dssim")(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])
+    s = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    assert d.shape == (1,)
+    assert abs(float(d[0]) - (1 - s) / 2) < 1e-3
+
+
+def test_bounded_mse_saturates_smoothly():
+    d = get_distance("mse")
+    a = torch.zeros(3, 1, 8, 8)
+    b = torch.stack([torch.full((1, 8, 8), v) for v in (0.1, 1.0, 10.0)])
+    vals = d(a, b)
+    assert vals.shape == (3,)
+    assert vals[0] == pytest.approx(0.01, rel=1e-3) and vals[2] <= 1.0 and vals[2] > 0.999
+    b.requires_grad_(True)
+    d(a, b).sum().backward()
+    assert (b.grad[1].abs() > 0).all()  # still a gradient past MSE = 1 (a clamp would give none)
+
+
+def test_bad_input(x):
+    with pytest.raises(ValueError, match="unknown distance 'l1'"):
+        Invariance(x, GaussRI(), "l1")
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
+            Invariance(x, GaussRI(), alpha=bad)
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        Invariance(x, GaussRI(), alpha=[0.5, -1])
+    with pytest.raises(ValueError, match=r"shape \(1, 1, H, W\)"):
+        Invariance(x[0], GaussRI())
+    nan_x = x.clone()
+    nan_x[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        Invariance(nan_x, GaussRI())
+    with pytest.raises(ValueError, match="must return the input's shape"):
+        Invariance(x, torch.nn.AvgPool2d(2))
+
+
+def test_nan_loss_raises(x):
+    class Explodes(torch.nn.Module):
+        def forward(self, y):
+            return y * float("inf") if y.requires_grad else y
+
+    inv = Invariance(x, Explodes(), "mse", alpha=0.5)
+    with pytest.raises(SynthesisDiverged, match="iteration 1"):
+        inv.synthesize(5, progress=False)
+
+
+def test_vgg_distance_without_weights_is_the_loader_error(x, tmp_path, monkeypatch):
+    from ctinv_utils.vgg import VGGWeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.delenv("CTINV_VGG16_WEIGHTS", raising=False)
+    with pytest.raises(VGGWeightsError, match="VGG16 weights not found"):
+        Invariance(x, GaussRI(), "vgg")
+    with pytest.warns(UserWarning, match="random init"):
+        inv = Invariance(x, GaussRI(), "vgg", alpha=[0.1, 1.0], vgg_allow_random=True)
+    inv.synthesize(2, progress=False)
+    assert len(inv.history["output_distance"]) == 2 and len(inv.history["output_distance"][0]) == 2
+
+
+def test_stop_criterion_and_store_progress(x):
+    inv = Invariance(x, torch.nn.Identity(), "mse", alpha=0.5)
+    inv.synthesize(2000, stop_criterion=1e-3, stop_window=20, store_progress=5, progress=False)
+    assert inv.iteration < 2000
+    assert [i for i, _ in inv.saved][:2] == [5, 10] and inv.saved[0][1].shape == (1, 1, N, N)

@@ -1,0 +1,54 @@
+"""The explorer's callbacks, without a browser."""
+
+import numpy as np
+import pytest
+import torch
+
+from ctinv_utils.denoisers import GaussRI
+from ctinv_utils.invariances import Invariance
+from ctinv_utils.widgets import InvarianceExplorer
+
+
+@pytest.fixture
+def x():
+    return torch.randn(1, 1, 40, 40, generator=torch.Generator().manual_seed(0)) * 0.3
+
+
+def test_precomputed_results_show_without_recomputing(x, monkeypatch):
+    inv = Invariance(x, GaussRI(), "mse", alpha=[0.1, 1.0])
+    inv.synthesize(5, progress=False)
+    ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse", "dssim"], [0.1, 1.0], max_iter=3, progress=False)
+    ex.add(inv, "gauss_ri")
+    monkeypatch.setattr(Invariance, "synthesize", lambda *a, **k: pytest.fail("recomputed a precomputed value"))
+    p = ex.panels("gauss_ri", "mse", 1.0)
+    assert np.allclose(p["dx"], p["x_inv"] - p["x"])
+    assert set(p) == {"x", "x_inv", "f_x", "f_x_inv", "dx", "dy"}
+    # HU: the input is about -540 HU +- noise
+    assert -700 < p["x"].mean() < -400
+
+
+def test_new_alpha_is_computed_once_and_cached_on_disk(x, tmp_path):
+    ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
+                            cache_dir=tmp_path)
+    a = ex.result("gauss_ri", "mse", 0.3)
+    assert (tmp_path / "gauss_ri_mse_0.3.npy").is_file()
+    fresh = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
+                               cache_dir=tmp_path)
+    assert np.array_equal(fresh.result("gauss_ri", "mse", 0.3), a)
+    with pytest.raises(ValueError, match="unknown distance"):
+        ex.result("gauss_ri", "dssim", 0.3)
+    with pytest.raises(ValueError, match="alpha must be finite"):
+        ex.result("gauss_ri", "mse", -1.0)
+
+
+def test_figure_and_widget_build(x):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=2, progress=False)
+    fig = ex.figure("gauss_ri", "mse", 0.1, "abdomen")
+    assert len(fig.axes) >= 6
+    ui = ex.widget()
+    alpha_slider = ui.children[1].children[0]
+    alpha_slider.value = 0.5  # a value off the grid: computed on demand through the callback
+    assert ("gauss_ri", "mse", 0.5) in ex.results
