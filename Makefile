@@ -2,9 +2,6 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= quick
-# glibc: stop returning freed memory to the OS on every tensor free (page faults cost a third of
-# the CPU time in our optimisation loops; see README: Performance)
-export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
 
 .PHONY: reproduce test lab clean-outputs
 

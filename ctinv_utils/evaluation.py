@@ -31,11 +31,11 @@ def evaluate(models: dict[str, torch.nn.Module], data: PairedCTData, patient_ids
              progress: bool = True) -> list[dict]:
     """Mean metrics per (method, region) over every slice of ``patient_ids``; the low-dose input
     itself is the row ``"low dose"``. Returns rows {method, region, slices, psnr, ssim, rmse_hu}."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     acc: dict[tuple[str, str], list[dict]] = {}
     items = [(data.index_of(pid), s) for pid in patient_ids for s in range(data.patients[data.index_of(pid)].n_slices)]
-    for pi, s in tqdm(items, desc="evaluating", disable=not progress):
+    for pi, s in progress_bar(items, desc="evaluating", disable=not progress):
         region = data.patients[pi].region
         low, full = data.slice_hu(pi, s)
         acc.setdefault(("low dose", region), []).append(window_metrics(low, full, region))

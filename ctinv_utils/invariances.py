@@ -70,6 +70,10 @@ class Invariance(Synthesis):
         self.saved: list = []
         self.history = {k: [] for k in ("loss", "output_distance", "input_distance", "grad_norm", "pixel_change")}
 
+    def _desc(self) -> str:
+        name = getattr(self.denoiser, "display_name", type(self.denoiser).__name__)
+        return f"Invariance {name}/{self.distance_name} α={','.join(f'{a:g}' for a in self.alpha_values)}"
+
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         self.lr = lr
         return torch.optim.Adam([self.param], lr=lr)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import atomic
 from .acquisition import simulate_pair
@@ -104,9 +104,9 @@ def generate(cfg: SimulationConfig, out_root: str | Path, workers: int | None = 
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = pool.map(_simulate_patient, jobs)
-            results = list(tqdm(results, total=len(jobs), desc="simulating patients", disable=not progress))
+            results = list(progress_bar(results, total=len(jobs), desc="simulating patients", disable=not progress))
     else:
-        results = [_simulate_patient(j) for j in tqdm(jobs, desc="simulating patients", disable=not progress)]
+        results = [_simulate_patient(j) for j in progress_bar(jobs, desc="simulating patients", disable=not progress)]
     for p, low, full, lab, pixel_mm in results:
         z = np.arange(p["n_slices"]) * cfg.slice_spacing_mm
         write_patient(out_root, p["patient_id"], low, full, z, pixel_mm, layout="tcia")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import atomic
 from .errors import CTInvError
@@ -62,6 +62,9 @@ class Synthesis:
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:  # pragma: no cover
         raise NotImplementedError
 
+    def _desc(self) -> str:
+        return type(self).__name__
+
     def _project(self) -> None:
         """Constraint after each step (e.g. the attack's eps-ball); none by default."""
 
@@ -94,7 +97,7 @@ class Synthesis:
         elif lr is not None:
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-        bar = tqdm(range(max_iter), desc=type(self).__name__, disable=not progress, mininterval=0.5)
+        bar = progress_bar(range(max_iter), desc=self._desc(), disable=not progress)
         for _ in bar:
             prev = self.param.detach().clone()
             loss_per, terms = self.objective()

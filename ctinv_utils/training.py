@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import atomic
 from .dataset import PairedCTData
-from .denoisers import WGANCritic, build_denoiser, freeze, read_checkpoint, load_state_dict_into
+from .denoisers import WGANCritic, build_denoiser, freeze, load_denoiser
 from .errors import CTInvError
 from .paths import cache_dir
 from .provenance import config_hash, provenance
@@ -218,7 +218,7 @@ class Trainer:
     def fit(self, progress: bool = True) -> dict:
         """Train up to ``cfg.iterations``; returns the loss history ``{name: [float, ...]}``."""
         last_good = self.iteration
-        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc=f"training {self.cfg.method}",
+        bar = progress_bar(total=self.cfg.iterations, initial=self.iteration, desc=f"training {self.cfg.method}",
                    disable=not progress, mininterval=1.0)
         t0 = time.perf_counter()
         for m in self.method.modules().values():
@@ -259,9 +259,7 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
     final = model_cache_path(cfg, data_key)
     if final.is_file():
         rec = torch.load(final, map_location="cpu", weights_only=True)
-        model = build_denoiser(cfg.method)
-        load_state_dict_into(model, read_checkpoint(final), str(final))
-        return freeze(model.to(device)), rec, final
+        return load_denoiser(cfg.method, final, device), rec, final
     trainer = Trainer(cfg, data, final.with_suffix(".ckpt"), device)
     history = trainer.fit(progress)
     rec = {"model": {k: v.detach().cpu() for k, v in trainer.denoiser().state_dict().items()},
