@@ -41,6 +41,16 @@ class RunContext:
                           device=self.device, notebook=self.notebook, data_source=self.data_source,
                           created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
 
+    def add_note(self, key: str, value: Any) -> None:
+        """A fact the run manifest must carry (e.g. which VGG weights were used); the runner copies
+        ``artifacts_dir/notes/<notebook>.json`` into the notebook's manifest entry."""
+        path = self.artifacts_dir / "notes" / f"{self.notebook}.json"
+        import json
+
+        notes = json.loads(path.read_text()) if path.is_file() else {}
+        notes[key] = value
+        atomic.write_json(path, notes)
+
     def save_figure(self, fig, name: str, caption: str | None = None, **extra: Any) -> list[Path]:
         """Add the caption, save ``figures_dir/name.{png,pdf}`` and ``name.json`` (provenance)."""
         from .plotting import add_caption

@@ -121,3 +121,12 @@ class Invariance(Synthesis):
         cls._check_same_output(st["target"], inv.target, path)
         inv._restore(st, st["lr"])
         return inv
+
+
+def tradeoff_curve(inv: Invariance, in_hu: bool = False) -> tuple[list[float], list[float], list[float]]:
+    """(alphas, input change, output change) of a batched run over an alpha grid: the distances
+    d(x, x_inv) and d(f(x), f(x_inv)), or with ``in_hu`` the RMS changes in HU. How much the input
+    can change before the output notices."""
+    rows = inv.summary()
+    key_in, key_out = ("input_rms_hu", "output_rms_hu") if in_hu else ("input_distance", "output_distance")
+    return [r["alpha"] for r in rows], [r[key_in] for r in rows], [r[key_out] for r in rows]

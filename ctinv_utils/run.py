@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import atomic
-from .errors import CTInvError
+from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
 from .progress import HEADLESS_ENV
 from .presets import load_preset, notebook_parameters, select_notebooks
@@ -77,6 +77,9 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
     preset = load_preset(preset_name)
     notebooks = select_notebooks(only)
     device = resolve_device(device)
+    if data and not Path(data).expanduser().is_dir():
+        raise DataRootError(f"data root {data} does not exist; pass --data the folder that holds "
+                            "LDCT-and-Projection-data (TCIA) or the AAPM patient folders (see README: Data)")
     if output_root is None:
         out_dir, fig_dir = run_dir(preset_name), figure_dir(preset_name)
     else:
@@ -103,8 +106,12 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                  "output": _rel(out_dir / f"{nb.stem}.ipynb")}
         t0 = time.perf_counter()
         try:
+            notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
+            notes.unlink(missing_ok=True)
             execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
             entry["status"] = "ok"
+            if notes.is_file():
+                entry["notes"] = json.loads(notes.read_text())
         except BaseException as exc:
             entry["status"] = f"failed: {exc}"
             raise

@@ -8,6 +8,7 @@ with ``cache_dir``, on disk.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from .invariances import Invariance
 from .normalization import norm_to_hu
+from .provenance import config_hash
 from .windows import WINDOWS
 
 
@@ -33,7 +35,11 @@ class InvarianceExplorer:
         self.alphas = sorted(float(a) for a in alphas)
         self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
         self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        # on disk, results are keyed by everything that determines them besides the three choices
+        key = config_hash({"image": hashlib.sha256(image.detach().cpu().numpy().tobytes()).hexdigest(),
+                           "max_iter": max_iter, "lr": lr, "seed": seed,
+                           "denoisers": sorted(denoisers), "distance_modules": sorted(distance_modules or {})})
+        self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self.distance_modules = distance_modules or {}
         self._outputs: dict = {}
 

@@ -77,7 +77,8 @@ for name, settings in (("cnn10", cnn10), ("wganvgg", wganvgg)):
     notes = rec.get("notes", {})
     print(f"{DISPLAY_NAME[name]}: {path.name} {notes if notes else ''}")
 models["gauss_ri"] = freeze(build_denoiser("gauss_ri").to(ctx.device))
-vgg_note = records["wganvgg"].get("notes", {}).get("vgg", "")
+vgg_note = "WGAN-VGG perceptual loss: " + records["wganvgg"].get("notes", {}).get("vgg", "")
+ctx.add_note("vgg", vgg_note)
 
 # keep the trained weights with this run's artifacts, for notebook 03 and the figures
 model_dir = ctx.artifacts_dir / "models"
@@ -105,7 +106,7 @@ if "perceptual" in h:
     axes[2].plot(smooth(h["wasserstein"]), label="critic: Wasserstein estimate")
     axes[2].plot(smooth(np.asarray(h["perceptual"]) * wganvgg.get("lambda_perceptual", 1)), label="λ · perceptual")
     axes[2].legend(fontsize=8)
-axes[2].set_title(f"WGAN-VGG GAN phase ({vgg_note})", fontsize=9)
+axes[2].set_title(f"WGAN-VGG GAN phase\n{vgg_note}", fontsize=9)
 for ax in axes:
     ax.set_xlabel("iteration (moving average)")
 fig.tight_layout()
@@ -124,7 +125,7 @@ lines = ["| region | method | slices | PSNR (dB) | SSIM | RMSE (HU) |", "|---|--
 for r in sorted(rows, key=lambda r: (r["region"], order.index(r["method"]))):
     lines.append(f"| {r['region']} | {DISPLAY_NAME.get(r['method'], r['method'])} | {r['slices']} | "
                  f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['rmse_hu']:.1f} |")
-display(Markdown("\n".join(lines) + f"\n\nWGAN-VGG perceptual network: {vgg_note}"))
+display(Markdown("\n".join(lines) + f"\n\n{vgg_note}"))
 
 fig, ax = plt.subplots(figsize=(7, 3.5))
 regions = sorted({r["region"] for r in rows})
@@ -134,6 +135,7 @@ for k, method in enumerate(order):
 ax.set_xticks(np.arange(len(regions)), regions)
 ax.set_ylabel("PSNR in region window (dB)")
 ax.legend(fontsize=8, ncol=4, loc="lower center")
+ax.set_title(vgg_note, fontsize=9)
 fig.tight_layout()
 ctx.save_figure(fig, "02_evaluation_psnr", f"test-set PSNR per region; {vgg_note}")
 plt.show()
@@ -156,6 +158,7 @@ for row, (region, window, low, full) in zip(axes, examples):
     show_ct(row[1], full, window, "full dose")
     for ax, name in zip(row[2:], ("cnn10", "wganvgg", "gauss_ri")):
         show_ct(ax, denoise_hu(models[name], low, ctx.device), window, DISPLAY_NAME[name])
+fig.suptitle(vgg_note, fontsize=10)
 fig.tight_layout()
 ctx.save_figure(fig, "02_examples", f"test slices denoised; {vgg_note}")
 plt.show()

@@ -59,7 +59,7 @@ from ctinv_utils.adversarial import BIM, FGSM
 from ctinv_utils.dataset import load_data
 from ctinv_utils.denoisers import DISPLAY_NAME, load_denoiser
 from ctinv_utils.distances import DISPLAY_NAME as DIST_NAME, DISTANCES, get_distance
-from ctinv_utils.invariances import Invariance
+from ctinv_utils.invariances import Invariance, tradeoff_curve
 from ctinv_utils.normalization import hu_to_norm, norm_to_hu
 from ctinv_utils.plotting import show_ct, tradeoff_axes
 from ctinv_utils.widgets import InvarianceExplorer
@@ -90,6 +90,7 @@ x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(ctx.device)
 x_full = torch.from_numpy(hu_to_norm(full_hu))[None, None].float().to(ctx.device)
 vgg_distance = get_distance("vgg", vgg_allow_random=vgg_weights == "imagenet_or_random", seed=seed).to(ctx.device)
 vgg_note = f"VGG16 distance: {vgg_distance.weights_source}"
+ctx.add_note("vgg", vgg_note)
 print(f"x: low-dose {region} slice of test patient {pid}, {tuple(x.shape)}; {vgg_note}")
 
 # %% [markdown]
@@ -114,7 +115,7 @@ lines = ["| denoiser | distance | α | d(x, x_inv) | d(f(x), f(x_inv)) | RMS x_i
          "|---|---|---|---|---|---|---|"]
 lines += [f"| {DISPLAY_NAME[r['denoiser']]} | {DIST_NAME[r['distance']]} | {r['alpha']:g} | {r['input_distance']:.4f} | "
           f"{r['output_distance']:.4f} | {r['input_rms_hu']:.1f} | {r['output_rms_hu']:.1f} |" for r in summary]
-display(Markdown("\n".join(lines)))
+display(Markdown("\n".join(lines) + f"\n\n{vgg_note}"))
 
 # %% [markdown]
 # ## The talk's panels
@@ -141,7 +142,7 @@ for name, f in denoisers.items():
         show_ct(row[0], xi, LUNG, f"x_inv ({DIST_NAME[dist]})"), show_ct(row[1], xi, ABDOMEN, "x_inv")
         show_ct(row[2], fi, LUNG, "f(x_inv)"), show_ct(row[3], fi, ABDOMEN, "f(x_inv)")
         show_ct(row[4], xi - xh, DIFFERENCE, "x_inv − x"), show_ct(row[5], fi - fx, DIFFERENCE, "f(x_inv) − f(x)")
-    fig.suptitle(f"{DISPLAY_NAME[name]}: invariances at α = {panel_alpha:g}", fontsize=13)
+    fig.suptitle(f"{DISPLAY_NAME[name]}: invariances at α = {panel_alpha:g}\n{vgg_note}", fontsize=13)
     fig.tight_layout()
     ctx.save_figure(fig, f"03_invariances_{name}", f"{DISPLAY_NAME[name]}, α={panel_alpha:g}, all distances; {vgg_note}",
                     denoiser=name, alpha=panel_alpha)
@@ -156,12 +157,11 @@ for name, f in denoisers.items():
 # %%
 fig, axes = plt.subplots(1, len(DISTANCES) + 1, figsize=(5 * (len(DISTANCES) + 1), 4))
 for ax, dist in zip(axes, DISTANCES):
-    curves = {DISPLAY_NAME[n]: (alphas, [r["input_distance"] for r in runs[n, dist].summary()],
-                                [r["output_distance"] for r in runs[n, dist].summary()]) for n in denoisers}
+    curves = {DISPLAY_NAME[n]: tradeoff_curve(runs[n, dist]) for n in denoisers}
     tradeoff_axes(ax, curves, "d(x, x_inv)", "d(f(x), f(x_inv))", DIST_NAME[dist])
-curves = {DISPLAY_NAME[n]: (alphas, [r["input_rms_hu"] for r in runs[n, "mse"].summary()],
-                            [r["output_rms_hu"] for r in runs[n, "mse"].summary()]) for n in denoisers}
+curves = {DISPLAY_NAME[n]: tradeoff_curve(runs[n, "mse"], in_hu=True) for n in denoisers}
 tradeoff_axes(axes[-1], curves, "RMS x_inv − x (HU)", "RMS f(x_inv) − f(x) (HU)", "bounded MSE, in HU")
+fig.suptitle(vgg_note, fontsize=10)
 fig.tight_layout()
 ctx.save_figure(fig, "03_tradeoff", f"trade-off curves over α = {alphas}; {vgg_note}")
 plt.show()
@@ -180,6 +180,7 @@ for name, f in denoisers.items():
             kw = {} if cls is FGSM else {"step_hu": 2.5 * attack_eps_hu / attack_steps}
             atk = cls(x, f, eps_hu=attack_eps_hu, loss=loss, target=tgt, seed=seed, device=ctx.device, **kw)
             atk.synthesize(1 if cls is FGSM else attack_steps, progress=False)
+            atk.save(ctx.artifacts_dir / "adversarial" / f"{name}_{loss}_{cls.__name__}.pt")
             attacks[name, loss, cls.__name__] = atk
             rows.append(dict(denoiser=name, attack=cls.__name__, loss=loss, **atk.summary()))
 atomic.write_json(ctx.artifacts_dir / "adversarial_summary.json", ctx.provenance(rows=rows))

@@ -104,6 +104,19 @@ def test_batched_alphas_equal_single_runs(x, distance):
                            rtol=1e-4, atol=1e-6)
 
 
+def test_tradeoff_curve_orders_by_alpha(x):
+    from ctinv_utils.invariances import tradeoff_curve
+
+    inv = Invariance(x, GaussRI(), "mse", alpha=[0.05, 0.5, 5.0])
+    inv.synthesize(100, progress=False)
+    alphas, d_in, d_out = tradeoff_curve(inv)
+    assert alphas == [0.05, 0.5, 5.0]
+    # a larger alpha buys a larger input change at the price of a larger output change
+    assert d_out[0] < d_out[1] < d_out[2]
+    _, rms_in, rms_out = tradeoff_curve(inv, in_hu=True)
+    assert all(v > 0 for v in rms_in + rms_out)
+
+
 def test_resume_equals_uninterrupted(x, tmp_path):
     straight = Invariance(x, GaussRI(), "dssim", alpha=[0.2, 1.0], seed=1)
     straight.synthesize(30, progress=False)

@@ -48,6 +48,11 @@ def test_unknown_preset_and_notebook():
     assert run.main(["--preset", "nope"]) == 1
 
 
+def test_missing_data_root_fails_before_any_notebook(tmp_path, capsys):
+    assert run.main(["--preset", "smoke", "--data", str(tmp_path / "nowhere")]) == 1
+    assert "data root" in capsys.readouterr().err and not (tmp_path / "papermill_runs").exists()
+
+
 def test_preset_parameter_not_declared_is_an_error(tmp_path):
     nb = _write_nb(tmp_path / "01_x.py", '# %% tags=["parameters"]\nseed = 0\n')
     preset = {"name": "t", "common": {"simulation": {}}, "notebooks": {"01_x": {"sede": 1}}}
@@ -72,6 +77,9 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     assert all(e["status"] == "ok" for e in manifest["notebooks"])
     on_disk = json.loads((tmp_path / "papermill_runs" / "smoke" / "manifest.json").read_text())
     assert on_disk["seed"] == 0 and on_disk["device"] == "cpu" and "torch" in on_disk["versions"]
+    notes = {e["notebook"]: e.get("notes", {}) for e in on_disk["notebooks"]}
+    assert "random init (ImageNet weights unavailable)" in notes["02_denoiser_training"]["vgg"]
+    assert "random init (ImageNet weights unavailable)" in notes["03_image_domain_invariances"]["vgg"]
     figs = sorted(p.name for p in (tmp_path / "figures" / "smoke").glob("*.png"))
     assert "01_data_pairs.png" in figs and "01_data_sampling.png" in figs
     for png in figs:  # every figure has its provenance sidecar

@@ -31,10 +31,15 @@ def test_new_alpha_is_computed_once_and_cached_on_disk(x, tmp_path):
     ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
                             cache_dir=tmp_path)
     a = ex.result("gauss_ri", "mse", 0.3)
-    assert (tmp_path / "gauss_ri_mse_0.3.npy").is_file()
+    assert len(list(tmp_path.glob("*/gauss_ri_mse_0.3.npy"))) == 1
     fresh = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
                                cache_dir=tmp_path)
     assert np.array_equal(fresh.result("gauss_ri", "mse", 0.3), a)
+    # another image or other settings never see that cached result
+    other = InvarianceExplorer(x + 0.1, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
+                               cache_dir=tmp_path)
+    assert not np.array_equal(other.result("gauss_ri", "mse", 0.3), a)
+    assert len(list(tmp_path.glob("*/gauss_ri_mse_0.3.npy"))) == 2
     with pytest.raises(ValueError, match="unknown distance"):
         ex.result("gauss_ri", "dssim", 0.3)
     with pytest.raises(ValueError, match="alpha must be finite"):
