@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .normalization import hu_difference_to_norm, norm_difference_to_hu
-from .synthesis import Synthesis, check_denoiser, check_image
+from .synthesis import Synthesis, check_denoiser, check_image, module_device
 
 ATTACK_LOSSES = ("output", "target")
 
@@ -52,7 +52,7 @@ class BIM(Synthesis):
         if not (eps_hu >= 0 and step_hu >= 0):
             raise ValueError(f"eps_hu and step_hu must be >= 0 HU, got {eps_hu}, {step_hu}")
         image = check_image(image)
-        self.device = device or "cpu"
+        self.device = device or module_device(denoiser)
         self.image = image.to(self.device)
         self.denoiser = denoiser.eval()
         self.clean_output = check_denoiser(self.denoiser, self.image)

@@ -18,7 +18,7 @@ from torch import nn
 
 from .distances import DISTANCES, get_distance
 from .normalization import norm_difference_to_hu
-from .synthesis import Synthesis, check_denoiser, check_image
+from .synthesis import Synthesis, check_denoiser, check_image, module_device
 
 
 def check_alphas(alpha) -> torch.Tensor:
@@ -53,7 +53,7 @@ class Invariance(Synthesis):
         if not math.isfinite(init_noise_std) or init_noise_std < 0:
             raise ValueError(f"init_noise_std must be finite and >= 0, got {init_noise_std}")
         image = check_image(image)
-        self.device = device or (next(denoiser.parameters()).device.type if any(True for _ in denoiser.parameters()) else "cpu")
+        self.device = device or module_device(denoiser)
         self.image = image.to(self.device)
         self.denoiser = denoiser.eval()
         self.target = check_denoiser(self.denoiser, self.image)  # f(x)

@@ -38,6 +38,12 @@ def check_image(image: torch.Tensor) -> torch.Tensor:
     return image.float()
 
 
+def module_device(module: nn.Module) -> str:
+    """Where a module lives (first parameter or buffer); CPU for one without tensors."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return str(tensors[0].device) if tensors else "cpu"
+
+
 @torch.no_grad()
 def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """Run the denoiser once; it must keep the shape. Returns f(image)."""

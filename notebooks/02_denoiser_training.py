@@ -38,12 +38,9 @@ wganvgg = {"iterations": 1000, "pretrain_iterations": 600, "batch_size": 8, "pat
            "lambda_perceptual": 1e5, "vgg_weights": "imagenet_or_random"}
 
 # %%
-import json
-import shutil
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 
 from ctinv_utils import atomic, context

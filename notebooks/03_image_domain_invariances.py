@@ -50,7 +50,6 @@ denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
 import json
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
@@ -128,7 +127,7 @@ def hu(t):
     return norm_to_hu(t.detach().cpu().double().numpy())
 
 k = alphas.index(panel_alpha)
-for name, f in denoisers.items():
+for name in denoisers:
     fx = hu(runs[name, "mse"].target[0, 0])
     xh = hu(x[0, 0])
     fig, axes = plt.subplots(1 + len(DISTANCES), 6, figsize=(20, 3.3 * (1 + len(DISTANCES))))
@@ -215,7 +214,7 @@ plt.show()
 # %%
 explorer = InvarianceExplorer(x, denoisers, DISTANCES, alphas, max_iter=max_iter, lr=lr, seed=seed,
                               cache_dir=ctx.artifacts_dir / "explorer_cache", distance_modules={"vgg": vgg_distance})
-for (n, d), inv in runs.items():
+for (n, _), inv in runs.items():
     explorer.add(inv, n)
 if interactive:
     display(explorer.widget())
