@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,19 @@ from .simulated_data import simulated_data_root
 
 class PairedCTData:
     """Paired slices of several patients. ``slice_hu(p, s)`` -> (low_hu, full_hu), each (H, W)
-    float32 in HU. Slices are read lazily and kept in memory once read (``cache=True``)."""
+    float32 in HU. Slices are read lazily; the most recently used pairs stay in memory up to
+    ``cache_bytes`` (the real data set is ~30 GB as float32, far more than fits)."""
 
     def __init__(self, patients: list[PatientSeries], source: str, root: Path | None = None,
-                 cache: bool = True):
+                 cache_bytes: int = 2 * 1024**3):
         if not patients:
             raise ValueError("PairedCTData needs at least one patient")
         self.patients = list(patients)
         self.source = source
         self.root = root
-        self._cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        self.cache_bytes = int(cache_bytes)
+        self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.patients)
@@ -41,17 +45,24 @@ class PairedCTData:
 
     def slice_hu(self, patient: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
         key = (patient, slice_index)
-        if self._cache is not None and key in self._cache:
+        if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         p = self.patients[patient]
         pair = (read_slice_hu(p.low_files[slice_index]), read_slice_hu(p.full_files[slice_index]))
-        if self._cache is not None:
+        size = pair[0].nbytes + pair[1].nbytes
+        if size <= self.cache_bytes:
             self._cache[key] = pair
+            self._cached_bytes += size
+            while self._cached_bytes > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached_bytes -= old[0].nbytes + old[1].nbytes
         return pair
 
     def subset(self, patient_ids) -> "PairedCTData":
-        keep = [p for p in self.patients if p.patient_id in set(patient_ids)]
-        return PairedCTData(keep, self.source, self.root, cache=self._cache is not None)
+        wanted = set(patient_ids)
+        return PairedCTData([p for p in self.patients if p.patient_id in wanted], self.source, self.root,
+                            self.cache_bytes)
 
     def summary(self) -> list[dict]:
         """One row per region: patients, slices, dose fraction."""

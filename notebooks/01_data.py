@@ -29,6 +29,7 @@ artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True        # False in headless runs
 simulation = {}           # SimulationConfig settings for the embedded data
 n_sampler_draws = 20000   # draws for the sampling histogram
+noise_slices_per_patient = None  # slices per patient for the noise measurement (None: all)
 
 # %%
 import matplotlib.pyplot as plt
@@ -108,7 +109,8 @@ if chest:
 # %%
 noise = {}
 for pi, p in enumerate(data.patients):
-    for s in range(p.n_slices):
+    n = p.n_slices if noise_slices_per_patient is None else min(p.n_slices, noise_slices_per_patient)
+    for s in np.unique(np.linspace(0, p.n_slices - 1, n).round().astype(int)):
         low, full = data.slice_hu(pi, s)
         try:
             roi = find_flat_roi(full)

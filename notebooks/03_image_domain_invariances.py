@@ -79,7 +79,11 @@ denoisers = {n: load_denoiser(n, info["models"].get(n), ctx.device) for n in den
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
 
-pid = next(p for p in info["split"]["test"] if data.patients[data.index_of(p)].region == region)
+candidates = [p for p in info["split"]["test"] if data.patients[data.index_of(p)].region == region]
+if not candidates:
+    raise ValueError(f"no test patient of region {region!r} in this data set; set region to one of "
+                     f"{sorted({data.patients[data.index_of(p)].region for p in info['split']['test']})}")
+pid = candidates[0]
 pi = data.index_of(pid)
 low_hu, full_hu = data.slice_hu(pi, data.patients[pi].n_slices // 2)
 if crop:

@@ -52,3 +52,17 @@ def test_simulated_data_loads_as_paired_dicom(smoke_data):
         assert low.shape == full.shape == (128, 128)
         assert low.dtype == np.float32
         assert np.std(low - full) > 5  # the low-dose image is really noisier
+
+
+def test_slice_cache_is_bounded(smoke_data):
+    from ctinv_utils.dataset import PairedCTData
+
+    pair_bytes = 2 * 128 * 128 * 4
+    small = PairedCTData(smoke_data.patients, smoke_data.source, smoke_data.root, cache_bytes=3 * pair_bytes)
+    first = small.slice_hu(0, 0)
+    for s in range(smoke_data.patients[1].n_slices):
+        small.slice_hu(1, s)
+    small.slice_hu(2, 0)
+    assert small._cached_bytes <= 3 * pair_bytes and len(small._cache) == 3
+    assert (0, 0) not in small._cache  # least recently used went first
+    assert all(np.array_equal(a, b) for a, b in zip(small.slice_hu(0, 0), first))
