@@ -55,3 +55,19 @@ def tradeoff_axes(ax, curves: dict, xlabel: str, ylabel: str, title: str = ""):
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+
+
+def synthesis_status(axes, history: dict, labels, title: str = ""):
+    """Optimisation history of a synthesis (after plenoptic's ``synthesis_status``): loss, output
+    and input distance per iteration, one line per sample (alpha). ``axes``: three matplotlib axes."""
+    h = {k: np.asarray(v) for k, v in history.items()}
+    for ax, key in zip(axes, ("loss", "output_distance", "input_distance")):
+        if key not in h or h[key].size == 0:
+            ax.set_axis_off()
+            continue
+        for i, lab in enumerate(labels):
+            ax.plot(h[key][:, i], label=lab)
+        ax.set_title(f"{title} {key.replace('_', ' ')}".strip(), fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)

@@ -60,7 +60,7 @@ from ctinv_utils.denoisers import DISPLAY_NAME, load_denoiser
 from ctinv_utils.distances import DISPLAY_NAME as DIST_NAME, DISTANCES, get_distance
 from ctinv_utils.invariances import Invariance, tradeoff_curve
 from ctinv_utils.normalization import hu_to_norm, norm_to_hu
-from ctinv_utils.plotting import show_ct, tradeoff_axes
+from ctinv_utils.plotting import show_ct, synthesis_status, tradeoff_axes
 from ctinv_utils.widgets import InvarianceExplorer
 from ctinv_utils.windows import ABDOMEN, DIFFERENCE, LUNG
 
@@ -119,6 +119,18 @@ lines = ["| denoiser | distance | α | d(x, x_inv) | d(f(x), f(x_inv)) | RMS x_i
 lines += [f"| {DISPLAY_NAME[r['denoiser']]} | {DIST_NAME[r['distance']]} | {r['alpha']:g} | {r['input_distance']:.4f} | "
           f"{r['output_distance']:.4f} | {r['input_rms_hu']:.1f} | {r['output_rms_hu']:.1f} |" for r in summary]
 display(Markdown("\n".join(lines) + f"\n\n{vgg_note}"))
+
+# %% [markdown]
+# Optimisation histories (one line per α): the loss, the output distance the denoiser lets through,
+# and the input distance it ignores.
+
+# %%
+fig, axes = plt.subplots(len(denoisers), 3, figsize=(14, 3 * len(denoisers)), squeeze=False)
+for row, name in zip(axes, denoisers):
+    synthesis_status(row, runs[name, "mse"].history, [f"α={a:g}" for a in alphas], f"{DISPLAY_NAME[name]}, MSE:")
+fig.tight_layout()
+ctx.save_figure(fig, "03_synthesis_status", "optimisation histories, bounded MSE")
+plt.show()
 
 # %% [markdown]
 # ## The talk's panels
