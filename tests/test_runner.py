@@ -85,3 +85,21 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     for png in figs:  # every figure has its provenance sidecar
         side = json.loads((tmp_path / "figures" / "smoke" / png.replace(".png", ".json")).read_text())
         assert side["seed"] == 0 and side["config_hash"]
+
+
+@pytest.mark.parametrize("name", presets.available_presets())
+def test_every_preset_fits_every_notebook(name):
+    """A typo in any preset (paper included, which CI never runs) fails here, not on a GPU."""
+    from ctinv_utils.simulated_data import SimulationConfig
+    from ctinv_utils.training import TrainConfig
+
+    preset = presets.load_preset(name)
+    for nb in presets.list_notebooks():
+        params = presets.notebook_parameters(preset, nb, {"seed": 0})
+        if "simulation" in params:
+            SimulationConfig.from_dict(params["simulation"])
+        for method in ("cnn10", "wganvgg"):
+            if method in params:
+                TrainConfig.from_dict({"method": method, **params[method]})
+        if "alphas" in params:
+            assert params["panel_alpha"] in params["alphas"]
