@@ -70,11 +70,7 @@ class BIM(Synthesis):
             gen = torch.Generator().manual_seed(self.seed)
             start += ((torch.rand(self.image.shape, generator=gen) * 2 - 1) * self.eps).to(self.device)
         self.param = start.requires_grad_(True)
-        self.lr = hu_difference_to_norm(self.step_hu)
-        self.optimizer = None
-        self.iteration = 0
-        self.saved: list = []
-        self.history = {k: [] for k in ("loss", "output_change_hu", "input_change_hu", "grad_norm", "pixel_change")}
+        self._init_state(hu_difference_to_norm(self.step_hu), "output_change_hu", "input_change_hu")
 
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         return _SignStep([self.param], lr)

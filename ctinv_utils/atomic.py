@@ -43,6 +43,13 @@ def write_json(path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def write_npy(path, array) -> Path:
+    """``numpy.save`` through a temporary file."""
+    import numpy as np
+
+    return _atomic_write(path, lambda fh: np.save(fh, array))
+
+
 def torch_save(path, obj: Any) -> Path:
     """``torch.save`` through a temporary file. Store tensors and plain containers only, so the
     file loads with ``torch.load(..., weights_only=True)``."""

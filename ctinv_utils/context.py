@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,6 @@ class RunContext:
         """A fact the run manifest must carry (e.g. which VGG weights were used); the runner copies
         ``artifacts_dir/notes/<notebook>.json`` into the notebook's manifest entry."""
         path = self.artifacts_dir / "notes" / f"{self.notebook}.json"
-        import json
-
         notes = json.loads(path.read_text()) if path.is_file() else {}
         notes[key] = value
         atomic.write_json(path, notes)

@@ -8,6 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .dataset import PairedCTData
 from .normalization import hu_to_norm, norm_to_hu
+from .progress import progress_bar
 from .windows import REGION_WINDOW, apply_window
 
 
@@ -31,8 +32,6 @@ def evaluate(models: dict[str, torch.nn.Module], data: PairedCTData, patient_ids
              progress: bool = True) -> list[dict]:
     """Mean metrics per (method, region) over every slice of ``patient_ids``; the low-dose input
     itself is the row ``"low dose"``. Returns rows {method, region, slices, psnr, ssim, rmse_hu}."""
-    from .progress import progress_bar
-
     acc: dict[tuple[str, str], list[dict]] = {}
     items = [(data.index_of(pid), s) for pid in patient_ids for s in range(data.patients[data.index_of(pid)].n_slices)]
     for pi, s in progress_bar(items, desc="evaluating", disable=not progress):

@@ -57,7 +57,7 @@ class Invariance(Synthesis):
         self.image = image.to(self.device)
         self.denoiser = denoiser.eval()
         self.target = check_denoiser(self.denoiser, self.image)  # f(x)
-        self.distance_name, self.seed, self.init_noise_std, self.lr = distance, int(seed), float(init_noise_std), lr
+        self.distance_name, self.seed, self.init_noise_std = distance, int(seed), float(init_noise_std)
         self.distance = distance_module or get_distance(distance, vgg_allow_random=vgg_allow_random, seed=seed)
         self.distance.to(self.device)
         gen = torch.Generator().manual_seed(self.seed)
@@ -65,10 +65,7 @@ class Invariance(Synthesis):
         A = len(self.alphas)
         self.param = (self.image + noise.to(self.device)).repeat(A, 1, 1, 1).requires_grad_(True)
         self.alphas = self.alphas.to(self.device)
-        self.optimizer = None
-        self.iteration = 0
-        self.saved: list = []
-        self.history = {k: [] for k in ("loss", "output_distance", "input_distance", "grad_norm", "pixel_change")}
+        self._init_state(lr, "output_distance", "input_distance")
 
     def _desc(self) -> str:
         name = getattr(self.denoiser, "display_name", type(self.denoiser).__name__)

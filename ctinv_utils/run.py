@@ -10,6 +10,7 @@ manifest (git commit, preset, parameters, seed, device, torch version, wall time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -38,6 +39,26 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+@contextlib.contextmanager
+def kernel_environment():
+    """Environment the notebook kernels start with, restored afterwards (this process keeps its own):
+    the kernel of this environment over a user-wide 'python3' kernelspec; text progress bars on
+    stderr (streamed to the terminal); glibc's allocator told to keep freed memory (page faults cost
+    a third of the CPU time of our optimisation loops)."""
+    wanted = {"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
+              "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES)}
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> None:
     """Execute one py:percent notebook with papermill's API (kernel python3, cwd = repo root).
 
@@ -51,17 +72,12 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: b
     nb = jupytext.read(notebook)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     output.parent.mkdir(parents=True, exist_ok=True)
-    # prefer the kernel of this environment over a user-wide 'python3' kernelspec
-    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
-    # the kernel inherits these: text progress bars on stderr (streamed here), and glibc's allocator
-    # told to keep freed memory (page faults cost a third of the CPU time of our optimisation loops)
-    os.environ[HEADLESS_ENV] = "1"
-    os.environ.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
     try:
-        papermill.execute_notebook(nb, str(output), parameters=parameters, kernel_name="python3",
-                                   cwd=str(REPO_ROOT), progress_bar=False,
-                                   stderr_file=sys.stderr if progress else None,
-                                   report_mode=False, request_save_on_cell_execute=True)
+        with kernel_environment():
+            papermill.execute_notebook(nb, str(output), parameters=parameters, kernel_name="python3",
+                                       cwd=str(REPO_ROOT), progress_bar=False,
+                                       stderr_file=sys.stderr if progress else None,
+                                       report_mode=False, request_save_on_cell_execute=True)
     except PapermillExecutionError as exc:
         first_line = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "")
         raise NotebookFailed(

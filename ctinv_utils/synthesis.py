@@ -62,6 +62,15 @@ class Synthesis:
     param: torch.Tensor
     history: dict[str, list]
 
+    def _init_state(self, lr: float, *terms: str) -> None:
+        """Fresh loop state: no optimizer yet, iteration 0, empty history with the loss, the given
+        ``terms``, gradient norm and pixel change."""
+        self.lr = lr
+        self.optimizer = None
+        self.iteration = 0
+        self.saved: list = []
+        self.history = {k: [] for k in ("loss", *terms, "grad_norm", "pixel_change")}
+
     def objective(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # pragma: no cover
         raise NotImplementedError
 

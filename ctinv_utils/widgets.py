@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import atomic
 from .invariances import Invariance
 from .normalization import norm_to_hu
 from .provenance import config_hash
@@ -75,12 +76,7 @@ class InvarianceExplorer:
         inv.synthesize(self.max_iter, progress=self.progress)
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:
-            from . import atomic
-            import io
-
-            buf = io.BytesIO()
-            np.save(buf, self.results[key])
-            atomic.write_bytes(disk, buf.getvalue())
+            atomic.write_npy(disk, self.results[key])
         return self.results[key]
 
     @torch.no_grad()

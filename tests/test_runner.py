@@ -2,6 +2,7 @@
 run of every notebook."""
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -15,7 +16,8 @@ def _write_nb(path, body):
     return path
 
 
-def test_typed_parameters_and_failure_names_notebook_and_cell(tmp_path):
+def test_typed_parameters_and_failure_names_notebook_and_cell(tmp_path, monkeypatch):
+    monkeypatch.delenv("CTINV_HEADLESS", raising=False)
     nb = _write_nb(tmp_path / "01_typed.py", '''\
         # %% tags=["parameters"]
         flag = True
@@ -37,6 +39,7 @@ def test_typed_parameters_and_failure_names_notebook_and_cell(tmp_path):
     assert "01_typed.py" in msg and "RuntimeError: boom in cell 2" in msg and "raise RuntimeError" in msg
     text = out.read_text()
     assert "typed ok" in text
+    assert "CTINV_HEADLESS" not in os.environ  # set for the kernel only, not for the caller
 
 
 def test_unknown_preset_and_notebook():
