@@ -1,0 +1,78 @@
+"""Refactors change no result: values recorded with the code of commit 0637fb0 (before the stage
+packages), recomputed with today's code. Data simulation, patch sampling, both training methods
+(WGAN-VGG with its critic and gradient penalty), invariances with all three distances, FGSM/BIM."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ctinv_utils.adversarial import BIM, FGSM
+from ctinv_utils.denoisers import CNN10, GaussRI
+from ctinv_utils.distances import get_distance
+from ctinv_utils.invariances import Invariance
+from ctinv_utils.sampling import PatchSampler, split_patients
+from ctinv_utils.training import TrainConfig, Trainer
+
+REF = json.loads((Path(__file__).parent / "data" / "reference_0637fb0.json").read_text())
+RTOL = 1e-4  # float32 sums over thousands of values; the recorded machine may differ in SIMD width
+
+
+def close(a, b, rtol=RTOL, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=atol)
+
+
+def test_data_and_sampling_unchanged(smoke_data):
+    assert smoke_data.patient_ids == REF["patients"]
+    assert smoke_data.n_slices.tolist() == REF["n_slices"]
+    for key, (p, s, which) in {"slice0_low": (0, 0, 0), "slice0_full": (0, 0, 1), "slice41_low": (4, 1, 0)}.items():
+        img = smoke_data.slice_hu(p, s)[which]
+        close([img.mean(), img.std()], REF[key])
+    assert split_patients(smoke_data, seed=0) == REF["split"]
+    low, full = PatchSampler(smoke_data, 40, seed=0).next_batch(3)
+    close([low.sum(), full.sum()], REF["patch"])
+
+
+@pytest.mark.filterwarnings("ignore:VGG. random init")
+@pytest.mark.parametrize("method,extra", [
+    ("cnn10", {}),
+    ("wganvgg", {"pretrain_iterations": 2, "vgg_weights": "imagenet_or_random", "critic_steps": 2,
+                 "lambda_perceptual": 1e5}),
+])
+def test_training_unchanged(smoke_data, tmp_path, method, extra):
+    cfg = TrainConfig(method=method, iterations=6, batch_size=2, patch_size=40, checkpoint_every=3, **extra)
+    t = Trainer(cfg, smoke_data, tmp_path / f"{method}.ckpt")
+    t.fit(progress=False)
+    for name, module in t.method.modules().items():
+        for k, v in module.state_dict().items():
+            close([v.double().sum(), v.double().abs().sum()], REF[f"train_{method}"][name][k], rtol=1e-3, atol=1e-4)
+    for k, v in REF[f"hist_{method}"].items():
+        close(t.history[k], v, rtol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:VGG. random init")
+def test_synthesis_unchanged():
+    x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    for dist in ("mse", "dssim"):
+        inv = Invariance(x, GaussRI(), dist, alpha=[0.2, 1.0], seed=1)
+        inv.synthesize(20, progress=False)
+        r = inv.result.double()
+        close([r.sum(), r.abs().sum(), r[0].pow(2).sum()], REF[f"inv_gauss_{dist}"])
+    torch.manual_seed(0)
+    cnn = CNN10().eval()
+    inv = Invariance(x, cnn, "vgg", alpha=[0.5], seed=0,
+                     distance_module=get_distance("vgg", vgg_allow_random=True, seed=0))
+    inv.synthesize(3, progress=False)
+    close([inv.result.double().sum(), inv.result.double().abs().sum()], REF["inv_cnn_vgg"])
+    inv = Invariance(x, cnn, "mse", alpha=[0.05, 1.0], seed=0)
+    inv.synthesize(10, progress=False)
+    close([inv.result.double().sum(), inv.result.double().abs().sum()], REF["inv_cnn_mse"])
+    for row, ref in zip(inv.summary(), REF["inv_cnn_mse_summary"]):
+        for k, v in ref.items():
+            close(row[k], v, rtol=1e-3)
+    for cls in (FGSM, BIM):
+        atk = cls(x, cnn, eps_hu=10.0, loss="output", seed=0)
+        atk.synthesize(1 if cls is FGSM else 3, progress=False)
+        close([atk.result.double().sum(), atk.result.double().abs().sum()], REF[f"atk_{cls.__name__}"])
