@@ -52,7 +52,7 @@ class RunContext:
 
     def save_figure(self, fig, name: str, caption: str | None = None, **extra: Any) -> list[Path]:
         """Add the caption, save ``figures_dir/name.{png,pdf}`` and ``name.json`` (provenance)."""
-        from .plotting import add_caption
+        from .figures.ct import add_caption
 
         add_caption(fig, self.caption(caption) if caption else self.caption())
         paths = atomic.savefig(fig, self.figures_dir / name)

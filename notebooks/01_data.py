@@ -37,11 +37,11 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from ctinv_utils import context
-from ctinv_utils.dataset import load_data
-from ctinv_utils.noise import find_flat_roi, noise_std_hu
-from ctinv_utils.plotting import show_ct
-from ctinv_utils.sampling import PatientBalancedSampler, SliceUniformSampler, split_patients
-from ctinv_utils.windows import DIFFERENCE, REGION_WINDOW, LUNG, ABDOMEN
+from ctinv_utils.data.dataset import load_data
+from ctinv_utils.data.noise_measurement import find_flat_roi, noise_std_hu
+from ctinv_utils.figures.ct import show_ct
+from ctinv_utils.data.sampling import PatientBalancedSampler, SliceUniformSampler, split_patients
+from ctinv_utils.units import DIFFERENCE, REGION_WINDOW, LUNG, ABDOMEN
 
 ctx = context.setup("01_data", preset, seed, device, figures_dir, artifacts_dir, interactive,
                     data_path=data_path, simulation=simulation)

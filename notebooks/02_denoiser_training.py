@@ -44,14 +44,14 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from ctinv_utils import atomic, context
-from ctinv_utils.dataset import load_data
-from ctinv_utils.denoisers import DISPLAY_NAME, build_denoiser, freeze
-from ctinv_utils.evaluation import denoise_hu, evaluate
-from ctinv_utils.plotting import show_ct
+from ctinv_utils.data.dataset import load_data
+from ctinv_utils.models import DISPLAY_NAME, build_denoiser, freeze
+from ctinv_utils.training.evaluation import denoise_hu, evaluate
+from ctinv_utils.figures.ct import show_ct
 from ctinv_utils.provenance import config_hash
-from ctinv_utils.sampling import split_patients
-from ctinv_utils.training import TrainConfig, train_or_load
-from ctinv_utils.windows import ABDOMEN, LUNG
+from ctinv_utils.data.sampling import split_patients
+from ctinv_utils.training.loop import TrainConfig, train_or_load
+from ctinv_utils.units import ABDOMEN, LUNG
 
 ctx = context.setup("02_denoiser_training", preset, seed, device, figures_dir, artifacts_dir, interactive,
                     data_path=data_path, simulation=simulation, cnn10=cnn10, wganvgg=wganvgg)

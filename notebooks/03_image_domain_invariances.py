@@ -54,15 +54,15 @@ import torch
 from IPython.display import Markdown, display
 
 from ctinv_utils import atomic, context
-from ctinv_utils.adversarial import BIM, FGSM
-from ctinv_utils.dataset import load_data
-from ctinv_utils.denoisers import DISPLAY_NAME, load_denoiser
-from ctinv_utils.distances import DISPLAY_NAME as DIST_NAME, DISTANCES, get_distance
-from ctinv_utils.invariances import Invariance, tradeoff_curve
-from ctinv_utils.normalization import hu_to_norm, norm_to_hu
-from ctinv_utils.plotting import show_ct, synthesis_status, tradeoff_axes
-from ctinv_utils.widgets import InvarianceExplorer
-from ctinv_utils.windows import ABDOMEN, DIFFERENCE, LUNG
+from ctinv_utils.synthesis.adversarial import BIM, FGSM
+from ctinv_utils.data.dataset import load_data
+from ctinv_utils.models import DISPLAY_NAME, load_denoiser
+from ctinv_utils.synthesis.distances import DISPLAY_NAME as DIST_NAME, DISTANCES, get_distance
+from ctinv_utils.synthesis.invariances import Invariance, tradeoff_curve
+from ctinv_utils.units import hu_to_norm, norm_to_hu
+from ctinv_utils.figures.ct import show_ct, synthesis_status, tradeoff_axes
+from ctinv_utils.synthesis.explorer import InvarianceExplorer
+from ctinv_utils.units import ABDOMEN, DIFFERENCE, LUNG
 
 ctx = context.setup("03_image_domain_invariances", preset, seed, device, figures_dir, artifacts_dir, interactive,
                     data_path=data_path, simulation=simulation, region=region, crop=crop, alphas=alphas,

@@ -20,6 +20,6 @@ SMOKE_SIMULATION = dict(image_size=128, n_views=180, photons_full_dose=6e4, pati
 @pytest.fixture(scope="session")
 def smoke_data():
     """The smoke-preset simulated data set (generated once per test session)."""
-    from ctinv_utils.dataset import load_data
+    from ctinv_utils.data.dataset import load_data
 
     return load_data(None, SMOKE_SIMULATION, progress=False)

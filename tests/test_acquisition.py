@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ctinv_utils.acquisition import fbp_hu, hu_to_mu, mu_to_hu, project, simulate_pair
-from ctinv_utils.phantoms import DOSE_FRACTION, FLAT_TISSUE, LABELS, Phantom
+from ctinv_utils.data.acquisition import fbp_hu, hu_to_mu, mu_to_hu, project, simulate_pair
+from ctinv_utils.data.phantoms import FLAT_TISSUE, LABELS, Phantom
+from ctinv_utils.data.regions import DOSE_FRACTION
 
 
 def test_hu_mu_round_trip():

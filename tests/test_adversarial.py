@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ctinv_utils.adversarial import BIM, FGSM
-from ctinv_utils.denoisers import CNN10, GaussRI
-from ctinv_utils.normalization import norm_difference_to_hu
+from ctinv_utils.synthesis.adversarial import BIM, FGSM
+from ctinv_utils.models import CNN10, GaussRI
+from ctinv_utils.units import norm_difference_to_hu
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_output_loss_needs_random_start(x, cnn):
 def test_gauss_ri_attack_leaves_the_square_of_the_output_untouched(x):
     a = BIM(x, GaussRI(), eps_hu=10.0, step_hu=2.0, loss="output")
     a.synthesize(5, progress=False)
-    from ctinv_utils.denoisers import central_square
+    from ctinv_utils.models import central_square
 
     rows, cols = central_square(40, 40)
     assert (a.output()[0, 0][rows, cols] == 0).all()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from ctinv_utils.denoisers import (CNN10, WGANVGG, CheckpointError, GaussRI, WGANCritic, build_denoiser,
+from ctinv_utils.models import (CNN10, WGANVGG, CheckpointError, GaussRI, WGANCritic, build_denoiser,
                                    central_square, load_denoiser)
 
 # ldct-benchmark's CNN-10 layout (ldctbench/methods/cnn10/network.py): layers = ModuleList of

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from ctinv_utils.dicom_io import discover_patients, read_slice_hu, write_patient
+from ctinv_utils.data.dicom_io import discover_patients, read_slice_hu, write_patient
 from ctinv_utils.errors import DataRootError, DicomFileError, DicomPairingError, DicomSeriesError
 
 

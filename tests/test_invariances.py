@@ -6,11 +6,11 @@ import torch
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from ctinv_utils.denoisers import GaussRI, central_square
-from ctinv_utils.distances import get_distance
+from ctinv_utils.models import GaussRI, central_square
+from ctinv_utils.synthesis.distances import get_distance
 from ctinv_utils.errors import CTInvError
-from ctinv_utils.invariances import Invariance
-from ctinv_utils.synthesis import SynthesisDiverged
+from ctinv_utils.synthesis.invariances import Invariance
+from ctinv_utils.synthesis.base import SynthesisDiverged
 
 N = 64
 ROWS, COLS = central_square(N, N)
@@ -105,7 +105,7 @@ def test_batched_alphas_equal_single_runs(x, distance):
 
 
 def test_tradeoff_curve_orders_by_alpha(x):
-    from ctinv_utils.invariances import tradeoff_curve
+    from ctinv_utils.synthesis.invariances import tradeoff_curve
 
     inv = Invariance(x, GaussRI(), "mse", alpha=[0.05, 0.5, 5.0])
     inv.synthesize(100, progress=False)
@@ -183,7 +183,7 @@ def test_nan_loss_raises(x):
 
 
 def test_vgg_distance_without_weights_is_the_loader_error(x, tmp_path, monkeypatch):
-    from ctinv_utils.vgg import VGGWeightsError
+    from ctinv_utils.models.vgg import VGGWeightsError
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.delenv("CTINV_VGG16_WEIGHTS", raising=False)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ctinv_utils.evaluation import window_metrics
-from ctinv_utils.noise import find_flat_roi, noise_std_hu
+from ctinv_utils.training.evaluation import window_metrics
+from ctinv_utils.data.noise_measurement import find_flat_roi, noise_std_hu
 
 
 def test_flat_roi_avoids_structure_and_measures_noise():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ctinv_utils.adversarial import BIM, FGSM
-from ctinv_utils.denoisers import CNN10, GaussRI
-from ctinv_utils.distances import get_distance
-from ctinv_utils.invariances import Invariance
-from ctinv_utils.sampling import PatchSampler, split_patients
-from ctinv_utils.training import TrainConfig, Trainer
+from ctinv_utils.synthesis.adversarial import BIM, FGSM
+from ctinv_utils.models import CNN10, GaussRI
+from ctinv_utils.synthesis.distances import get_distance
+from ctinv_utils.synthesis.invariances import Invariance
+from ctinv_utils.data.sampling import PatchSampler, split_patients
+from ctinv_utils.training.loop import TrainConfig, Trainer
 
 REF = json.loads((Path(__file__).parent / "data" / "reference_0637fb0.json").read_text())
 RTOL = 1e-4  # float32 sums over thousands of values; the recorded machine may differ in SIMD width

@@ -93,8 +93,8 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
 @pytest.mark.parametrize("name", presets.available_presets())
 def test_every_preset_fits_every_notebook(name):
     """A typo in any preset (paper included, which CI never runs) fails here, not on a GPU."""
-    from ctinv_utils.simulated_data import SimulationConfig
-    from ctinv_utils.training import TrainConfig
+    from ctinv_utils.data.simulated import SimulationConfig
+    from ctinv_utils.training.loop import TrainConfig
 
     preset = presets.load_preset(name)
     for nb in presets.list_notebooks():

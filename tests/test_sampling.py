@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from ctinv_utils.sampling import PatchSampler, PatientBalancedSampler, SliceUniformSampler, split_patients
+from ctinv_utils.data.sampling import PatchSampler, PatientBalancedSampler, SliceUniformSampler, split_patients
 
 SLICES = [3, 40, 7, 120, 15, 3]
 
@@ -40,7 +40,7 @@ def test_split_is_by_patient_stratified_and_seeded(smoke_data):
 
 
 def test_patch_sampler_shapes_units_and_resume(smoke_data):
-    from ctinv_utils.normalization import norm_to_hu
+    from ctinv_utils.units import norm_to_hu
 
     s = PatchSampler(smoke_data, patch_size=40, seed=0)
     s.next_batch(3)

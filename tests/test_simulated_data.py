@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ctinv_utils import simulated_data
-from ctinv_utils.simulated_data import SimulationConfig, load_phantom_labels, simulated_data_root
+from ctinv_utils.data import simulated as simulated_data
+from ctinv_utils.data.simulated import SimulationConfig, load_phantom_labels, simulated_data_root
 
 
 def test_config_hash_keys_the_cache():
@@ -55,7 +55,7 @@ def test_simulated_data_loads_as_paired_dicom(smoke_data):
 
 
 def test_slice_cache_is_bounded(smoke_data):
-    from ctinv_utils.dataset import PairedCTData
+    from ctinv_utils.data.dataset import PairedCTData
 
     pair_bytes = 2 * 128 * 128 * 4
     small = PairedCTData(smoke_data.patients, smoke_data.source, smoke_data.root, cache_bytes=3 * pair_bytes)

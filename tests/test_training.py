@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ctinv_utils import training
-from ctinv_utils.training import TrainConfig, Trainer, TrainingDiverged, train_or_load
+from ctinv_utils.training import loop as training
+from ctinv_utils.training.loop import TrainConfig, Trainer, TrainingDiverged, train_or_load
 
 
 class Killed(Exception):
@@ -79,10 +79,10 @@ def test_finished_model_is_cached(smoke_data, monkeypatch):
 def test_quick_preset_cnn10_beats_low_dose_on_test_patients():
     """Train CNN-10 with the quick preset's settings on the quick data; it must beat the low-dose
     input in PSNR on the test patients of every region."""
-    from ctinv_utils.dataset import load_data
-    from ctinv_utils.evaluation import evaluate
+    from ctinv_utils.data.dataset import load_data
+    from ctinv_utils.training.evaluation import evaluate
     from ctinv_utils.presets import load_preset
-    from ctinv_utils.sampling import split_patients
+    from ctinv_utils.data.sampling import split_patients
 
     preset = load_preset("quick")
     data = load_data(None, preset["common"]["simulation"], progress=False)

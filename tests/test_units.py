@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctinv_utils.normalization import hu_difference_to_norm, hu_to_norm, norm_difference_to_hu, norm_to_hu
-from ctinv_utils.windows import ABDOMEN, DIFFERENCE, LUNG, apply_window, get_window
+from ctinv_utils.units import hu_difference_to_norm, hu_to_norm, norm_difference_to_hu, norm_to_hu
+from ctinv_utils.units import ABDOMEN, DIFFERENCE, LUNG, apply_window, get_window
 
 
 def test_talk_windows():

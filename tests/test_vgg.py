@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ctinv_utils.vgg import RANDOM_INIT_LABEL, VGGFeatures, VGGWeightsError, ct_to_vgg_input, load_vgg
+from ctinv_utils.models.vgg import RANDOM_INIT_LABEL, VGGFeatures, VGGWeightsError, ct_to_vgg_input, load_vgg
 
 # torchvision.models.vgg16().state_dict() / vgg19(): features.* keys (classifier.* left out)
 TORCHVISION_VGG16_FEATURES = [f"features.{i}.{p}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -48,7 +48,7 @@ def test_loads_by_path_and_by_environment(tmp_path, monkeypatch):
 
 
 def test_missing_weights_offline_is_one_clear_error(tmp_path):
-    with pytest.raises(VGGWeightsError, match=r"VGG16 weights not found.*python -m ctinv_utils.vgg download vgg16"):
+    with pytest.raises(VGGWeightsError, match=r"VGG16 weights not found.*python -m ctinv_utils.models.vgg download vgg16"):
         load_vgg("vgg16")
     with pytest.raises(VGGWeightsError, match="does not exist"):
         load_vgg("vgg16", path=tmp_path / "nope.pth")
@@ -74,7 +74,7 @@ def test_random_fallback_only_when_allowed_and_labelled():
 
 
 def test_ct_to_vgg_input_scaling():
-    from ctinv_utils.normalization import hu_to_norm
+    from ctinv_utils.units import hu_to_norm
 
     x = hu_to_norm(torch.tensor([-1024.0, 0.0, 1024.0]).view(1, 1, 1, 3))
     v = ct_to_vgg_input(x)

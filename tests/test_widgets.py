@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ctinv_utils.denoisers import GaussRI
-from ctinv_utils.invariances import Invariance
-from ctinv_utils.widgets import InvarianceExplorer
+from ctinv_utils.models import GaussRI
+from ctinv_utils.synthesis.invariances import Invariance
+from ctinv_utils.synthesis.explorer import InvarianceExplorer
 
 
 @pytest.fixture

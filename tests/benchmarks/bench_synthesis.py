@@ -23,8 +23,8 @@ TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4
 def per_iteration(denoiser: str, distance: str, size: int, iters: int) -> float:
     import torch
 
-    from ctinv_utils.denoisers import build_denoiser, freeze
-    from ctinv_utils.invariances import Invariance
+    from ctinv_utils.models import build_denoiser, freeze
+    from ctinv_utils.synthesis.invariances import Invariance
 
     warnings.simplefilter("ignore")
     torch.manual_seed(0)

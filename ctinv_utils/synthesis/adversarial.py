@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .normalization import hu_difference_to_norm, norm_difference_to_hu
-from .synthesis import Synthesis, check_denoiser, check_image, module_device
+from ..units import hu_difference_to_norm, norm_difference_to_hu
+from ..models.registry import module_device
+from .base import Synthesis, check_denoiser, check_image
 
 ATTACK_LOSSES = ("output", "target")
 

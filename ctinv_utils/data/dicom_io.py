@@ -20,8 +20,8 @@ import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from .errors import DataRootError, DicomFileError, DicomPairingError, DicomSeriesError
-from .phantoms import DOSE_FRACTION, REGION_OF_PREFIX
+from ..errors import DataRootError, DicomFileError, DicomPairingError, DicomSeriesError
+from .regions import DOSE_FRACTION, REGION_OF_PREFIX
 
 TCIA_FOLDER = "LDCT-and-Projection-data"
 PATIENT_ID = re.compile(r"^[CLN]\d{3}$")

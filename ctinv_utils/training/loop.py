@@ -20,16 +20,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .progress import progress_bar
 
-from . import atomic
-from .dataset import PairedCTData
-from .denoisers import WGANCritic, build_denoiser, freeze, load_denoiser
-from .errors import CTInvError
-from .paths import cache_dir
-from .provenance import config_hash, provenance
-from .sampling import PatchSampler
-from .vgg import ct_to_vgg_input, load_vgg
+from .. import atomic
+from ..data.dataset import PairedCTData
+from ..data.sampling import PatchSampler
+from ..errors import CTInvError
+from ..models import WGANCritic, build_denoiser, freeze, load_denoiser
+from ..models.vgg import ct_to_vgg_input, load_vgg
+from ..paths import cache_dir
+from ..progress import progress_bar
+from ..provenance import config_hash, provenance
 
 
 class TrainingDiverged(CTInvError):

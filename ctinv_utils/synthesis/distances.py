@@ -23,7 +23,7 @@ import torch
 from pytorch_msssim import ssim
 from torch import nn
 
-from .vgg import ct_to_vgg_input, load_vgg
+from ..models.vgg import ct_to_vgg_input, load_vgg
 
 DISTANCES = ("mse", "dssim", "vgg")
 DISPLAY_NAME = {"mse": "bounded MSE", "dssim": "(1-SSIM)/2", "vgg": "VGG16 perceptual"}

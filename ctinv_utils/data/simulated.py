@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from .progress import progress_bar
 
-from . import atomic
+from .. import atomic
 from .acquisition import simulate_pair
 from .dicom_io import write_patient
-from .paths import cache_dir
-from .phantoms import DOSE_FRACTION, PREFIX_OF_REGION, REGIONS, Phantom
-from .provenance import config_hash, provenance
+from ..paths import cache_dir
+from ..progress import progress_bar
+from ..provenance import config_hash, provenance
+from .phantoms import Phantom
+from .regions import DOSE_FRACTION, PREFIX_OF_REGION, REGIONS
 
 DONE_MARKER = "simulation.json"
 

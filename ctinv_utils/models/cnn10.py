@@ -12,7 +12,7 @@ class CNN10(nn.Module):
     ``(B, 1, H, W)`` normalized in and out. Trained with an L2 loss. The module list is called
     ``layers`` with the ReLUs at indices 1 and 3, so the state-dict keys (``layers.0.weight`` ...)
     are those of ldct-benchmark's CNN-10 and its published checkpoints load directly
-    (see :func:`ctinv_utils.denoisers.load_state_dict_into`)."""
+    (see :func:`ctinv_utils.models.load_state_dict_into`)."""
 
     def __init__(self):
         super().__init__()

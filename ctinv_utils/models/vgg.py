@@ -4,7 +4,7 @@ The ``features`` Sequential has torchvision's layout, so the state-dict keys (``
 ...) are torchvision's and its published files load directly. Weights are looked up, in order, at
 an explicit path, ``$CTINV_VGG16_WEIGHTS`` / ``$CTINV_VGG19_WEIGHTS``, and torch.hub's cache
 (``<torch hub dir>/checkpoints/``). Nothing is downloaded unless asked (``download=True`` or
-``python -m ctinv_utils.vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
+``python -m ctinv_utils.models.vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
 the file name is torchvision's, its SHA-256 is checked against the prefix in that name.
 
 Why our own: torchvision costs a second multi-GB torch build here; the VGG definition is 20 lines.
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CTInvError
-from .normalization import norm_to_hu
+from ..errors import CTInvError
+from ..units import norm_to_hu
 
 CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -157,7 +157,7 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
         if not allow_random:
             raise VGGWeightsError(
                 f"ImageNet {arch.upper()} weights not found (looked at ${f'CTINV_{arch.upper()}_WEIGHTS'} and "
-                f"{_hub_file(arch)}); download them once with `python -m ctinv_utils.vgg download {arch}`, or copy "
+                f"{_hub_file(arch)}); download them once with `python -m ctinv_utils.models.vgg download {arch}`, or copy "
                 f"{URLS[arch]} to that path")
         warnings.warn(f"{RANDOM_INIT_LABEL}: using a seeded random {arch.upper()}", stacklevel=2)
         gen = torch.Generator().manual_seed(seed)
@@ -188,7 +188,7 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2 or args[0] != "download" or any(a not in URLS for a in args[1:]):
-        print("usage: python -m ctinv_utils.vgg download vgg16 [vgg19]", file=sys.stderr)
+        print("usage: python -m ctinv_utils.models.vgg download vgg16 [vgg19]", file=sys.stderr)
         return 2
     for arch in args[1:]:
         print(f"{arch}: {download_weights(arch)}")

@@ -1,9 +1,4 @@
-"""The talk's three denoisers, each ``(B, 1, H, W)`` normalized in and out.
-
-``build_denoiser(name)`` makes an untrained one; ``load_denoiser(name, path)`` loads a checkpoint
-(``torch.load(..., weights_only=True)``: a checkpoint is untrusted input) and returns it in eval
-mode with frozen parameters.
-"""
+"""Reading checkpoint files safely (weights only) and loading them into a model with clear errors."""
 
 from __future__ import annotations
 
@@ -14,32 +9,10 @@ import torch
 from torch import nn
 
 from ..errors import CTInvError
-from .cnn10 import CNN10
-from .gauss_ri import GaussRI, central_square
-from .wganvgg import WGANCritic, WGANVGG
-
-DENOISERS: dict[str, type[nn.Module]] = {"cnn10": CNN10, "wganvgg": WGANVGG, "gauss_ri": GaussRI}
-#: Display names for tables and titles.
-DISPLAY_NAME = {"cnn10": "CNN-10", "wganvgg": "WGAN-VGG", "gauss_ri": "Gauss+RI"}
 
 
 class CheckpointError(CTInvError):
     """A checkpoint that cannot be loaded into the model."""
-
-
-def build_denoiser(name: str) -> nn.Module:
-    try:
-        return DENOISERS[name]()
-    except KeyError:
-        raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(DENOISERS)}") from None
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """``eval()`` and ``requires_grad_(False)``: the state in which a denoiser is analysed."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -80,18 +53,3 @@ def load_state_dict_into(model: nn.Module, state: dict, source: str = "checkpoin
                                   f"{type(model).__name__} expects {tuple(v.shape)}")
     model.load_state_dict(state)
     return model
-
-
-def load_denoiser(name: str, path: str | Path | None = None, device: str = "cpu") -> nn.Module:
-    """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``."""
-    model = build_denoiser(name)
-    if name != "gauss_ri":
-        if path is None:
-            raise CheckpointError(f"{name} needs a checkpoint path; train it in notebook 02 first")
-        load_state_dict_into(model, read_checkpoint(path), str(path))
-    return freeze(model.to(device))
-
-
-__all__ = ["CNN10", "WGANVGG", "WGANCritic", "GaussRI", "central_square", "DENOISERS", "DISPLAY_NAME",
-           "build_denoiser", "load_denoiser", "read_checkpoint", "load_state_dict_into", "freeze",
-           "CheckpointError"]

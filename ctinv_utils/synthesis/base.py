@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from .progress import progress_bar
 
-from . import atomic
-from .errors import CTInvError
-from .provenance import versions
+from .. import atomic
+from ..errors import CTInvError
+from ..progress import progress_bar
+from ..provenance import versions
 
 
 class SynthesisDiverged(CTInvError):
@@ -36,12 +36,6 @@ def check_image(image: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(image).all():
         raise ValueError("image contains NaN or inf values; check the input slice")
     return image.float()
-
-
-def module_device(module: nn.Module) -> str:
-    """Where a module lives (first parameter or buffer); CPU for one without tensors."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return str(tensors[0].device) if tensors else "cpu"
 
 
 @torch.no_grad()

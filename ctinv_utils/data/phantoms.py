@@ -12,14 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REGIONS = ("head", "chest", "abdomen")
-#: TCIA / AAPM patient-ID prefix of each region (C chest, L abdomen/liver, N head/neuro).
-PREFIX_OF_REGION = {"chest": "C", "abdomen": "L", "head": "N"}
-REGION_OF_PREFIX = {v: k for k, v in PREFIX_OF_REGION.items()}
-#: Low-dose fraction of the Mayo data: 25% dose for head and abdomen, 10% for chest.
-DOSE_FRACTION = {"head": 0.25, "chest": 0.10, "abdomen": 0.25}
-#: Reconstruction field of view (mm) of each region.
-FOV_MM = {"head": 250.0, "chest": 380.0, "abdomen": 380.0}
+from .regions import FOV_MM, REGIONS
+
 
 #: Tissue labels and their nominal HU. ``water`` is the homogeneous 0-HU region (gallbladder,
 #: ventricles) used to check the HU calibration; lesions get their own HU per lesion.
@@ -50,9 +44,6 @@ class Ellipse:
         u = dx * np.cos(t) + dy * np.sin(t)
         v = -dx * np.sin(t) + dy * np.cos(t)
         return (u / self.a) ** 2 + (v / self.b) ** 2 <= 1.0
-
-    def scaled(self, s: float) -> "Ellipse":
-        return Ellipse(self.cx, self.cy, self.a * s, self.b * s, self.angle)
 
 
 class Phantom:
@@ -202,7 +193,3 @@ class Phantom:
             paint(Ellipse(side * 11 + dx, -6 + dy, 6 * vk + 1, 22 * vk + 2, side * 12), "water")  # ventricles
         self._paint_lesions(paint, wm, z, TISSUE_HU["white_matter"])
 
-
-def make_phantom_slice(region: str, seed: int, z: float, size: int):
-    """Convenience: one slice of patient ``seed`` -> (image_hu, labels, pixel_mm)."""
-    return Phantom(region, seed).slice(z, size)

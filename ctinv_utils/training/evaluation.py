@@ -6,10 +6,9 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .dataset import PairedCTData
-from .normalization import hu_to_norm, norm_to_hu
-from .progress import progress_bar
-from .windows import REGION_WINDOW, apply_window
+from ..data.dataset import PairedCTData
+from ..progress import progress_bar
+from ..units import REGION_WINDOW, apply_window, hu_to_norm, norm_to_hu
 
 
 @torch.no_grad()

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .dicom_io import PatientSeries, discover_patients, read_slice_hu
-from .paths import DATA_ENV
-from .simulated_data import simulated_data_root
+from ..paths import DATA_ENV
+from .simulated import simulated_data_root
 
 
 class PairedCTData:

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from .distances import DISTANCES, get_distance
-from .normalization import norm_difference_to_hu
-from .synthesis import Synthesis, check_denoiser, check_image, module_device
+from ..models.registry import module_device
+from ..units import norm_difference_to_hu
+from .base import Synthesis, check_denoiser, check_image
 
 
 def check_alphas(alpha) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .dataset import PairedCTData
-from .normalization import hu_to_norm
+from ..units import hu_to_norm
 
 SPLITS = ("train", "val", "test")
 
@@ -50,9 +50,6 @@ class PatientBalancedSampler:
         slices = (self.rng.random(n) * self.n_slices[patients]).astype(int)
         return patients, slices
 
-    def patient_probabilities(self) -> np.ndarray:
-        return np.full(len(self.n_slices), 1.0 / len(self.n_slices))
-
 
 class SliceUniformSampler(PatientBalancedSampler):
     """The naive alternative, for comparison: every slice equally likely (patients with more
@@ -63,9 +60,6 @@ class SliceUniformSampler(PatientBalancedSampler):
         starts = np.concatenate([[0], np.cumsum(self.n_slices)[:-1]])
         patients = np.searchsorted(starts, flat, side="right") - 1
         return patients, flat - starts[patients]
-
-    def patient_probabilities(self) -> np.ndarray:
-        return self.n_slices / self.n_slices.sum()
 
 
 class PatchSampler:

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import atomic
+from .. import atomic
 from .invariances import Invariance
-from .normalization import norm_to_hu
-from .provenance import config_hash
-from .windows import WINDOWS
+from ..provenance import config_hash
+from ..units import WINDOWS, norm_to_hu
 
 
 class InvarianceExplorer:
@@ -97,7 +96,7 @@ class InvarianceExplorer:
         return hu
 
     def figure(self, denoiser: str, distance: str, alpha: float, window: str = "lung", title: str = ""):
-        from .plotting import ct_grid
+        from ..figures.ct import ct_grid
 
         p = self.panels(denoiser, distance, alpha)
         w = WINDOWS[window]

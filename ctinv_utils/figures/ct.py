@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .windows import Window, get_window
+from ..units import Window, get_window
 
 
 def show_ct(ax, image_hu, window: str | Window, title: str | None = None, colorbar: bool = True):

@@ -1,0 +1,52 @@
+"""The talk's three denoisers by name, each ``(B, 1, H, W)`` normalized in and out.
+
+``build_denoiser(name)`` makes an untrained one; ``load_denoiser(name, path)`` loads a checkpoint
+(``torch.load(..., weights_only=True)``: a checkpoint is untrusted input) and returns it in eval
+mode with frozen parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .checkpoints import CheckpointError, load_state_dict_into, read_checkpoint
+from .cnn10 import CNN10
+from .gauss_ri import GaussRI
+from .wganvgg import WGANVGG
+
+DENOISERS: dict[str, type[nn.Module]] = {"cnn10": CNN10, "wganvgg": WGANVGG, "gauss_ri": GaussRI}
+#: Display names for tables and titles.
+DISPLAY_NAME = {"cnn10": "CNN-10", "wganvgg": "WGAN-VGG", "gauss_ri": "Gauss+RI"}
+
+
+def build_denoiser(name: str) -> nn.Module:
+    try:
+        return DENOISERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(DENOISERS)}") from None
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """``eval()`` and ``requires_grad_(False)``: the state in which a denoiser is analysed."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def module_device(module: nn.Module) -> str:
+    """Where a module lives (first parameter or buffer); CPU for one without tensors."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return str(tensors[0].device) if tensors else "cpu"
+
+
+def load_denoiser(name: str, path: str | Path | None = None, device: str = "cpu") -> nn.Module:
+    """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``."""
+    model = build_denoiser(name)
+    if name != "gauss_ri":
+        if path is None:
+            raise CheckpointError(f"{name} needs a checkpoint path; train it in notebook 02 first")
+        load_state_dict_into(model, read_checkpoint(path), str(path))
+    return freeze(model.to(device))
