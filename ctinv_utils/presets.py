@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import jupytext
 import yaml
 
 from .errors import PresetError
 from .paths import NOTEBOOK_DIR, PRESET_DIR
+from .provenance import config_hash
+
+#: Parameters every notebook declares; the runner sets them.
+RUNTIME_PARAMETERS = ("preset", "data_path", "device", "seed", "figures_dir", "artifacts_dir", "interactive")
+#: Parameters that change where results go or how they are shown, never the results: left out of the
+#: config hash, so a headless run and a JupyterLab run of the same settings share it.
+PRESENTATION_PARAMETERS = ("interactive", "figures_dir", "artifacts_dir")
 
 
 def available_presets(preset_dir: Path = PRESET_DIR) -> list[str]:
@@ -95,3 +103,27 @@ def notebook_parameters(preset: dict, notebook: Path, runtime: dict) -> dict:
     params.update(own)
     params.update({k: v for k, v in runtime.items() if k in declared})
     return params
+
+
+def parameter_defaults(notebook: Path) -> dict[str, Any]:
+    """The defaults of the notebook's ``parameters`` cell as values (they must be literals)."""
+    out = {}
+    for name, src in declared_parameters(notebook).items():
+        try:
+            out[name] = ast.literal_eval(src)
+        except (ValueError, SyntaxError):
+            raise PresetError(f"{notebook.name}: the default of parameter {name!r} ({src}) is not a literal; "
+                              "parameters cells hold plain values (numbers, strings, lists, dicts, None)") from None
+    return out
+
+
+def resolved_parameters(preset: dict, notebook: Path, runtime: dict) -> dict:
+    """Every parameter the notebook will run with: its defaults, overridden by what the runner
+    injects (:func:`notebook_parameters`)."""
+    return {**parameter_defaults(notebook), **notebook_parameters(preset, notebook, runtime)}
+
+
+def parameters_hash(params: dict) -> str:
+    """The config hash of a notebook run: all its parameters but the presentation ones. The runner's
+    manifest and every figure's JSON sidecar carry this same hash."""
+    return config_hash({k: v for k, v in params.items() if k not in PRESENTATION_PARAMETERS})

@@ -21,8 +21,8 @@ from . import atomic
 from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
 from .progress import HEADLESS_ENV
-from .presets import load_preset, notebook_parameters, select_notebooks
-from .provenance import config_hash, provenance, resolve_device
+from .presets import load_preset, notebook_parameters, parameters_hash, resolved_parameters, select_notebooks
+from .provenance import provenance, resolve_device
 
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
@@ -118,7 +118,8 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
     for i, nb in enumerate(notebooks, 1):
         params = all_params[nb]
         print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
-        entry = {"notebook": nb.stem, "parameters": params, "config_hash": config_hash(params),
+        resolved = resolved_parameters(preset, nb, runtime)
+        entry = {"notebook": nb.stem, "parameters": resolved, "config_hash": parameters_hash(resolved),
                  "output": _rel(out_dir / f"{nb.stem}.ipynb")}
         t0 = time.perf_counter()
         try:

@@ -32,32 +32,32 @@ n_sampler_draws = 20000   # draws for the sampling histogram
 noise_slices_per_patient = None  # slices per patient for the noise measurement (None: all)
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
 from IPython.display import Markdown, display
 
-from ctinv_utils import context
-from ctinv_utils.data.dataset import load_data
-from ctinv_utils.data.noise_measurement import find_flat_roi, noise_std_hu
-from ctinv_utils.figures.ct import show_ct
-from ctinv_utils.data.sampling import PatientBalancedSampler, SliceUniformSampler, split_patients
-from ctinv_utils.units import DIFFERENCE, REGION_WINDOW, LUNG, ABDOMEN
+from ctinv_utils import context, load_data, split_patients
+from ctinv_utils.data.noise_measurement import noise_by_region
+from ctinv_utils.data.sampling import PatientBalancedSampler, SliceUniformSampler, patient_frequencies
+from ctinv_utils.figures import ct, data as data_figures
+from ctinv_utils.figures.tables import markdown_table
+from ctinv_utils.units import ABDOMEN, LUNG, REGION_WINDOW
 
-ctx = context.setup("01_data", preset, seed, device, figures_dir, artifacts_dir, interactive,
-                    data_path=data_path, simulation=simulation)
+ctx = context.setup("01_data", globals())
 data = load_data(data_path, simulation)
 ctx.data_source = data.source
 print(f"data: {data.source}; root: {data.root}")
 
 # %% [markdown]
 # ## Patients and slices per region
+# Patients are split into train / validation / test by patient, stratified by region (seeded). The
+# later notebooks read this split from the artifacts, so every notebook tests on the same patients.
 
 # %%
 split = split_patients(data, seed=seed)
 rows = data.summary()
-table = "| region | patients | slices | low-dose fraction |\n|---|---|---|---|\n" + "\n".join(
-    f"| {r['region']} | {r['patients']} | {r['slices']} | {r['dose_fraction']:.0%} |" for r in rows)
-display(Markdown(table))
+ctx.artifacts.write_json("data", {"source": data.source, "root": str(data.root), "split": split,
+                                  "summary": rows, "simulation": simulation})
+display(Markdown(markdown_table(rows, [("region", "region", ""), ("patients", "patients", ""),
+                                       ("slices", "slices", ""), ("dose_fraction", "low-dose fraction", ".0%")])))
 display(Markdown("Patient split (by patient, stratified by region): " + "; ".join(
     f"**{k}**: {', '.join(v)}" for k, v in split.items())))
 
@@ -67,37 +67,23 @@ display(Markdown("Patient split (by patient, stratified by region): " + "; ".joi
 # in the abdomen window, head in the head window; the difference low − full in C=0/W=100 HU.
 
 # %%
-regions = [r["region"] for r in rows]
-panels = []
-for region in regions:
-    pi = next(i for i, p in enumerate(data.patients) if p.region == region)
+pairs = []
+for region in [r["region"] for r in rows]:
+    pi = data.patients_of(region)[0]
     p = data.patients[pi]
-    low, full = data.slice_hu(pi, p.n_slices // 2)
-    win = REGION_WINDOW[region]
-    panels.append((p, low, full, win))
-
-fig, axes = plt.subplots(len(panels), 3, figsize=(11, 3.4 * len(panels)), squeeze=False)
-for row, (p, low, full, win) in zip(axes, panels):
-    show_ct(row[0], low, win, f"{p.patient_id} ({p.region}) low dose {p.dose_fraction:.0%}")
-    show_ct(row[1], full, win, f"{p.patient_id} full dose")
-    show_ct(row[2], low - full, DIFFERENCE, "low − full")
-fig.tight_layout()
-ctx.save_figure(fig, "01_data_pairs", "low/full-dose pairs per region")
-plt.show()
+    pairs.append((f"{p.patient_id} ({region})", *data.middle_slice(pi), REGION_WINDOW[region], p.dose_fraction))
+ctx.show(data_figures.paired_slices(pairs), name="01_data_pairs", caption="low/full-dose pairs per region")
 
 # %% [markdown]
-# Chest slices in both windows of the talk (lung C=-600/W=1500, abdomen/soft tissue C=50/W=400):
+# Chest slices in both windows of the talk (lung C=−600/W=1500, abdomen/soft tissue C=50/W=400):
 
 # %%
-chest = [i for i, p in enumerate(data.patients) if p.region == "chest"]
+chest = data.patients_of("chest")
 if chest:
-    low, full = data.slice_hu(chest[0], data.patients[chest[0]].n_slices // 2)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    show_ct(axes[0], low, LUNG, "low dose"), show_ct(axes[1], full, LUNG, "full dose")
-    show_ct(axes[2], low, ABDOMEN, "low dose"), show_ct(axes[3], full, ABDOMEN, "full dose")
-    fig.tight_layout()
-    ctx.save_figure(fig, "01_data_chest_windows", "chest slice, lung and abdomen windows")
-    plt.show()
+    low, full = data.middle_slice(chest[0])
+    fig = ct.ct_grid([(low, LUNG, "low dose"), (full, LUNG, "full dose"), (low, ABDOMEN, "low dose"),
+                      (full, ABDOMEN, "full dose")], ncols=4, panel_size=3.4)
+    ctx.show(fig, name="01_data_chest_windows", caption="chest slice, lung and abdomen windows")
 
 # %% [markdown]
 # ## Noise in a flat region
@@ -107,34 +93,11 @@ if chest:
 # Remaining anatomy in the square adds to both and pulls the measured ratio slightly down.
 
 # %%
-noise = {}
-for pi, p in enumerate(data.patients):
-    n = p.n_slices if noise_slices_per_patient is None else min(p.n_slices, noise_slices_per_patient)
-    for s in np.unique(np.linspace(0, p.n_slices - 1, n).round().astype(int)):
-        low, full = data.slice_hu(pi, s)
-        try:
-            roi = find_flat_roi(full)
-        except ValueError:
-            continue
-        noise.setdefault(p.region, []).append((noise_std_hu(full, roi), noise_std_hu(low, roi)))
-
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
-x = np.arange(len(noise))
-lines = ["| region | full dose std (HU) | low dose std (HU) | ratio | expected √(1/dose) |", "|---|---|---|---|---|"]
-for i, (region, vals) in enumerate(sorted(noise.items())):
-    v = np.median(np.array(vals), axis=0)
-    dose = next(p.dose_fraction for p in data.patients if p.region == region)
-    ax.bar(i - 0.2, v[0], 0.4, color="tab:blue", label="full dose" if i == 0 else None)
-    ax.bar(i + 0.2, v[1], 0.4, color="tab:red", label="low dose" if i == 0 else None)
-    ax.plot([i + 0.0, i + 0.4], [v[0] / np.sqrt(dose)] * 2, "k--", label="full × √(1/dose)" if i == 0 else None)
-    lines.append(f"| {region} | {v[0]:.1f} | {v[1]:.1f} | {v[1] / v[0]:.2f} | {np.sqrt(1 / dose):.2f} |")
-ax.set_xticks(x, sorted(noise))
-ax.set_ylabel("noise std in flat ROI (HU), median over slices")
-ax.legend(fontsize=8)
-fig.tight_layout()
-ctx.save_figure(fig, "01_data_noise", "noise std in a flat soft-tissue ROI")
-plt.show()
-display(Markdown("\n".join(lines)))
+noise = noise_by_region(data, noise_slices_per_patient)
+ctx.show(data_figures.noise_bars(noise), name="01_data_noise", caption="noise std in a flat soft-tissue ROI")
+display(Markdown(markdown_table(noise, [
+    ("region", "region", ""), ("slices", "slices", ""), ("full_std_hu", "full dose std (HU)", ".1f"),
+    ("low_std_hu", "low dose std (HU)", ".1f"), ("ratio", "ratio", ".2f"), ("expected_ratio", "expected √(1/dose)", ".2f")])))
 
 # %% [markdown]
 # ## Every patient is drawn equally often
@@ -142,19 +105,8 @@ display(Markdown("\n".join(lines)))
 # uniformly instead would favour patients with many slices.
 
 # %%
-balanced = PatientBalancedSampler(data.n_slices, seed=seed)
-naive = SliceUniformSampler(data.n_slices, seed=seed)
-counts_b = np.bincount(balanced.sample(n_sampler_draws)[0], minlength=len(data))
-counts_n = np.bincount(naive.sample(n_sampler_draws)[0], minlength=len(data))
-fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(data)), 3.8))
-idx = np.arange(len(data))
-ax.bar(idx - 0.2, counts_b / n_sampler_draws, 0.4, label="patient-balanced (ctinv)")
-ax.bar(idx + 0.2, counts_n / n_sampler_draws, 0.4, color="0.7", label="uniform over slices")
-ax.axhline(1 / len(data), color="k", ls="--", lw=1, label="1 / patients")
-ax.set_xticks(idx, [f"{p.patient_id}\n({p.n_slices})" for p in data.patients], fontsize=7)
-ax.set_ylabel("fraction of draws")
-ax.set_xlabel("patient (slices)")
-ax.legend(fontsize=8)
-fig.tight_layout()
-ctx.save_figure(fig, "01_data_sampling", f"patient frequencies over {n_sampler_draws} draws")
-plt.show()
+freqs = {"patient-balanced (ctinv)": patient_frequencies(PatientBalancedSampler(data.n_slices, seed=seed), n_sampler_draws),
+         "uniform over slices": patient_frequencies(SliceUniformSampler(data.n_slices, seed=seed), n_sampler_draws)}
+fig = data_figures.sampling_frequencies([f"{p.patient_id}\n({p.n_slices})" for p in data.patients], freqs,
+                                        expected=1 / len(data))
+ctx.show(fig, name="01_data_sampling", caption=f"patient frequencies over {n_sampler_draws} draws")

@@ -38,26 +38,23 @@ wganvgg = {"iterations": 1000, "pretrain_iterations": 600, "batch_size": 8, "pat
            "lambda_perceptual": 1e5, "vgg_weights": "imagenet_or_random"}
 
 # %%
+import warnings
 
-import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from ctinv_utils import atomic, context
-from ctinv_utils.data.dataset import load_data
-from ctinv_utils.models import DISPLAY_NAME, build_denoiser, freeze
-from ctinv_utils.training.evaluation import denoise_hu, evaluate
-from ctinv_utils.figures.ct import show_ct
+from ctinv_utils import build_denoiser, context, denoise_hu, display_name, evaluate, freeze, load_data, panels
 from ctinv_utils.provenance import config_hash
-from ctinv_utils.data.sampling import split_patients
-from ctinv_utils.training.loop import TrainConfig, train_or_load
+from ctinv_utils.training.evaluation import worse_than_input
+from ctinv_utils.training.methods import TrainConfig
+from ctinv_utils.training.model_cache import train_or_load
 from ctinv_utils.units import ABDOMEN, LUNG
 
-ctx = context.setup("02_denoiser_training", preset, seed, device, figures_dir, artifacts_dir, interactive,
-                    data_path=data_path, simulation=simulation, cnn10=cnn10, wganvgg=wganvgg)
+ctx = context.setup("02_denoiser_training", globals())
+art = ctx.artifacts
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
-split = split_patients(data, seed=seed)
+split = art.data_split(data)
 train_data = data.subset(split["train"])
 data_key = config_hash({"source": data.source, "root": str(data.root), "train": split["train"]})
 print(f"data: {data.source}; training patients: {split['train']}; test patients: {split['test']}")
@@ -66,96 +63,55 @@ print(f"data: {data.source}; training patients: {split['train']}; test patients:
 # ## Train (or load) the networks
 
 # %%
+trained = {"cnn10": cnn10, "wganvgg": wganvgg}
 models, records = {}, {}
-for name, settings in (("cnn10", cnn10), ("wganvgg", wganvgg)):
+for name, settings in trained.items():
     cfg = TrainConfig.from_dict({"method": name, "seed": seed, **settings})
-    model, rec, path = train_or_load(cfg, train_data, data_key, ctx.device, progress=True)
-    models[name], records[name] = model, rec
-    notes = rec.get("notes", {})
-    print(f"{DISPLAY_NAME[name]}: {path.name} {notes if notes else ''}")
+    models[name], records[name], path = train_or_load(cfg, train_data, data_key, ctx.device, progress=True)
+    print(f"{display_name(name)}: {path.name} {records[name].get('notes') or ''}")
+    history = records[name]["history"]
+    art.write_arrays("training_history", {k: np.asarray(v) for k, v in history.items()},
+                     {"config": records[name]["config"], "notes": records[name].get("notes", {})}, {"name": name})
 models["gauss_ri"] = freeze(build_denoiser("gauss_ri").to(ctx.device))
 vgg_note = "WGAN-VGG perceptual loss: " + records["wganvgg"].get("notes", {}).get("vgg", "")
 ctx.add_note("vgg", vgg_note)
-
-# keep the trained weights with this run's artifacts, for notebook 03 and the figures
-model_dir = ctx.artifacts_dir / "models"
-for name in ("cnn10", "wganvgg"):
-    atomic.torch_save(model_dir / f"{name}.pt", {"model": {k: v.cpu() for k, v in models[name].state_dict().items()}})
-atomic.write_json(ctx.artifacts_dir / "denoisers.json", ctx.provenance(
-    models={n: str(model_dir / f"{n}.pt") for n in ("cnn10", "wganvgg")}, split=split, vgg=vgg_note,
-    train_configs={n: records[n]["config"] for n in ("cnn10", "wganvgg")}))
+art.save_denoisers(models, {"split": split, "vgg": vgg_note, "train_configs": {n: records[n]["config"] for n in trained}})
 
 # %% [markdown]
 # ## Loss curves
 
 # %%
-def smooth(v, k=25):
-    v = np.asarray(v, dtype=float)
-    return np.convolve(v, np.ones(k) / k, mode="valid") if len(v) > k else v
-
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-axes[0].semilogy(smooth(records["cnn10"]["history"]["loss"]))
-axes[0].set_title("CNN-10: L2 loss (normalized units²)")
-h = records["wganvgg"]["history"]
-axes[1].semilogy(smooth(h["mse"]), label="L2 to full dose")
-axes[1].set_title("WGAN-VGG generator: L2 to full dose")
-if "perceptual" in h:
-    axes[2].plot(smooth(h["wasserstein"]), label="critic: Wasserstein estimate")
-    axes[2].plot(smooth(np.asarray(h["perceptual"]) * wganvgg.get("lambda_perceptual", 1)), label="λ · perceptual")
-    axes[2].legend(fontsize=8)
-axes[2].set_title(f"WGAN-VGG GAN phase\n{vgg_note}", fontsize=9)
-for ax in axes:
-    ax.set_xlabel("iteration (moving average)")
-fig.tight_layout()
-ctx.save_figure(fig, "02_loss_curves", f"training losses; {vgg_note}")
-plt.show()
+ctx.show(*panels.loss_curves(art), name="02_loss_curves")
 
 # %% [markdown]
 # ## Evaluation on the test patients
 # PSNR and SSIM on the images mapped through the region's window, RMSE in HU within that window.
+# A trained denoiser must beat its low-dose input in both PSNR and SSIM in every region: the
+# invariances of a network that does not denoise answer nothing.
 
 # %%
 rows = evaluate(models, data, split["test"], ctx.device, progress=False)
-atomic.write_json(ctx.artifacts_dir / "evaluation.json", ctx.provenance(rows=rows, vgg=vgg_note))
-order = ["low dose", "cnn10", "wganvgg", "gauss_ri"]
-lines = ["| region | method | slices | PSNR (dB) | SSIM | RMSE (HU) |", "|---|---|---|---|---|---|"]
-for r in sorted(rows, key=lambda r: (r["region"], order.index(r["method"]))):
-    lines.append(f"| {r['region']} | {DISPLAY_NAME.get(r['method'], r['method'])} | {r['slices']} | "
-                 f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['rmse_hu']:.1f} |")
-display(Markdown("\n".join(lines) + f"\n\n{vgg_note}"))
-
-fig, ax = plt.subplots(figsize=(7, 3.5))
-regions = sorted({r["region"] for r in rows})
-for k, method in enumerate(order):
-    vals = [next(r["psnr"] for r in rows if r["method"] == method and r["region"] == reg) for reg in regions]
-    ax.bar(np.arange(len(regions)) + (k - 1.5) * 0.2, vals, 0.2, label=DISPLAY_NAME.get(method, method))
-ax.set_xticks(np.arange(len(regions)), regions)
-ax.set_ylabel("PSNR in region window (dB)")
-ax.legend(fontsize=8, ncol=4, loc="lower center")
-ax.set_title(vgg_note, fontsize=9)
-fig.tight_layout()
-ctx.save_figure(fig, "02_evaluation_psnr", f"test-set PSNR per region; {vgg_note}")
-plt.show()
+not_denoising = worse_than_input(rows, trained)
+art.write_json("evaluation", {"rows": rows, "not_denoising": not_denoising, "vgg": vgg_note})
+ctx.add_note("denoisers_beat_low_dose", not not_denoising)
+if not_denoising:
+    text = "; ".join(f"{display_name(r['method'])} in {r['region']} (PSNR {r['psnr_gain_db']:+.2f} dB, "
+                     f"SSIM {r['ssim_gain']:+.3f} against low dose)" for r in not_denoising)
+    warnings.warn(f"trained denoisers that do NOT beat their low-dose input: {text}", stacklevel=1)
+    display(Markdown(f"<div style='color:#b00;font-weight:bold'>⚠ Not a denoiser here: {text}. "
+                     "Invariances of these networks answer nothing.</div>"))
+display(Markdown(panels.evaluation_table(art)[0]))
+ctx.show(*panels.evaluation_bars(art), name="02_evaluation_psnr")
 
 # %% [markdown]
 # ## Example slices
 # A chest test slice in the lung window and an abdomen test slice in the abdomen window.
 
 # %%
-examples = []
 for region, window in (("chest", LUNG), ("abdomen", ABDOMEN)):
-    ids = [pid for pid in split["test"] if data.patients[data.index_of(pid)].region == region]
+    ids = data.patients_of(region, split["test"])
     if ids:
-        pi = data.index_of(ids[0])
-        low, full = data.slice_hu(pi, data.patients[pi].n_slices // 2)
-        examples.append((region, window, low, full))
-fig, axes = plt.subplots(len(examples), 5, figsize=(19, 3.6 * len(examples)), squeeze=False)
-for row, (region, window, low, full) in zip(axes, examples):
-    show_ct(row[0], low, window, f"{region}: low dose")
-    show_ct(row[1], full, window, "full dose")
-    for ax, name in zip(row[2:], ("cnn10", "wganvgg", "gauss_ri")):
-        show_ct(ax, denoise_hu(models[name], low, ctx.device), window, DISPLAY_NAME[name])
-fig.suptitle(vgg_note, fontsize=10)
-fig.tight_layout()
-ctx.save_figure(fig, "02_examples", f"test slices denoised; {vgg_note}")
-plt.show()
+        low, full = data.middle_slice(ids[0])
+        art.write_arrays("examples", {"low": low, "full": full, **{n: denoise_hu(m, low, ctx.device) for n, m in models.items()}},
+                         {"window": window.name, "patient": data.patients[ids[0]].patient_id}, {"region": region})
+ctx.show(*panels.examples(art), name="02_examples")

@@ -14,7 +14,7 @@ from ctinv_utils.models import CNN10, GaussRI
 from ctinv_utils.synthesis.distances import get_distance
 from ctinv_utils.synthesis.invariances import Invariance
 from ctinv_utils.data.sampling import PatchSampler, split_patients
-from ctinv_utils.training.loop import TrainConfig, Trainer
+from ctinv_utils.training.methods import TrainConfig, denoiser_trainer
 
 REF = json.loads((Path(__file__).parent / "data" / "reference_0637fb0.json").read_text())
 RTOL = 1e-4  # float32 sums over thousands of values; the recorded machine may differ in SIMD width
@@ -42,8 +42,9 @@ def test_data_and_sampling_unchanged(smoke_data):
                  "lambda_perceptual": 1e5}),
 ])
 def test_training_unchanged(smoke_data, tmp_path, method, extra):
-    cfg = TrainConfig(method=method, iterations=6, batch_size=2, patch_size=40, checkpoint_every=3, **extra)
-    t = Trainer(cfg, smoke_data, tmp_path / f"{method}.ckpt")
+    cfg = TrainConfig.from_dict(dict(method=method, iterations=6, batch_size=2, patch_size=40, checkpoint_every=3,
+                                     **extra))
+    t = denoiser_trainer(cfg, smoke_data, tmp_path / f"{method}.ckpt")
     t.fit(progress=False)
     for name, module in t.method.modules().items():
         for k, v in module.state_dict().items():

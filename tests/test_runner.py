@@ -85,16 +85,17 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     assert "random init (ImageNet weights unavailable)" in notes["03_image_domain_invariances"]["vgg"]
     figs = sorted(p.name for p in (tmp_path / "figures" / "smoke").glob("*.png"))
     assert "01_data_pairs.png" in figs and "01_data_sampling.png" in figs
-    for png in figs:  # every figure has its provenance sidecar
+    hashes = {e["notebook"]: e["config_hash"] for e in on_disk["notebooks"]}
+    for png in figs:  # every figure has its provenance sidecar, with the manifest's config hash
         side = json.loads((tmp_path / "figures" / "smoke" / png.replace(".png", ".json")).read_text())
-        assert side["seed"] == 0 and side["config_hash"]
+        assert side["seed"] == 0 and side["config_hash"] == hashes[side["notebook"]], png
 
 
 @pytest.mark.parametrize("name", presets.available_presets())
 def test_every_preset_fits_every_notebook(name):
     """A typo in any preset (paper included, which CI never runs) fails here, not on a GPU."""
     from ctinv_utils.data.simulated import SimulationConfig
-    from ctinv_utils.training.loop import TrainConfig
+    from ctinv_utils.training.methods import TrainConfig
 
     preset = presets.load_preset(name)
     for nb in presets.list_notebooks():

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from ctinv_utils.training import loop as training
-from ctinv_utils.training.loop import TrainConfig, Trainer, TrainingDiverged, train_or_load
+from ctinv_utils.training import loop, model_cache
+from ctinv_utils.training.loop import TrainingDiverged
+from ctinv_utils.training.methods import TrainConfig, denoiser_trainer
+from ctinv_utils.training.model_cache import train_or_load
 
 
 class Killed(Exception):
@@ -29,15 +31,15 @@ def _kill_at(trainer, iteration):
 ])
 @pytest.mark.filterwarnings("ignore:VGG. random init")
 def test_resume_after_kill_gives_identical_weights(smoke_data, tmp_path, method, extra):
-    cfg = TrainConfig(method=method, iterations=8, batch_size=2, patch_size=40, checkpoint_every=3, **extra)
-    straight = Trainer(cfg, smoke_data, tmp_path / "a.ckpt")
+    cfg = TrainConfig.from_dict(dict(method=method, iterations=8, batch_size=2, patch_size=40, checkpoint_every=3, **extra))
+    straight = denoiser_trainer(cfg, smoke_data, tmp_path / "a.ckpt")
     straight.fit(progress=False)
 
-    first = Trainer(cfg, smoke_data, tmp_path / "b.ckpt")
+    first = denoiser_trainer(cfg, smoke_data, tmp_path / "b.ckpt")
     _kill_at(first, 5)  # dies after the checkpoint at 3, mid-way to 6
     with pytest.raises(Killed):
         first.fit(progress=False)
-    resumed = Trainer(cfg, smoke_data, tmp_path / "b.ckpt")
+    resumed = denoiser_trainer(cfg, smoke_data, tmp_path / "b.ckpt")
     assert resumed.iteration == 3
     resumed.fit(progress=False)
     for name, module in straight.method.modules().items():
@@ -50,7 +52,7 @@ def test_resume_after_kill_gives_identical_weights(smoke_data, tmp_path, method,
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(smoke_data, tmp_path):
     cfg = TrainConfig(method="cnn10", iterations=10, batch_size=2, patch_size=40, checkpoint_every=4)
-    t = Trainer(cfg, smoke_data, tmp_path / "c.ckpt")
+    t = denoiser_trainer(cfg, smoke_data, tmp_path / "c.ckpt")
     orig = t._next_batch
 
     def poisoned():
@@ -62,14 +64,14 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(smoke_data, tmp_path):
         t.fit(progress=False)
     assert torch.load(tmp_path / "c.ckpt", weights_only=True)["iteration"] == 4
     with pytest.raises(ValueError, match="unknown training method"):
-        Trainer(TrainConfig(method="gauss_ri"), smoke_data, tmp_path / "d.ckpt")
+        TrainConfig.from_dict({"method": "gauss_ri"})
 
 
 def test_finished_model_is_cached(smoke_data, monkeypatch):
     cfg = TrainConfig(method="cnn10", iterations=3, batch_size=2, patch_size=40)
     m1, rec, path = train_or_load(cfg, smoke_data, "smoke-key", progress=False)
     assert path.is_file() and not path.with_suffix(".ckpt").exists() and len(rec["history"]["loss"]) == 3
-    monkeypatch.setattr(training.Trainer, "fit", lambda *a, **k: pytest.fail("retrained a cached model"))
+    monkeypatch.setattr(loop.Trainer, "fit", lambda *a, **k: pytest.fail("retrained a cached model"))
     m2, _, path2 = train_or_load(cfg, smoke_data, "smoke-key", progress=False)
     assert path2 == path
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))

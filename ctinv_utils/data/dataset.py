@@ -64,6 +64,16 @@ class PairedCTData:
         return PairedCTData([p for p in self.patients if p.patient_id in wanted], self.source, self.root,
                             self.cache_bytes)
 
+    def patients_of(self, region: str, ids=None) -> list[int]:
+        """Indices of the patients of ``region`` (among ``ids`` when given), in ID order."""
+        wanted = None if ids is None else set(ids)
+        return [i for i, p in enumerate(self.patients)
+                if p.region == region and (wanted is None or p.patient_id in wanted)]
+
+    def middle_slice(self, patient: int) -> tuple[np.ndarray, np.ndarray]:
+        """(low_hu, full_hu) of the patient's middle slice."""
+        return self.slice_hu(patient, self.patients[patient].n_slices // 2)
+
     def summary(self) -> list[dict]:
         """One row per region: patients, slices, dose fraction."""
         rows = []
@@ -72,6 +82,31 @@ class PairedCTData:
             rows.append(dict(region=region, patients=len(ps), slices=sum(p.n_slices for p in ps),
                              dose_fraction=ps[0].dose_fraction))
         return rows
+
+
+def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
+    """The centred ``size`` x ``size`` crop of a 2-D image (the image itself for None)."""
+    if not size:
+        return image
+    H, W = image.shape
+    if size > min(H, W):
+        raise ValueError(f"crop {size} px is larger than the {H}x{W} slice; use a smaller crop or None")
+    r0, c0 = (H - size) // 2, (W - size) // 2
+    return image[r0:r0 + size, c0:c0 + size]
+
+
+def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The middle slice of the first of ``patient_ids`` in ``region``, centre-cropped: (low_hu,
+    full_hu, where) with ``where`` = {patient, slice, region, crop}."""
+    ids = data.patients_of(region, patient_ids)
+    if not ids:
+        have = sorted({data.patients[data.index_of(p)].region for p in patient_ids})
+        raise ValueError(f"no patient of region {region!r} among {list(patient_ids)}; choose one of {have}")
+    p = data.patients[ids[0]]
+    s = p.n_slices // 2
+    low, full = data.slice_hu(ids[0], s)
+    return centre_crop(low, crop), centre_crop(full, crop), {"patient": p.patient_id, "slice": s, "region": region,
+                                                          "crop": crop}
 
 
 def load_data(data_path: str | Path | None = None, simulation: dict | None = None,

@@ -33,3 +33,30 @@ def find_flat_roi(full_hu: np.ndarray, roi_size: int = 15, hu_range=(-50.0, 120.
 def noise_std_hu(image_hu: np.ndarray, roi: np.ndarray) -> float:
     """Standard deviation (HU) inside a boolean ROI."""
     return float(np.std(image_hu[roi]))
+
+
+def noise_by_region(data, slices_per_patient: int | None = None, roi_size: int = 15) -> list[dict]:
+    """Median noise std (HU) of full and low dose in each slice's flattest soft-tissue ROI, per region.
+
+    ``data``: a :class:`~ctinv_utils.data.dataset.PairedCTData`; ``slices_per_patient``: evenly spaced
+    slices per patient (None: all). Slices without a soft-tissue ROI are skipped. Rows:
+    ``{region, slices, full_std_hu, low_std_hu, ratio, expected_ratio, dose_fraction}``."""
+    per_region: dict[str, list[tuple[float, float]]] = {}
+    dose = {}
+    for pi, p in enumerate(data.patients):
+        n = p.n_slices if slices_per_patient is None else min(p.n_slices, slices_per_patient)
+        for s in np.unique(np.linspace(0, p.n_slices - 1, n).round().astype(int)):
+            low, full = data.slice_hu(pi, int(s))
+            try:
+                roi = find_flat_roi(full, roi_size)
+            except ValueError:
+                continue
+            per_region.setdefault(p.region, []).append((noise_std_hu(full, roi), noise_std_hu(low, roi)))
+            dose[p.region] = p.dose_fraction
+    rows = []
+    for region, vals in sorted(per_region.items()):
+        full_std, low_std = np.median(np.asarray(vals), axis=0)
+        rows.append({"region": region, "slices": len(vals), "full_std_hu": float(full_std), "low_std_hu": float(low_std),
+                     "ratio": float(low_std / full_std), "expected_ratio": float(np.sqrt(1 / dose[region])),
+                     "dose_fraction": dose[region]})
+    return rows

@@ -51,6 +51,12 @@ class PatientBalancedSampler:
         return patients, slices
 
 
+def patient_frequencies(sampler: "PatientBalancedSampler", n_draws: int) -> np.ndarray:
+    """Fraction of ``n_draws`` draws that fell on each patient, ``(P,)``."""
+    patients, _ = sampler.sample(int(n_draws))
+    return np.bincount(patients, minlength=len(sampler.n_slices)) / float(n_draws)
+
+
 class SliceUniformSampler(PatientBalancedSampler):
     """The naive alternative, for comparison: every slice equally likely (patients with more
     slices are drawn more often)."""

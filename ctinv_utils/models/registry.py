@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..names import DENOISER_NAMES
 from .checkpoints import CheckpointError, load_state_dict_into, read_checkpoint
 from .cnn10 import CNN10
 from .gauss_ri import GaussRI
@@ -18,7 +19,7 @@ from .wganvgg import WGANVGG
 
 DENOISERS: dict[str, type[nn.Module]] = {"cnn10": CNN10, "wganvgg": WGANVGG, "gauss_ri": GaussRI}
 #: Display names for tables and titles.
-DISPLAY_NAME = {"cnn10": "CNN-10", "wganvgg": "WGAN-VGG", "gauss_ri": "Gauss+RI"}
+DISPLAY_NAME = DENOISER_NAMES
 
 
 def build_denoiser(name: str) -> nn.Module:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..units import hu_difference_to_norm, norm_difference_to_hu
+from ..units import hu_difference_to_norm, norm_difference_to_hu, norm_to_hu
 from ..models.registry import module_device
 from .base import Synthesis, check_denoiser, check_image
 
@@ -101,6 +102,18 @@ class BIM(Synthesis):
         dy = norm_difference_to_hu(self.output() - self.clean_output)
         return {"input_max_hu": float(dx.abs().max()), "input_rms_hu": float(dx.pow(2).mean().sqrt()),
                 "output_rms_hu": float(dy.pow(2).mean().sqrt())}
+
+    @torch.no_grad()
+    def figure_arrays(self) -> dict[str, np.ndarray]:
+        """In HU, without the denoiser: ``x``, ``x_adv``, ``f_x``, ``f_x_adv`` ``(H, W)`` and the
+        histories of the input (max) and output (RMS) changes."""
+        def hu(t):
+            return norm_to_hu(t.detach().cpu().double().numpy()).astype(np.float32)
+
+        return {"x": hu(self.image[0, 0]), "x_adv": hu(self.result[0, 0]), "f_x": hu(self.clean_output[0, 0]),
+                "f_x_adv": hu(self.output()[0, 0]),
+                "history_input_change_hu": np.asarray(self.history["input_change_hu"], dtype=np.float64).ravel(),
+                "history_output_change_hu": np.asarray(self.history["output_change_hu"], dtype=np.float64).ravel()}
 
     def _state(self) -> dict:
         return {"image": self.image.cpu(), "reference": self.reference.cpu(), "clean_output": self.clean_output.cpu(),

@@ -3,8 +3,10 @@
 A synthesis object holds its state (the image being optimised, optimizer, history) and
 ``synthesize(max_iter)`` runs or *resumes* the loop. Every iteration records the loss terms, the
 gradient norm and the pixel change, shows them in a tqdm bar and raises on a non-finite loss.
-``save`` / ``load`` keep tensors, optimizer state and RNG state (never pickled callables), and
-``load`` re-runs the denoiser on the stored input to check it is the same denoiser.
+``save`` / ``load`` keep tensors and optimizer state (never pickled callables), and ``load`` re-runs
+the denoiser on the stored input to check it is the same denoiser. Randomness is owned: a synthesis
+draws its start from its own seeded ``torch.Generator`` at construction and never touches the global
+RNG, so loading one leaves the process's random state alone.
 """
 
 from __future__ import annotations
@@ -47,6 +49,20 @@ def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"the denoiser maps {tuple(image.shape)} to {shape}; it must return the input's "
                          "shape (B, 1, H, W)")
     return out
+
+
+def relative_change(loss_history, fraction: float = 0.1) -> np.ndarray:
+    """Per sample, ``|L[T] - L[T - w]| / max(|L[T]|, |L[T - w]|)`` with ``w`` the last ``fraction``
+    of the ``T`` iterations (at least one): how much the loss still moved at the end of the run.
+    ``loss_history``: ``(T, A)`` (or a list of per-iteration lists). Infinite before 2 iterations."""
+    h = np.asarray(loss_history, dtype=np.float64)
+    if h.ndim == 1:
+        h = h[:, None]
+    if len(h) < 2:
+        return np.full(h.shape[1] if h.ndim == 2 else 1, np.inf)
+    w = max(1, int(round(fraction * len(h))))
+    now, then = h[-1], h[-1 - w]
+    return np.abs(now - then) / np.maximum(np.maximum(np.abs(now), np.abs(then)), 1e-12)
 
 
 class Synthesis:
@@ -96,6 +112,11 @@ class Synthesis:
         then = np.asarray(self.history["loss"][-1 - window])
         return bool(np.all(np.abs(now - then) <= stop_criterion * (np.abs(then) + 1e-12)))
 
+    def convergence(self, fraction: float = 0.1, tol: float = 0.01) -> list[bool]:
+        """Per sample: did the loss change by less than ``tol`` (relative) over the last ``fraction``
+        of the iterations run so far? (See :func:`relative_change`.)"""
+        return [bool(c < tol) for c in relative_change(self.history["loss"], fraction)]
+
     def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
                    stop_window: int = 50, store_progress: int | None = None, progress: bool = True):
         """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
@@ -142,12 +163,12 @@ class Synthesis:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """Write tensors, optimizer and RNG state and history (atomically). Load with ``load``."""
+        """Write tensors, optimizer state and history (atomically). Load with ``load``."""
         state = self._state()
         state.update({
             "class": type(self).__name__, "param": self.param.detach().cpu(), "iteration": self.iteration,
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            "torch_rng": torch.get_rng_state(), "history": self.history,
+            "history": self.history,
             "saved": [(i, t) for i, t in self.saved], "versions": versions(),
         })
         return atomic.torch_save(path, state)
@@ -165,7 +186,6 @@ class Synthesis:
         self.iteration = int(state["iteration"])
         self.history = state["history"]
         self.saved = [(int(i), t) for i, t in state["saved"]]
-        torch.set_rng_state(state["torch_rng"])
         if state["optimizer"] is not None:
             self.optimizer = self._make_optimizer(lr)
             self.optimizer.load_state_dict(state["optimizer"])

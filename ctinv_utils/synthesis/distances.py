@@ -24,9 +24,10 @@ from pytorch_msssim import ssim
 from torch import nn
 
 from ..models.vgg import ct_to_vgg_input, load_vgg
+from ..names import DISTANCE_NAMES
 
 DISTANCES = ("mse", "dssim", "vgg")
-DISPLAY_NAME = {"mse": "bounded MSE", "dssim": "(1-SSIM)/2", "vgg": "VGG16 perceptual"}
+DISPLAY_NAME = DISTANCE_NAMES
 
 
 def bounded_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

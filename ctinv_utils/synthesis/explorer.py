@@ -18,7 +18,21 @@ import torch
 from .. import atomic
 from .invariances import Invariance
 from ..provenance import config_hash
-from ..units import WINDOWS, norm_to_hu
+from ..names import display_name
+from ..units import WINDOWS, hu_to_norm, norm_to_hu
+
+
+def _tensor_sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def module_sha(module: torch.nn.Module) -> str:
+    """Checksum of a module's class and state (weights and buffers): what determines its outputs."""
+    h = hashlib.sha256(type(module).__qualname__.encode())
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(_tensor_sha(v).encode())
+    return h.hexdigest()
 
 
 class InvarianceExplorer:
@@ -35,10 +49,11 @@ class InvarianceExplorer:
         self.alphas = sorted(float(a) for a in alphas)
         self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
         self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
-        # on disk, results are keyed by everything that determines them besides the three choices
-        key = config_hash({"image": hashlib.sha256(image.detach().cpu().numpy().tobytes()).hexdigest(),
-                           "max_iter": max_iter, "lr": lr, "seed": seed,
-                           "denoisers": sorted(denoisers), "distance_modules": sorted(distance_modules or {})})
+        # on disk, results are keyed by everything that determines them besides the three choices: the
+        # image, the settings, and each denoiser's and distance's weights (not their names)
+        key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
+                           "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
+                           "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self.distance_modules = distance_modules or {}
         self._outputs: dict = {}
@@ -51,6 +66,11 @@ class InvarianceExplorer:
         """Register every alpha of a finished batched run."""
         for i, a in enumerate(invariance.alpha_values):
             self.results[(denoiser, invariance.distance_name, self._key(a))] = invariance.result[i, 0].cpu().numpy()
+
+    def add_arrays(self, denoiser: str, distance: str, arrays) -> None:
+        """Register every alpha of a saved run from its figure arrays (``x_inv`` in HU, ``alphas``)."""
+        for a, x_inv_hu in zip(arrays["alphas"], arrays["x_inv"]):
+            self.results[(denoiser, distance, self._key(float(a)))] = hu_to_norm(np.asarray(x_inv_hu, dtype=np.float32))
 
     def _disk(self, denoiser, distance, alpha) -> Path | None:
         return self.cache_dir / f"{denoiser}_{distance}_{alpha:.4g}.npy" if self.cache_dir else None
@@ -96,15 +116,11 @@ class InvarianceExplorer:
         return hu
 
     def figure(self, denoiser: str, distance: str, alpha: float, window: str = "lung", title: str = ""):
-        from ..figures.ct import ct_grid
+        from ..figures.talk import invariance_grid
 
         p = self.panels(denoiser, distance, alpha)
-        w = WINDOWS[window]
-        fig = ct_grid([(p["x"], w, "x"), (p["x_inv"], w, "x_inv"), (p["dx"], "difference", "x_inv − x"),
-                       (p["f_x"], w, "f(x)"), (p["f_x_inv"], w, "f(x_inv)"),
-                       (p["dy"], "difference", "f(x_inv) − f(x)")], ncols=3, panel_size=2.8,
-                      suptitle=title or f"{denoiser}, {distance}, α = {alpha:.3g}")
-        return fig
+        return invariance_grid(p["x"], p["x_inv"], p["f_x"], p["f_x_inv"], WINDOWS[window],
+                               title or f"{display_name(denoiser)}, {display_name(distance)}, α = {alpha:.3g}")
 
     def widget(self):
         """ipywidgets UI: log-scale alpha slider, distance, denoiser and window dropdowns."""
@@ -115,8 +131,8 @@ class InvarianceExplorer:
         lo, hi = math.log10(self.alphas[0]), math.log10(self.alphas[-1])
         alpha = W.FloatLogSlider(value=self.alphas[len(self.alphas) // 2], base=10, min=lo - 0.5, max=hi + 0.5,
                                  step=0.05, description="α", continuous_update=False, readout_format=".3g")
-        distance = W.Dropdown(options=self.distances, description="distance")
-        denoiser = W.Dropdown(options=list(self.denoisers), description="denoiser")
+        distance = W.Dropdown(options=[(display_name(d), d) for d in self.distances], description="distance")
+        denoiser = W.Dropdown(options=[(display_name(d), d) for d in self.denoisers], description="denoiser")
         window = W.Dropdown(options=["lung", "abdomen", "head"], value="lung", description="window")
         grid = W.Dropdown(options=[(f"{a:.3g}", a) for a in self.alphas], description="precomputed α")
         out = W.Output()

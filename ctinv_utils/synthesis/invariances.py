@@ -18,7 +18,7 @@ from torch import nn
 
 from .distances import DISTANCES, get_distance
 from ..models.registry import module_device
-from ..units import norm_difference_to_hu
+from ..units import norm_difference_to_hu, norm_to_hu
 from .base import Synthesis, check_denoiser, check_image
 
 
@@ -102,6 +102,19 @@ class Invariance(Synthesis):
                  "input_rms_hu": float(dx[i].pow(2).mean().sqrt()), "input_max_hu": float(dx[i].abs().max()),
                  "output_rms_hu": float(dy[i].pow(2).mean().sqrt())}
                 for i, a in enumerate(self.alpha_values)]
+
+    @torch.no_grad()
+    def figure_arrays(self) -> dict[str, np.ndarray]:
+        """What a figure needs, in HU, without the denoiser: ``x``, ``f_x`` ``(H, W)``; ``x_inv``,
+        ``f_x_inv`` ``(A, H, W)``; ``alphas`` ``(A,)``; histories ``(T, A)`` of the loss and both distances."""
+        def hu(t):
+            return norm_to_hu(t.detach().cpu().double().numpy()).astype(np.float32)
+
+        out = {"x": hu(self.image[0, 0]), "f_x": hu(self.target[0, 0]), "x_inv": hu(self.result[:, 0]),
+               "f_x_inv": hu(self.outputs()[:, 0]), "alphas": np.asarray(self.alpha_values, dtype=np.float64)}
+        for k in ("loss", "output_distance", "input_distance"):
+            out[f"history_{k}"] = np.asarray(self.history[k], dtype=np.float64).reshape(-1, len(self.alpha_values))
+        return out
 
     def _state(self) -> dict:
         return {"image": self.image.cpu(), "target": self.target.cpu(), "alphas": self.alphas.cpu(), "alpha_values": self.alpha_values,

@@ -44,3 +44,16 @@ def evaluate(models: dict[str, torch.nn.Module], data: PairedCTData, patient_ids
         rows.append({"method": method, "region": region, "slices": len(ms),
                      **{k: float(np.mean([m[k] for m in ms])) for k in ms[0]}})
     return rows
+
+
+def worse_than_input(rows: list[dict], methods) -> list[dict]:
+    """The (method, region) rows of ``methods`` whose PSNR or SSIM is not above the low-dose input's:
+    a denoiser there does not denoise. Each returned row carries ``psnr_gain_db`` and ``ssim_gain``."""
+    low = {r["region"]: r for r in rows if r["method"] == "low dose"}
+    bad = []
+    for r in rows:
+        if r["method"] in methods and r["region"] in low:
+            gain = {"psnr_gain_db": r["psnr"] - low[r["region"]]["psnr"], "ssim_gain": r["ssim"] - low[r["region"]]["ssim"]}
+            if gain["psnr_gain_db"] <= 0 or gain["ssim_gain"] <= 0:
+                bad.append({**r, **gain})
+    return bad

@@ -1,0 +1,248 @@
+"""The artifacts contract: every file a notebook writes and a later one reads, in one place.
+
+``Artifacts(root)`` knows, for each kind of artifact, which notebook makes it and where it lives
+under ``papermill_runs/<preset>/artifacts/``; it writes each atomically and reads it back. Figure-ready
+arrays (HU) are stored as ``.npz`` with a JSON sidecar holding their SHA-256 (file and per array),
+shapes, the facts a caption needs and the provenance, so the figures notebook redraws every panel
+**without loading a network**, and a damaged file is detected, not drawn. A missing artifact names
+the notebook that makes it and the command that runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import atomic
+from .errors import CTInvError
+from .paths import REPO_ROOT, run_dir
+
+
+class ArtifactError(CTInvError):
+    """An artifact is missing, damaged, or was made from other inputs."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    notebook: str
+    pattern: str
+    what: str
+
+
+SPECS: dict[str, Spec] = {
+    # 01
+    "data": Spec("01_data", "data.json", "data source, patient split and per-region summary"),
+    # 02
+    "denoisers": Spec("02_denoiser_training", "denoisers.json", "trained models, their configs and notes"),
+    "model": Spec("02_denoiser_training", "models/{name}.pt", "weights of a trained denoiser"),
+    "training_history": Spec("02_denoiser_training", "training/{name}.npz", "loss curves of a training run"),
+    "evaluation": Spec("02_denoiser_training", "evaluation.json", "PSNR/SSIM/RMSE per region and method"),
+    "examples": Spec("02_denoiser_training", "examples/{region}.npz", "a denoised test slice per method"),
+    # 03
+    "analysis_slice": Spec("03_image_domain_invariances", "analysis_slice.npz",
+                           "the low/full-dose slice the invariances are computed on"),
+    "invariance": Spec("03_image_domain_invariances", "invariances/{denoiser}_{distance}.pt",
+                       "an invariance run (resumable)"),
+    "invariance_arrays": Spec("03_image_domain_invariances", "invariances/{denoiser}_{distance}.npz",
+                              "x, x_inv, f(x), f(x_inv) and histories in HU"),
+    "invariances_summary": Spec("03_image_domain_invariances", "invariances_summary.json",
+                                "per denoiser, distance and alpha: distances and changes in HU"),
+    "attack": Spec("03_image_domain_invariances", "adversarial/{denoiser}_{loss}_{attack}.pt", "an FGSM/BIM run"),
+    "attack_arrays": Spec("03_image_domain_invariances", "adversarial/{denoiser}_{loss}_{attack}.npz",
+                          "x, x_adv, f(x), f(x_adv) in HU"),
+    "adversarial_summary": Spec("03_image_domain_invariances", "adversarial_summary.json",
+                                "per attack: input and output changes in HU"),
+}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """Checksum of an array's values, dtype and shape (independent of the file it sits in)."""
+    a = np.ascontiguousarray(a)
+    return sha256_bytes(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
+
+
+@dataclass
+class ArrayArtifact:
+    """Arrays read back from an ``.npz`` artifact, with its sidecar ``meta`` (facts for captions)."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict
+    path: Path
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+class Artifacts:
+    """Reads and writes the artifacts of one run folder (``papermill_runs/<preset>/artifacts``).
+
+    ``provenance``: a callable returning the provenance record stored with every artifact (a
+    notebook passes its context's; a reader needs none)."""
+
+    def __init__(self, root: str | Path, preset: str = "quick", provenance: Callable[..., dict] | None = None):
+        self.root = Path(root)
+        self.preset = preset
+        self._provenance = provenance
+
+    @classmethod
+    def of_preset(cls, preset: str) -> "Artifacts":
+        return cls(run_dir(preset) / "artifacts", preset)
+
+    # -- names ---------------------------------------------------------------------------------
+    def path(self, kind: str, **keys: Any) -> Path:
+        if kind not in SPECS:
+            raise KeyError(f"unknown artifact kind {kind!r}; known: {sorted(SPECS)}")
+        try:
+            return self.root / SPECS[kind].pattern.format(**keys)
+        except KeyError as exc:
+            raise KeyError(f"artifact {kind!r} needs the key {exc} ({SPECS[kind].pattern})") from None
+
+    def exists(self, kind: str, **keys: Any) -> bool:
+        return self.path(kind, **keys).is_file()
+
+    def _missing(self, kind: str, path: Path, why: str = "is missing") -> ArtifactError:
+        nb = SPECS[kind].notebook
+        try:
+            shown = path.relative_to(REPO_ROOT)
+        except ValueError:
+            shown = path
+        return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: notebook {nb} makes it; run "
+                             f"`python -m ctinv_utils.run --preset {self.preset} --only {nb[:2]}`")
+
+    def require(self, kind: str, **keys: Any) -> Path:
+        p = self.path(kind, **keys)
+        if not p.is_file():
+            raise self._missing(kind, p)
+        return p
+
+    def _record(self, **extra: Any) -> dict:
+        return self._provenance(**extra) if self._provenance else dict(extra)
+
+    # -- JSON ----------------------------------------------------------------------------------
+    def write_json(self, kind: str, obj: dict, keys: dict | None = None) -> Path:
+        """Write ``obj`` (a dict) with the provenance record under ``"provenance"``."""
+        return atomic.write_json(self.path(kind, **(keys or {})), {**obj, "provenance": self._record()})
+
+    def read_json(self, kind: str, **keys: Any) -> dict:
+        p = self.require(kind, **keys)
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self._missing(kind, p, f"is damaged ({exc})") from None
+
+    # -- arrays --------------------------------------------------------------------------------
+    def write_arrays(self, kind: str, arrays: dict[str, np.ndarray], meta: dict | None = None,
+                     keys: dict | None = None) -> Path:
+        """``np.savez`` of ``arrays`` (atomically), and ``<file>.json`` with the checksums, shapes,
+        ``meta`` and provenance."""
+        path = self.path(kind, **(keys or {}))
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+        atomic.write_bytes(path, data)
+        atomic.write_json(path.with_suffix(".json"), {
+            "sha256": sha256_bytes(data),
+            "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str, "sha256": array_sha256(v)}
+                       for k, v in arrays.items()},
+            "meta": meta or {}, "provenance": self._record(artifact=kind)})
+        return path
+
+    def read_arrays(self, kind: str, **keys: Any) -> ArrayArtifact:
+        """Arrays and meta of an ``.npz`` artifact; its checksum is verified."""
+        path = self.require(kind, **keys)
+        side = path.with_suffix(".json")
+        if not side.is_file():
+            raise self._missing(kind, path, "has no checksum sidecar (an interrupted write?)")
+        record = json.loads(side.read_text())
+        data = path.read_bytes()
+        if sha256_bytes(data) != record.get("sha256"):
+            raise self._missing(kind, path, "does not match its recorded SHA-256 (damaged or changed)")
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        return ArrayArtifact(arrays, record.get("meta", {}), path)
+
+    def array_checksums(self, kind: str, **keys: Any) -> dict[str, str]:
+        """SHA-256 of each array of an ``.npz`` artifact (from its sidecar)."""
+        side = self.require(kind, **keys).with_suffix(".json")
+        return {k: v["sha256"] for k, v in json.loads(side.read_text())["arrays"].items()}
+
+    # -- torch files ---------------------------------------------------------------------------
+    def write_torch(self, kind: str, obj: Any, keys: dict | None = None) -> Path:
+        path = self.path(kind, **(keys or {}))
+        atomic.torch_save(path, obj)
+        atomic.write_json(path.with_suffix(path.suffix + ".json"),
+                          {"sha256": sha256_file(path), "provenance": self._record(artifact=kind)})
+        return path
+
+    def verified(self, kind: str, **keys: Any) -> Path:
+        """Path of a torch artifact whose SHA-256 matches the one recorded when it was written."""
+        path = self.require(kind, **keys)
+        side = path.with_suffix(path.suffix + ".json")
+        if not side.is_file() or json.loads(side.read_text()).get("sha256") != sha256_file(path):
+            raise self._missing(kind, path, "does not match its recorded SHA-256 (damaged or changed)")
+        return path
+
+    # -- what the notebooks hand each other ------------------------------------------------------
+    def data_split(self, data) -> dict[str, list[str]]:
+        """The patient split notebook 01 made, after checking it was made on the same data as
+        ``data`` (a :class:`~ctinv_utils.data.dataset.PairedCTData`)."""
+        info = self.read_json("data")
+        if info["source"] != data.source or info["root"] != str(data.root):
+            raise ArtifactError(f"notebook 01's split was made on {info['source']} ({info['root']}), this notebook "
+                                f"loads {data.source} ({data.root}); re-run notebook 01 with the same data: "
+                                f"`python -m ctinv_utils.run --preset {self.preset} --only 01 ...`")
+        return info["split"]
+
+    def save_denoisers(self, models: dict, info: dict) -> None:
+        """Weights of the trained denoisers (``{name: module}``; parameter-free ones are recorded by
+        name only) and ``denoisers.json`` (``info`` plus the weight files)."""
+        files = {}
+        for name, m in models.items():
+            state = {k: v.detach().cpu() for k, v in m.state_dict().items()}
+            if state:
+                files[name] = str(self.write_torch("model", {"model": state}, {"name": name}).relative_to(self.root))
+        self.write_json("denoisers", {**info, "names": list(models), "weights": files})
+
+    def load_denoisers(self, names, device: str = "cpu") -> dict:
+        """Frozen denoisers by name, from the weights notebook 02 saved (checksums verified)."""
+        from .models import load_denoiser
+
+        info = self.read_json("denoisers")
+        out = {}
+        for name in names:
+            if name in info["weights"]:
+                out[name] = load_denoiser(name, self.verified("model", name=name), device)
+            elif name in info["names"]:
+                out[name] = load_denoiser(name, None, device)
+            else:
+                raise ArtifactError(f"notebook 02 did not make the denoiser {name!r} (it made {info['names']}); "
+                                    "add it to the preset's denoisers and re-run notebook 02")
+        return out
+
+    def save_synthesis(self, kind: str, obj, meta: dict, keys: dict) -> None:
+        """A synthesis object (resumable ``.pt``) and its figure arrays (``.npz``), e.g.
+        ``kind="invariance"`` writes ``invariance`` and ``invariance_arrays``."""
+        path = self.path(kind, **keys)
+        obj.save(path)
+        atomic.write_json(path.with_suffix(path.suffix + ".json"),
+                          {"sha256": sha256_file(path), "provenance": self._record(artifact=kind)})
+        self.write_arrays(f"{kind}_arrays", obj.figure_arrays(), meta, keys)

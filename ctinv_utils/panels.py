@@ -1,0 +1,196 @@
+"""The notebooks' figures and tables, drawn from artifacts: one function per figure, shared by the
+notebook that computes the result and by the figures notebook, so a panel has one drawing code.
+
+Each figure function returns ``(fig, caption)``; the caption names what a reader needs to read the
+panel (denoiser, distance, alpha, iterations, VGG weights); the notebook's context adds preset, data
+source, seed and config hash when it saves the figure. Nothing here loads a network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .artifacts import Artifacts
+from .figures import curves, evaluation as evaluation_figures, talk
+from .figures.tables import csv_text, markdown_table
+from .names import display_name
+
+EVALUATION_COLUMNS = [("region", "region", ""), ("method", "method", ""), ("slices", "slices", ""),
+                      ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".3f"), ("rmse_hu", "RMSE (HU)", ".1f")]
+INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", ""), ("alpha", "α", "g"),
+                      ("input_distance", "d(x, x_inv)", ".4f"), ("output_distance", "d(f(x), f(x_inv))", ".4f"),
+                      ("input_rms_hu", "RMS x_inv − x (HU)", ".1f"), ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".1f"),
+                      ("iterations", "iterations", ""), ("converged", "converged", "")]
+METHOD_ORDER = ["low dose", "cnn10", "wganvgg", "gauss_ri"]
+
+
+def alpha_index(alphas, alpha: float) -> int:
+    """Index of ``alpha`` in a run's alpha grid (to 1e-9 relative)."""
+    hits = np.flatnonzero(np.isclose(np.asarray(alphas, dtype=float), float(alpha), rtol=1e-9, atol=0))
+    if not len(hits):
+        raise ValueError(f"alpha {alpha:g} was not optimised; the grid is {[float(a) for a in alphas]}")
+    return int(hits[0])
+
+
+# -- notebook 02 ---------------------------------------------------------------------------------
+def loss_curves(art: Artifacts):
+    cnn, wgan = art.read_arrays("training_history", name="cnn10"), art.read_arrays("training_history", name="wganvgg")
+    vgg = art.read_json("denoisers").get("vgg", "")
+    panels = [("CNN-10: L2 loss (normalized units²)", {"L2": cnn["loss"]}, True),
+              ("WGAN-VGG generator: L2 to full dose", {"L2 to full dose": wgan["mse"]}, True)]
+    if "perceptual" in wgan.arrays:
+        lam = wgan.meta["config"].get("lambda_perceptual", 1.0)
+        panels.append(("WGAN-VGG GAN phase", {"critic: Wasserstein estimate": wgan["wasserstein"],
+                                              "λ · perceptual": wgan["perceptual"] * lam}, False))
+    return curves.loss_curves(panels, title=vgg), f"training losses; {vgg}"
+
+
+def evaluation_rows(art: Artifacts) -> list[dict]:
+    """The evaluation rows with display names, sorted by region and method."""
+    rows = art.read_json("evaluation")["rows"]
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    rows = sorted(rows, key=lambda r: (r["region"], rank.get(r["method"], len(rank)), r["method"]))
+    return [{**r, "method": display_name(r["method"])} for r in rows]
+
+
+def evaluation_table(art: Artifacts) -> tuple[str, str]:
+    """(markdown, CSV) of PSNR/SSIM/RMSE per region and method."""
+    rows = evaluation_rows(art)
+    return markdown_table(rows, EVALUATION_COLUMNS, note=art.read_json("denoisers").get("vgg", "")), \
+        csv_text(rows, EVALUATION_COLUMNS)
+
+
+def evaluation_bars(art: Artifacts):
+    vgg = art.read_json("denoisers").get("vgg", "")
+    return evaluation_figures.metric_bars(evaluation_rows(art), title=vgg), f"test-set PSNR per region; {vgg}"
+
+
+def evaluation_figure(art: Artifacts):
+    """The evaluation table drawn as a figure (PSNR, SSIM and RMSE per region and method)."""
+    import matplotlib.pyplot as plt
+
+    rows = evaluation_rows(art)
+    cells = [[r["region"], r["method"], str(r["slices"]), f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", f"{r['rmse_hu']:.1f}"]
+             for r in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 0.9))
+    ax.set_axis_off()
+    table = ax.table(cellText=cells, colLabels=[h for _, h, _ in EVALUATION_COLUMNS], loc="center", cellLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1, 1.25)
+    flagged = {(r["method"], r["region"]) for r in art.read_json("evaluation").get("not_denoising", [])}
+    for i, r in enumerate(rows, start=1):
+        if any(display_name(m) == r["method"] and reg == r["region"] for m, reg in flagged):
+            for j in range(len(EVALUATION_COLUMNS)):
+                table[i, j].set_facecolor("#f8d0d0")
+    vgg = art.read_json("denoisers").get("vgg", "")
+    ax.set_title(f"Denoisers on the test patients (window-mapped PSNR/SSIM, RMSE in HU)\n{vgg}", fontsize=9)
+    fig.tight_layout()
+    return fig, f"evaluation table (red: a trained denoiser below its low-dose input); {vgg}"
+
+
+def examples(art: Artifacts, regions=("chest", "abdomen")):
+    from .units import get_window
+
+    rows = []
+    for region in regions:
+        if not art.exists("examples", region=region):
+            continue
+        ex = art.read_arrays("examples", region=region)
+        images = [(ex["low"], f"{region}: low dose"), (ex["full"], "full dose")]
+        images += [(ex[k], display_name(k)) for k in ex.arrays if k not in ("low", "full")]
+        rows.append((get_window(ex.meta["window"]), images))
+    vgg = art.read_json("denoisers").get("vgg", "")
+    return evaluation_figures.example_slices(rows, title=vgg), f"test slices denoised; {vgg}"
+
+
+# -- notebook 03 ---------------------------------------------------------------------------------
+def _inv(art: Artifacts, denoiser: str, distance: str):
+    return art.read_arrays("invariance_arrays", denoiser=denoiser, distance=distance)
+
+
+def invariance_rows(art: Artifacts) -> list[dict]:
+    """The invariance summary with display names."""
+    return [{**r, "denoiser": display_name(r["denoiser"]), "distance": display_name(r["distance"])}
+            for r in art.read_json("invariances_summary")["rows"]]
+
+
+def invariance_table(art: Artifacts) -> str:
+    return markdown_table(invariance_rows(art), INVARIANCE_COLUMNS, note=art.read_json("invariances_summary").get("vgg", ""))
+
+
+def synthesis_status(art: Artifacts, denoisers, distance: str = "mse"):
+    rows, labels = [], None
+    for d in denoisers:
+        r = _inv(art, d, distance)
+        labels = [f"α={a:g}" for a in r["alphas"]]
+        rows.append((f"{display_name(d)}, {display_name(distance)}",
+                     {k: r[f"history_{k}"] for k in ("loss", "output_distance", "input_distance")}))
+    return curves.synthesis_status(rows, labels), f"optimisation histories, {display_name(distance)}"
+
+
+def talk_results(art: Artifacts, denoiser: str, distances, alpha: float, differences: bool = True):
+    """The talk's "Results <denoiser>" slide at ``alpha``: one row per distance."""
+    runs = {d: _inv(art, denoiser, d) for d in distances}
+    first = runs[distances[0]]
+    rows = [(display_name(d), r["x_inv"][alpha_index(r["alphas"], alpha)], r["f_x_inv"][alpha_index(r["alphas"], alpha)])
+            for d, r in runs.items()]
+    iters = ", ".join(f"{display_name(d)} {r.meta['iterations']}" for d, r in runs.items())
+    vgg = next((r.meta["vgg"] for r in runs.values() if r.meta.get("vgg")), "")
+    sl = art.read_arrays("analysis_slice")
+    title = f"{display_name(denoiser)}: invariances at α = {alpha:g} (the talk's protocol: fixed α)\n{vgg}"
+    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title)
+    where = sl.meta
+    caption = (f"{display_name(denoiser)}, α={alpha:g}, distances {', '.join(display_name(d) for d in distances)}; "
+               f"Adam iterations: {iters}; slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
+               f"crop {where.get('crop')}); {vgg}")
+    return fig, caption
+
+
+def tradeoff(art: Artifacts, denoisers, distances):
+    """Input change against output change over the alpha grid, per distance, all denoisers; and the
+    bounded-MSE run in HU."""
+    rows = art.read_json("invariances_summary")["rows"]
+
+    def curve(d, dist, key_in, key_out):
+        rs = sorted((r for r in rows if r["denoiser"] == d and r["distance"] == dist), key=lambda r: r["alpha"])
+        return [r["alpha"] for r in rs], [r[key_in] for r in rs], [r[key_out] for r in rs]
+
+    panels = [(display_name(dist), {display_name(d): curve(d, dist, "input_distance", "output_distance") for d in denoisers},
+               "d(x, x_inv)", "d(f(x), f(x_inv))") for dist in distances]
+    if "mse" in distances:
+        panels.append(("bounded MSE, in HU", {display_name(d): curve(d, "mse", "input_rms_hu", "output_rms_hu")
+                                             for d in denoisers}, "RMS x_inv − x (HU)", "RMS f(x_inv) − f(x) (HU)"))
+    vgg = art.read_json("invariances_summary").get("vgg", "")
+    alphas = sorted({r["alpha"] for r in rows})
+    return curves.tradeoff_figure(panels, title=vgg), f"trade-off curves over α = {alphas}; {vgg}"
+
+
+def attack_table(art: Artifacts, denoisers, alpha: float) -> str:
+    inv = {r["denoiser"]: r for r in art.read_json("invariances_summary")["rows"]
+           if r["distance"] == "mse" and np.isclose(r["alpha"], alpha)}
+    rows = []
+    for d in denoisers:
+        r = inv[d]
+        rows.append({"denoiser": display_name(d), "perturbation": f"invariance (bounded MSE, α={alpha:g})",
+                     "input_max_hu": r["input_max_hu"], "input_rms_hu": r["input_rms_hu"], "output_rms_hu": r["output_rms_hu"]})
+        rows += [{"denoiser": "", "perturbation": f"{a['attack']} ({a['loss']}, ε={a['eps_hu']:g} HU)", **a}
+                 for a in art.read_json("adversarial_summary")["rows"] if a["denoiser"] == d]
+    return markdown_table(rows, [("denoiser", "denoiser", ""), ("perturbation", "perturbation", ""),
+                                 ("input_max_hu", "max |Δx| (HU)", ".1f"), ("input_rms_hu", "RMS Δx (HU)", ".1f"),
+                                 ("output_rms_hu", "RMS Δf (HU)", ".1f")])
+
+
+def attack_contrast(art: Artifacts, denoisers, alpha: float, attack: str = "BIM", loss: str = "output"):
+    rows = []
+    meta = None
+    for d in denoisers:
+        a = art.read_arrays("attack_arrays", denoiser=d, loss=loss, attack=attack)
+        meta = a.meta
+        r = _inv(art, d, "mse")
+        k = alpha_index(r["alphas"], alpha)
+        rows.append((display_name(d), a["x_adv"] - a["x"], a["f_x_adv"] - a["f_x"], r["x_inv"][k] - r["x"],
+                     r["f_x_inv"][k] - r["f_x"], attack, f"bounded MSE α={alpha:g}:"))
+    caption = (f"{attack} ({loss} loss, ε={meta.get('eps_hu'):g} HU, {meta.get('iterations')} steps) against the "
+               f"bounded-MSE invariance at α={alpha:g}")
+    return talk.attack_contrast(rows), caption

@@ -1,0 +1,194 @@
+"""The denoisers' training methods (after ldct-benchmark: each method keeps its networks,
+optimizers and step together) and their settings.
+
+* :class:`CNN10Method`: CNN-10 with the L2 loss (Chen et al. 2017).
+* :class:`WGANVGGMethod`: WGAN-VGG (Yang et al. 2018), a Wasserstein critic with gradient penalty
+  plus a VGG19 perceptual loss; optionally an L2 warm start of the generator.
+
+Both are method objects for :class:`~ctinv_utils.training.loop.Trainer`; :func:`denoiser_trainer`
+wires one to patient-balanced patches of a data set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.dataset import PairedCTData
+from ..data.sampling import PatchSampler
+from ..models import WGANCritic, build_denoiser
+from ..models.vgg import ct_to_vgg_input, load_vgg
+from .gan import adversarial_loss, critic_step
+from .loop import Trainer, check_positive_int, seeded_init
+
+VGG_WEIGHT_CHOICES = ("imagenet", "imagenet_or_random")
+
+
+@dataclass
+class TrainConfig:
+    """Settings every training method has. ``TrainConfig.from_dict({"method": ..., ...})`` returns
+    the method's own config class (see :data:`CONFIGS`)."""
+
+    method: str = "cnn10"
+    iterations: int = 1000
+    batch_size: int = 16
+    patch_size: int = 64
+    lr: float = 1e-4
+    adam_betas: tuple = (0.9, 0.999)
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("iterations", "batch_size", "checkpoint_every"):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("patch_size", self.patch_size, 8)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
+        self.adam_betas = tuple(self.adam_betas)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        method = d.get("method")
+        if method not in CONFIGS:
+            raise ValueError(f"unknown training method {method!r}; choose one of {sorted(CONFIGS)}"
+                             " (Gauss+RI needs no training)")
+        config_cls = CONFIGS[method]
+        unknown = set(d) - {f.name for f in dataclasses.fields(config_cls)}
+        if unknown:
+            raise ValueError(f"unknown {method} training settings {sorted(unknown)}; known: "
+                             f"{[f.name for f in dataclasses.fields(config_cls)]}")
+        return config_cls(**d)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+
+@dataclass
+class WGANVGGConfig(TrainConfig):
+    """WGAN-VGG's settings. ``vgg_weights``: 'imagenet' (never falls back) or 'imagenet_or_random'
+    (a seeded random VGG when the ImageNet file is unavailable; quick preset)."""
+
+    method: str = "wganvgg"
+    lambda_gp: float = 10.0
+    lambda_perceptual: float = 0.1
+    critic_steps: int = 1
+    vgg_layer: str = "relu5_4"      # Yang et al.: VGG19 conv5_4 (after its ReLU)
+    vgg_weights: str = "imagenet"
+    pretrain_iterations: int = 0    # generator warm start with the L2 loss before the GAN phase
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_int("critic_steps", self.critic_steps)
+        check_positive_int("pretrain_iterations", self.pretrain_iterations, 0)
+        if self.vgg_weights not in VGG_WEIGHT_CHOICES:
+            raise ValueError(f"vgg_weights must be one of {VGG_WEIGHT_CHOICES}, not {self.vgg_weights!r}")
+
+
+CONFIGS: dict[str, type[TrainConfig]] = {"cnn10": TrainConfig, "wganvgg": WGANVGGConfig}
+
+
+class CNN10Method:
+    """CNN-10 with the L2 loss."""
+
+    name = "cnn10"
+
+    def __init__(self, cfg: TrainConfig, device: str):
+        self.config = cfg.to_dict()
+        with seeded_init(cfg.seed) as rng:
+            self.model = build_denoiser("cnn10").to(device)
+        self.generator = rng.generator
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas))
+        self.notes: dict = {}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.opt}
+
+    def step(self, next_batch, iteration: int) -> dict[str, float]:
+        low, full = next_batch()
+        self.opt.zero_grad(set_to_none=True)
+        loss = F.mse_loss(self.model(low), full)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+
+class WGANVGGMethod:
+    """WGAN-VGG: Wasserstein critic with gradient penalty (:mod:`~ctinv_utils.training.gan`) plus a
+    VGG19 perceptual loss on the generator."""
+
+    name = "wganvgg"
+
+    def __init__(self, cfg: WGANVGGConfig, device: str):
+        self.cfg = cfg
+        self.config = cfg.to_dict()
+        with seeded_init(cfg.seed) as rng:
+            self.model = build_denoiser("wganvgg").to(device)
+            self.critic = WGANCritic(cfg.patch_size).to(device)
+            # built inside the seeded block: its default init draws from the stream, like the networks'
+            self.vgg = load_vgg("vgg19", allow_random=cfg.vgg_weights == "imagenet_or_random", seed=cfg.seed,
+                                device=device)
+        self.generator = rng.generator
+        betas = tuple(cfg.adam_betas)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=betas)
+        self.notes = {"vgg": self.vgg.weights_source}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, "critic": self.critic}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.opt_g, "critic": self.opt_d}
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vgg(ct_to_vgg_input(x), layers=(self.cfg.vgg_layer,))[self.cfg.vgg_layer]
+
+    def step(self, next_batch, iteration: int) -> dict[str, float]:
+        if iteration < self.cfg.pretrain_iterations:  # L2 warm start (as SRGAN pretrains SRResNet)
+            low, full = next_batch()
+            self.opt_g.zero_grad(set_to_none=True)
+            mse = F.mse_loss(self.model(low), full)
+            mse.backward()
+            self.opt_g.step()
+            return {"mse": mse.item()}
+        for _ in range(self.cfg.critic_steps):
+            low, full = next_batch()
+            with torch.no_grad():
+                fake = self.model(low)
+            critic = critic_step(self.critic, self.opt_d, full, fake, self.cfg.lambda_gp, self.generator)
+        self.opt_g.zero_grad(set_to_none=True)
+        fake = self.model(low)
+        adv = adversarial_loss(self.critic, fake)
+        perc = F.mse_loss(self._features(fake), self._features(full))
+        g_loss = adv + self.cfg.lambda_perceptual * perc
+        g_loss.backward()
+        self.opt_g.step()
+        return {"loss": g_loss.item(), **critic, "perceptual": perc.item(),
+                "mse": F.mse_loss(fake.detach(), full).item()}
+
+
+METHODS = {"cnn10": CNN10Method, "wganvgg": WGANVGGMethod}
+
+
+def build_method(cfg: TrainConfig, device: str = "cpu"):
+    """The method object of ``cfg`` (networks initialised from ``cfg.seed``)."""
+    return METHODS[cfg.method](cfg, device)
+
+
+def denoiser_trainer(cfg: TrainConfig, data: PairedCTData, checkpoint_path: str | Path,
+                     device: str = "cpu") -> Trainer:
+    """A :class:`Trainer` of the denoiser ``cfg`` on patient-balanced paired patches of ``data``."""
+    if not isinstance(cfg, TrainConfig):
+        cfg = TrainConfig.from_dict(cfg)
+    return Trainer(build_method(cfg, device), PatchSampler(data, cfg.patch_size, seed=cfg.seed), checkpoint_path,
+                   cfg.iterations, cfg.batch_size, cfg.checkpoint_every, device)

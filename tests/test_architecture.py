@@ -1,0 +1,163 @@
+"""The layout's contracts: one-way imports between stage packages, the public API, the artifacts
+hand-off (missing and damaged files named), owned randomness, one parameter list."""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ctinv_utils
+from ctinv_utils import presets
+from ctinv_utils.artifacts import ArtifactError, Artifacts
+
+PKG = Path(ctinv_utils.__file__).parent
+
+# What each part may import (besides itself). The direction is one-way:
+# notebooks -> panels/context -> artifacts -> synthesis/training -> models/data -> units/atomic/errors.
+BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units"}
+ALLOWED = {
+    "base": {"base"},
+    "presets": {"base"},
+    "figures": {"base"},
+    "data": {"base"},
+    "models": {"base"},
+    "training": {"base", "data", "models"},
+    "synthesis": {"base", "data", "models", "training", "figures"},
+    "artifacts": {"base", "models"},
+    "panels": {"base", "artifacts", "figures"},
+    "context": {"base", "artifacts", "presets", "figures"},
+    "run": {"base", "presets"},
+}
+
+
+def part_of(module: str) -> str:
+    """'ctinv_utils.data.sampling' -> 'data'; top-level infrastructure modules -> 'base' etc."""
+    first = module.split(".")[1] if module.count(".") else ""
+    if first in BASE:
+        return "base"
+    return first
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute ctinv_utils modules imported by the file (relative imports resolved)."""
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.startswith("ctinv_utils"):
+                if node.module is None or mod.count(".") == 0:  # "from . import atomic" / "from .. import atomic"
+                    out |= {f"{mod}.{a.name}" for a in node.names}
+                else:
+                    out.add(mod)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("ctinv_utils")}
+    return out
+
+
+def test_imports_run_one_way():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent == PKG:
+            continue  # the public API names everything (lazily)
+        me = part_of(".".join(path.relative_to(PKG.parent).with_suffix("").parts))
+        assert me in ALLOWED, f"{path} belongs to no known part ({me!r}); add it to the layout and this test"
+        for mod in imports_of(path):
+            other = part_of(mod)
+            if other != me and other not in ALLOWED[me]:
+                bad.append(f"{path.relative_to(PKG.parent)} ({me}) imports {mod} ({other})")
+    assert not bad, "imports running against the layout:\n" + "\n".join(bad)
+
+
+def test_layering_test_sees_a_violation(tmp_path):
+    """The import check itself can fail: a data module importing synthesis is caught."""
+    f = PKG / "data" / "_probe_violation.py"
+    f.write_text("from ..synthesis import invariances\n")
+    try:
+        with pytest.raises(AssertionError, match="_probe_violation"):
+            test_imports_run_one_way()
+    finally:
+        f.unlink()
+
+
+def test_public_api():
+    required = ["load_data", "PairedCTData", "hu_to_norm", "norm_to_hu", "get_window", "build_denoiser",
+                "load_denoiser", "freeze", "CNN10", "WGANVGG", "GaussRI", "get_distance", "Invariance", "FGSM",
+                "BIM", "tradeoff_curve", "InvarianceExplorer"]
+    assert set(required) <= set(ctinv_utils.__all__)
+    for name in ctinv_utils.__all__:
+        assert getattr(ctinv_utils, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        ctinv_utils.Nope  # noqa: B018
+
+
+def test_missing_artifact_names_its_notebook_and_command(tmp_path):
+    art = Artifacts(tmp_path, "quick")
+    with pytest.raises(ArtifactError, match=r"invariances/cnn10_mse.npz .*notebook 03_image_domain_invariances.*"
+                                            r"python -m ctinv_utils.run --preset quick --only 03"):
+        art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
+    with pytest.raises(ArtifactError, match="notebook 01_data"):
+        art.read_json("data")
+
+
+def test_arrays_round_trip_and_damage_is_detected(tmp_path):
+    art = Artifacts(tmp_path, "quick", provenance=lambda **kw: {"seed": 0, **kw})
+    a = {"x": np.arange(12, dtype=np.float32).reshape(3, 4), "alphas": np.array([0.1, 1.0])}
+    path = art.write_arrays("invariance_arrays", a, {"iterations": 5}, {"denoiser": "cnn10", "distance": "mse"})
+    back = art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
+    assert back.meta == {"iterations": 5} and np.array_equal(back["x"], a["x"]) and np.array_equal(back["alphas"], a["alphas"])
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert side["provenance"]["seed"] == 0 and side["arrays"]["x"]["shape"] == [3, 4]
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave nothing behind
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match its recorded SHA-256"):
+        art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
+
+
+def test_loading_a_synthesis_leaves_the_global_rng_alone(tmp_path):
+    from ctinv_utils import GaussRI, Invariance
+
+    x = torch.randn(1, 1, 40, 40, generator=torch.Generator().manual_seed(0))
+    inv = Invariance(x, GaussRI(), "mse", alpha=0.5, seed=3)
+    inv.synthesize(3, progress=False)
+    inv.save(tmp_path / "inv.pt")
+    torch.manual_seed(123)
+    expected = torch.rand(5)
+    torch.manual_seed(123)
+    Invariance.load(tmp_path / "inv.pt", GaussRI())
+    assert torch.equal(torch.rand(5), expected)
+
+
+def test_training_draws_from_its_own_generator(smoke_data, tmp_path):
+    """Building and running a trainer never consumes the global RNG."""
+    from ctinv_utils.training.methods import TrainConfig, denoiser_trainer
+
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    t = denoiser_trainer(TrainConfig(iterations=2, batch_size=2, patch_size=40), smoke_data, tmp_path / "c.ckpt")
+    t.fit(progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_parameter_defaults_are_literals_and_hash_ignores_presentation():
+    for nb in presets.list_notebooks():
+        defaults = presets.parameter_defaults(nb)
+        assert set(presets.RUNTIME_PARAMETERS) <= set(defaults), nb.name
+    p = {"preset": "quick", "seed": 0, "alphas": [0.1]}
+    h = presets.parameters_hash(p)
+    assert presets.parameters_hash({**p, "interactive": True, "figures_dir": "elsewhere"}) == h
+    assert presets.parameters_hash({**p, "alphas": [0.2]}) != h
