@@ -35,21 +35,9 @@ class RunContext:
     data_source: str = "not loaded yet"
     notes: dict = field(default_factory=dict)
 
-    @property
-    def preset(self) -> str:
-        return self.params["preset"]
-
-    @property
-    def seed(self) -> int:
-        return int(self.params["seed"])
-
-    @property
-    def device(self) -> str:
-        return self.params["device"]
-
-    @property
-    def interactive(self) -> bool:
-        return bool(self.params["interactive"])
+    def __post_init__(self):
+        self.preset, self.seed = str(self.params["preset"]), int(self.params["seed"])
+        self.device, self.interactive = str(self.params["device"]), bool(self.params["interactive"])
 
     @property
     def config_hash(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, settings
 from .acquisition import simulate_pair
 from .dicom_io import write_patient
 from ..paths import cache_dir
@@ -51,12 +51,7 @@ class SimulationConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SimulationConfig":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown simulation settings {sorted(unknown)}; "
-                             f"known: {[f.name for f in dataclasses.fields(cls)]}")
-        return cls(**d)
+        return settings.from_dict(cls, d, "simulation settings")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import settings
 from ..data.dataset import PairedCTData
 from ..data.sampling import PatchSampler
 from ..models import WGANCritic, build_denoiser
@@ -53,17 +54,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        method = d.get("method")
+        method = dict(d).get("method")
         if method not in CONFIGS:
             raise ValueError(f"unknown training method {method!r}; choose one of {sorted(CONFIGS)}"
                              " (Gauss+RI needs no training)")
-        config_cls = CONFIGS[method]
-        unknown = set(d) - {f.name for f in dataclasses.fields(config_cls)}
-        if unknown:
-            raise ValueError(f"unknown {method} training settings {sorted(unknown)}; known: "
-                             f"{[f.name for f in dataclasses.fields(config_cls)]}")
-        return config_cls(**d)
+        return settings.from_dict(CONFIGS[method], d, f"{method} training settings")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
