@@ -31,11 +31,13 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True
-simulation = {}
-# TrainConfig settings per method (see ctinv_utils/training.py)
+simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+              "min_slices": 3, "max_slices": 8}  # the embedded data (SimulationConfig settings)
+# training settings per method (see ctinv_utils/training/methods.py)
 cnn10 = {"iterations": 1500, "batch_size": 16, "patch_size": 64, "lr": 3e-4}
-wganvgg = {"iterations": 1000, "pretrain_iterations": 600, "batch_size": 8, "patch_size": 48, "lr": 2e-4,
-           "lambda_perceptual": 1e5, "vgg_weights": "imagenet_or_random"}
+wganvgg = {"iterations": 1700, "pretrain_iterations": 1500, "batch_size": 8, "patch_size": 48, "lr": 6e-4,
+           "gan_lr": 2e-5, "critic_lr": 1e-4, "gan_betas": [0.5, 0.9], "critic_warmup": 50,
+           "lambda_perceptual": 1e6, "vgg_weights": "imagenet_or_random"}
 
 # %%
 import warnings

@@ -17,7 +17,7 @@ PKG = Path(ctinv_utils.__file__).parent
 
 # What each part may import (besides itself). The direction is one-way:
 # notebooks -> panels/context -> artifacts -> synthesis/training -> models/data -> units/atomic/errors.
-BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings"}
+BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed"}
 ALLOWED = {
     "base": {"base"},
     "presets": {"base"},

@@ -83,6 +83,9 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     notes = {e["notebook"]: e.get("notes", {}) for e in on_disk["notebooks"]}
     assert "random init (ImageNet weights unavailable)" in notes["02_denoiser_training"]["vgg"]
     assert "random init (ImageNet weights unavailable)" in notes["03_image_domain_invariances"]["vgg"]
+    # the smoke models are trained for a few iterations: notebook 02 must say loudly that they do not denoise
+    assert notes["02_denoiser_training"]["denoisers_beat_low_dose"] is False
+    assert "Not a denoiser here" in (tmp_path / "papermill_runs" / "smoke" / "02_denoiser_training.ipynb").read_text()
     figs = sorted(p.name for p in (tmp_path / "figures" / "smoke").glob("*.png"))
     assert "01_data_pairs.png" in figs and "01_data_sampling.png" in figs
     hashes = {e["notebook"]: e["config_hash"] for e in on_disk["notebooks"]}
@@ -107,3 +110,13 @@ def test_every_preset_fits_every_notebook(name):
                 TrainConfig.from_dict({"method": method, **params[method]})
         if "alphas" in params:
             assert params["panel_alpha"] in params["alphas"]
+
+
+def test_parameter_defaults_equal_the_quick_preset():
+    """Run All in JupyterLab on a fresh clone (the cells' defaults) does what the quick preset does."""
+    preset = presets.load_preset("quick")
+    for nb in presets.list_notebooks():
+        defaults = presets.parameter_defaults(nb)
+        assert defaults["preset"] == "quick" and defaults["seed"] == preset["seed"], nb.name
+        for key, value in presets.notebook_parameters(preset, nb, {}).items():
+            assert defaults[key] == value, f"{nb.name}: default {key}={defaults[key]!r}, quick preset {value!r}"

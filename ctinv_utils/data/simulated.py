@@ -34,7 +34,8 @@ class SimulationConfig:
 
     image_size: int = 256            # pixels per side
     n_views: int = 360               # parallel-beam views over 180 degrees
-    photons_full_dose: float = 6e4   # incident photons per ray at full dose
+    photons_full_dose: float = 6e4   # incident photons per ray at full dose (body protocols)
+    head_photon_factor: float = 4.0  # head protocols run at ~4x the dose of body ones (CTDIvol ~55 vs ~13 mGy)
     patients_per_region: int = 4
     min_slices: int = 3              # slices per patient drawn uniformly in [min, max]:
     max_slices: int = 8              # unequal counts make patient-balanced sampling matter
@@ -44,7 +45,7 @@ class SimulationConfig:
     version: int = 1                 # bump when the simulation code changes its output
 
     def __post_init__(self):
-        if self.image_size < 64 or self.n_views < 16 or self.photons_full_dose <= 0:
+        if self.image_size < 64 or self.n_views < 16 or self.photons_full_dose <= 0 or self.head_photon_factor <= 0:
             raise ValueError(f"implausible simulation config {self}")
         if not 1 <= self.min_slices <= self.max_slices:
             raise ValueError("need 1 <= min_slices <= max_slices")
@@ -77,12 +78,13 @@ def _simulate_patient(args) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, f
     cfg, p = args
     phantom = Phantom(p["region"], p["phantom_seed"])
     rng = np.random.default_rng([cfg.seed, p["phantom_seed"]])  # order-independent per patient
+    photons = cfg.photons_full_dose * (cfg.head_photon_factor if p["region"] == "head" else 1.0)
     lows, fulls, labels = [], [], []
     n = p["n_slices"]
     for i in range(n):
         z = (i + 0.5) / n
         hu, lab, pixel_mm = phantom.slice(z, cfg.image_size)
-        low, full = simulate_pair(hu, pixel_mm, cfg.photons_full_dose, DOSE_FRACTION[p["region"]],
+        low, full = simulate_pair(hu, pixel_mm, photons, DOSE_FRACTION[p["region"]],
                                   cfg.n_views, rng, cfg.filter_name)
         lows.append(low), fulls.append(full), labels.append(lab)
     return p, np.stack(lows), np.stack(fulls), np.stack(labels), pixel_mm

@@ -36,6 +36,7 @@ from torch import nn
 from .. import atomic
 from ..errors import CTInvError
 from ..progress import progress_bar
+from ..speed import tune_allocator
 
 
 class TrainingDiverged(CTInvError):
@@ -76,6 +77,7 @@ class Trainer:
 
     def __init__(self, method: Method, source, checkpoint_path: str | Path, iterations: int, batch_size: int,
                  checkpoint_every: int = 250, device: str = "cpu"):
+        tune_allocator()
         self.method, self.source = method, source
         self.iterations = check_positive_int("iterations", iterations)
         self.batch_size = check_positive_int("batch_size", batch_size)

@@ -24,6 +24,7 @@ from ..data.dataset import PairedCTData
 from ..data.sampling import PatchSampler
 from ..models import WGANCritic, build_denoiser
 from ..models.vgg import ct_to_vgg_input, load_vgg
+from ..speed import channels_last
 from .gan import adversarial_loss, critic_step
 from .loop import Trainer, check_positive_int, seeded_init
 
@@ -62,7 +63,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["adam_betas"] = list(self.adam_betas)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
         return d
 
 
@@ -78,11 +81,21 @@ class WGANVGGConfig(TrainConfig):
     vgg_layer: str = "relu5_4"      # Yang et al.: VGG19 conv5_4 (after its ReLU)
     vgg_weights: str = "imagenet"
     pretrain_iterations: int = 0    # generator warm start with the L2 loss before the GAN phase
+    gan_lr: float | None = None     # GAN-phase learning rate of the generator (None: lr)
+    critic_lr: float | None = None  # learning rate of the critic (None: gan_lr)
+    gan_betas: tuple | None = None  # GAN-phase Adam betas (None: adam_betas); Yang et al.: 1e-5, (0.5, 0.9)
+    critic_warmup: int = 0          # critic-only iterations when the GAN phase starts
 
     def __post_init__(self):
         super().__post_init__()
         check_positive_int("critic_steps", self.critic_steps)
         check_positive_int("pretrain_iterations", self.pretrain_iterations, 0)
+        check_positive_int("critic_warmup", self.critic_warmup, 0)
+        for name in ("gan_lr", "critic_lr"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {getattr(self, name)!r}")
+        if self.gan_betas is not None:
+            self.gan_betas = tuple(self.gan_betas)
         if self.vgg_weights not in VGG_WEIGHT_CHOICES:
             raise ValueError(f"vgg_weights must be one of {VGG_WEIGHT_CHOICES}, not {self.vgg_weights!r}")
 
@@ -98,7 +111,7 @@ class CNN10Method:
     def __init__(self, cfg: TrainConfig, device: str):
         self.config = cfg.to_dict()
         with seeded_init(cfg.seed) as rng:
-            self.model = build_denoiser("cnn10").to(device)
+            self.model = channels_last(build_denoiser("cnn10").to(device))
         self.generator = rng.generator
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas))
         self.notes: dict = {}
@@ -128,15 +141,19 @@ class WGANVGGMethod:
         self.cfg = cfg
         self.config = cfg.to_dict()
         with seeded_init(cfg.seed) as rng:
-            self.model = build_denoiser("wganvgg").to(device)
-            self.critic = WGANCritic(cfg.patch_size).to(device)
+            self.model = channels_last(build_denoiser("wganvgg").to(device))
+            self.critic = channels_last(WGANCritic(cfg.patch_size).to(device))
             # built inside the seeded block: its default init draws from the stream, like the networks'
-            self.vgg = load_vgg("vgg19", allow_random=cfg.vgg_weights == "imagenet_or_random", seed=cfg.seed,
-                                device=device)
+            self.vgg = channels_last(load_vgg("vgg19", allow_random=cfg.vgg_weights == "imagenet_or_random",
+                                              seed=cfg.seed, device=device))
         self.generator = rng.generator
-        betas = tuple(cfg.adam_betas)
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=betas)
+        self.gan_lr = cfg.lr if cfg.gan_lr is None else cfg.gan_lr
+        self.gan_betas = tuple(cfg.adam_betas if cfg.gan_betas is None else cfg.gan_betas)
+        self.separate_gan_optimizer = cfg.gan_lr is not None or cfg.gan_betas is not None
+        lr, betas = (cfg.lr, tuple(cfg.adam_betas)) if cfg.pretrain_iterations else (self.gan_lr, self.gan_betas)
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
+        critic_lr = self.gan_lr if cfg.critic_lr is None else cfg.critic_lr
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, betas=self.gan_betas)
         self.notes = {"vgg": self.vgg.weights_source}
 
     def modules(self) -> dict[str, nn.Module]:
@@ -156,11 +173,18 @@ class WGANVGGMethod:
             mse.backward()
             self.opt_g.step()
             return {"mse": mse.item()}
+        if iteration == self.cfg.pretrain_iterations > 0 and self.separate_gan_optimizer:
+            # the GAN phase gets a fresh optimizer with its own settings: Adam's moments of the L2 phase
+            # are calibrated to gradients hundreds of times smaller than the adversarial ones
+            self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.gan_lr, betas=self.gan_betas)
+        gan_iteration = iteration - self.cfg.pretrain_iterations
         for _ in range(self.cfg.critic_steps):
             low, full = next_batch()
             with torch.no_grad():
                 fake = self.model(low)
             critic = critic_step(self.critic, self.opt_d, full, fake, self.cfg.lambda_gp, self.generator)
+        if gan_iteration < self.cfg.critic_warmup:  # the critic learns before it steers the generator
+            return {**critic, "mse": F.mse_loss(fake, full).item()}
         self.opt_g.zero_grad(set_to_none=True)
         fake = self.model(low)
         adv = adversarial_loss(self.critic, fake)
