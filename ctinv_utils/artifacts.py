@@ -58,6 +58,12 @@ SPECS: dict[str, Spec] = {
                           "x, x_adv, f(x), f(x_adv) in HU"),
     "adversarial_summary": Spec("03_image_domain_invariances", "adversarial_summary.json",
                                 "per attack: input and output changes in HU"),
+    # 04
+    "natural_generator": Spec("04_natural_invariances", "natural/{denoiser}.pt", "a trained natural-invariance generator"),
+    "natural_arrays": Spec("04_natural_invariances", "natural/{denoiser}.npz",
+                           "x, samples g(z|x), f(x), f(samples) and the pixel-wise std in HU"),
+    "natural_analysis": Spec("04_natural_invariances", "natural_analysis.json",
+                             "noise versus anatomy: metrics and verdicts, natural and image-domain"),
 }
 
 
@@ -238,11 +244,16 @@ class Artifacts:
                                     "add it to the preset's denoisers and re-run notebook 02")
         return out
 
-    def save_synthesis(self, kind: str, obj, meta: dict, keys: dict) -> None:
-        """A synthesis object (resumable ``.pt``) and its figure arrays (``.npz``), e.g.
-        ``kind="invariance"`` writes ``invariance`` and ``invariance_arrays``."""
-        path = self.path(kind, **keys)
+    def save_object(self, kind: str, obj, keys: dict | None = None) -> Path:
+        """An object with ``save(path)`` (a synthesis run, a generator), with its SHA-256 sidecar."""
+        path = self.path(kind, **(keys or {}))
         obj.save(path)
         atomic.write_json(path.with_suffix(path.suffix + ".json"),
                           {"sha256": sha256_file(path), "provenance": self._record(artifact=kind)})
+        return path
+
+    def save_synthesis(self, kind: str, obj, meta: dict, keys: dict) -> None:
+        """A synthesis object (resumable ``.pt``) and its figure arrays (``.npz``), e.g.
+        ``kind="invariance"`` writes ``invariance`` and ``invariance_arrays``."""
+        self.save_object(kind, obj, keys)
         self.write_arrays(f"{kind}_arrays", obj.figure_arrays(), meta, keys)

@@ -194,3 +194,52 @@ def attack_contrast(art: Artifacts, denoisers, alpha: float, attack: str = "BIM"
     caption = (f"{attack} ({loss} loss, ε={meta.get('eps_hu'):g} HU, {meta.get('iterations')} steps) against the "
                f"bounded-MSE invariance at α={alpha:g}")
     return talk.attack_contrast(rows), caption
+
+
+# -- notebook 04 ---------------------------------------------------------------------------------
+NATURAL_COLUMNS = [("kind", "invariance", ""), ("d_out", "d(f(x), f(x_inv))", ".4f"), ("d_in", "d(x, x_inv)", ".4f"),
+                   ("rms_change_hu", "RMS x_inv − x (HU)", ".1f"), ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".1f"),
+                   ("pixel_std_hu", "pixel std over samples (HU)", ".1f"),
+                   ("corr_change_with_noise", "corr(x_inv − x, noise)", ".2f"),
+                   ("noise_amplitude_ratio", "noise std ratio", ".2f"), ("edge_ratio_change", "edge energy ratio", ".2f"),
+                   ("nps_distance_to_noise", "NPS shape distance to noise", ".2f"), ("critic_score", "critic score", ".2f")]
+
+
+def natural_samples(art: Artifacts, denoiser: str, k: int = 4):
+    from .figures import natural as natural_figures
+
+    a = art.read_arrays("natural_arrays", denoiser=denoiser)
+    m = a.meta
+    title = (f"Natural invariances of {display_name(denoiser)}: g(z|x), {display_name(m['distance'])}, α={m['alpha']:g}, "
+             f"β={m['beta']:g}\n{m['iterations']} training iterations; std over {len(a['samples'])} samples")
+    fig = natural_figures.natural_samples(a["x"], a["samples"][:k], a["std"], title=title)
+    caption = (f"{display_name(denoiser)}; generator trained {m['iterations']} iterations on {m['patch_size']} px patches; "
+               f"distance {display_name(m['distance'])}, α={m['alpha']:g}, β={m['beta']:g}; {len(a['samples'])} samples; "
+               f"{m.get('vgg', '')}")
+    return fig, caption
+
+
+def natural_nps(art: Artifacts, denoiser: str):
+    from .figures import natural as natural_figures
+
+    an = art.read_json("natural_analysis")["denoisers"][denoiser]
+    f = an["natural"]["nps"]["frequency"]
+    curves = {"real low-dose noise (x − full dose)": an["natural"]["nps"]["noise"],
+              "natural invariances g(z|x) − x": an["natural"]["nps"]["change"]}
+    if "image_domain" in an:
+        curves[f"image-domain x_inv − x ({an['image_domain']['label']})"] = an["image_domain"]["nps"]["change"]
+    return natural_figures.nps_plot(f, curves, title=f"{display_name(denoiser)}: is the change noise-like?"), \
+        f"noise power spectra of the changes and of the real low-dose noise; {display_name(denoiser)}"
+
+
+def natural_table(art: Artifacts, denoiser: str) -> str:
+    an = art.read_json("natural_analysis")["denoisers"][denoiser]
+    rows = [{"kind": "natural g(z|x)", **an["natural"]}]
+    if "image_domain" in an:
+        rows.append({"kind": f"image-domain ({an['image_domain']['label']})", **an["image_domain"]})
+    return markdown_table(rows, NATURAL_COLUMNS)
+
+
+def natural_verdicts(art: Artifacts, denoiser: str) -> str:
+    an = art.read_json("natural_analysis")["denoisers"][denoiser]
+    return "\n".join(f"- {line}" for line in an["verdicts"].values())

@@ -26,6 +26,7 @@ ALLOWED = {
     "models": {"base"},
     "training": {"base", "data", "models"},
     "synthesis": {"base", "data", "models", "training", "figures"},
+    "analysis": {"base", "data"},
     "artifacts": {"base", "models"},
     "panels": {"base", "artifacts", "figures"},
     "context": {"base", "artifacts", "presets", "figures"},

@@ -9,25 +9,33 @@ from torch import nn
 class WGANCritic(nn.Module):
     """Critic: 6 conv layers 3x3 (64, 64, 128, 128, 256, 256 channels; strides 1, 2, 1, 2, 1, 2;
     no padding; LeakyReLU), then FC 1024, LeakyReLU, FC 1. Input ``(B, 1, P, P)`` normalized with a
-    fixed patch size ``P``; output ``(B, 1)`` scores (no sigmoid: Wasserstein critic)."""
+    fixed patch size ``P``; output ``(B, 1)`` scores (no sigmoid: Wasserstein critic).
+
+    ``width`` scales every layer's channels (1: Yang et al.'s critic; the natural-invariance critic on
+    CPU uses fewer); ``hidden`` is the size of the first fully connected layer."""
 
     CHANNELS_STRIDES = ((1, 64, 1), (64, 64, 2), (64, 128, 1), (128, 128, 2), (128, 256, 1), (256, 256, 2))
 
-    def __init__(self, patch_size: int):
+    def __init__(self, patch_size: int, width: float = 1.0, hidden: int = 1024):
         super().__init__()
         layers: list[nn.Module] = []
         n = patch_size
+        ch = lambda c: c if c == 1 else max(1, int(round(c * width)))  # noqa: E731
         for c_in, c_out, stride in self.CHANNELS_STRIDES:
-            layers += [nn.Conv2d(c_in, c_out, 3, stride, 0), nn.LeakyReLU()]
+            layers += [nn.Conv2d(ch(c_in), ch(c_out), 3, stride, 0), nn.LeakyReLU()]
             n = (n - 3) // stride + 1
         if n < 1:
             raise ValueError(f"patch size {patch_size} is too small for the critic (six 3x3 convolutions, three of stride 2)")
         self.feature_size = n
         self.net = nn.Sequential(*layers)
-        self.fc1 = nn.Linear(256 * n * n, 1024)
-        self.fc2 = nn.Linear(1024, 1)
+        self.patch_size = int(patch_size)
+        self.fc1 = nn.Linear(ch(256) * n * n, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
         self.lrelu = nn.LeakyReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.patch_size, self.patch_size):
+            raise ValueError(f"the critic was built for {self.patch_size}x{self.patch_size} patches, got "
+                             f"{tuple(x.shape[-2:])}; tile larger images (see NaturalInvariance.critic_scores)")
         out = self.net(x).flatten(1)
         return self.fc2(self.lrelu(self.fc1(out)))

@@ -1,0 +1,396 @@
+"""Natural invariances (the talk's second half): a conditional generator g(z|x) trained with a critic,
+
+    argmin_phi  d(f(x), f(g(z|x))) - alpha * d(x, g(z|x)) + beta * (-E[C(g(z|x))]),
+
+so that one forward pass gives a new invariance of x that looks like a real low-dose image.
+
+**Sign convention of the beta term.** The talk writes ``+ beta * C(g(z|x))`` for a critic that scores
+*generated* images high. Our critic is a Wasserstein critic that scores *real* low-dose patches high
+(:mod:`~ctinv_utils.training.gan`), so the same pressure toward realistic samples is
+``+ beta * adversarial_loss = - beta * E[C(g)]``: the generator is rewarded where the critic believes
+its samples are real.
+
+**Generator** (:class:`ConditionalGenerator`): ``stages`` scales, coarse to fine; stage ``i`` works
+at ``1/2^(stages-1-i)`` of the input resolution and sees the condition downsampled to its own
+resolution (the talk's ``d_i(x)``, average pooling), fresh spatial noise ``z_i`` and the upsampled
+features of the previous stage. The output is ``x + delta``, so the identity (no invariance) is easy to
+represent and everything the generator adds is visible as ``g - x``. Fully convolutional: trained on
+80x80 patches (the talk), applied to any size divisible by ``2^(stages-1)`` (16 with 5 stages).
+
+**Training** runs through :class:`~ctinv_utils.training.loop.Trainer`: tqdm with every loss term,
+atomic checkpoints with optimizer and RNG states, exact resume, NaN stop. Real images for the critic
+are low-dose patches of the patient-balanced sampler (or the user's own patches); the denoiser is
+frozen and never receives gradients in its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import atomic, settings
+from ..errors import CTInvError
+from ..models import WGANCritic, freeze, module_device
+from ..provenance import config_hash, versions
+from ..speed import channels_last, tune_allocator
+from ..training.gan import adversarial_loss, critic_step
+from ..training.loop import Trainer, seeded_init
+from .base import check_denoiser, check_image
+from .distances import DISTANCES, get_distance
+
+
+class ConditionalGenerator(nn.Module):
+    """g(z|x): ``(B, 1, H, W)`` normalized in and out, H and W divisible by :attr:`factor`."""
+
+    def __init__(self, channels=(64, 64, 48, 32, 32), z_channels: int = 4, init_delta_std: float = 0.1):
+        super().__init__()
+        self.channels, self.z_channels = tuple(int(c) for c in channels), int(z_channels)
+        if len(self.channels) < 1 or min(self.channels) < 1 or self.z_channels < 1:
+            raise ValueError(f"need at least one stage with >= 1 channel and z_channels >= 1, got {channels}, {z_channels}")
+        self.factor = 2 ** (len(self.channels) - 1)
+        blocks, c_prev = [], 0
+        for c in self.channels:
+            blocks.append(nn.Sequential(
+                nn.Conv2d(c_prev + 1 + self.z_channels, c, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2)))
+            c_prev = c
+        self.blocks = nn.ModuleList(blocks)
+        self.out = nn.Conv2d(c_prev, 1, 3, padding=1)
+        with torch.no_grad():  # start like the image-domain method: g(z|x) = x + a z-texture of std init_delta_std
+            self.out.bias.zero_()
+            probe = torch.randn(4, 1, 4 * self.factor, 4 * self.factor, generator=torch.Generator().manual_seed(0))
+            delta = self(probe, self.noise(4, *probe.shape[-2:], torch.Generator().manual_seed(1))) - probe
+            self.out.weight.mul_(init_delta_std / float(delta.std().clamp_min(1e-12)))
+
+    def check_size(self, height: int, width: int) -> None:
+        if height % self.factor or width % self.factor or min(height, width) < self.factor:
+            f = self.factor
+            raise ValueError(f"image size {height}x{width} does not work with this generator: {len(self.channels)} stages "
+                             f"need sizes divisible by {f} (e.g. {', '.join(str(f * k) for k in (5, 8, 16, 32))}); "
+                             "crop or pad the image")
+
+    def noise(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
+              device="cpu") -> list[torch.Tensor]:
+        """z: one ``(batch, z_channels, h_i, w_i)`` standard-normal tensor per stage (drawn on the CPU)."""
+        out = []
+        for i in range(len(self.channels)):
+            s = 2 ** (len(self.channels) - 1 - i)
+            out.append(torch.randn(batch, self.z_channels, height // s, width // s, generator=generator).to(device))
+        return out
+
+    def forward(self, x: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
+        self.check_size(*x.shape[-2:])
+        h = None
+        for i, block in enumerate(self.blocks):
+            s = 2 ** (len(self.blocks) - 1 - i)
+            cond = F.avg_pool2d(x, s) if s > 1 else x  # d_i(x): the condition at this stage's resolution
+            parts = [cond, z[i]] if h is None else [F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False), cond, z[i]]
+            h = block(torch.cat(parts, dim=1))
+        return x + self.out(h)
+
+
+@dataclass
+class NaturalConfig:
+    """Everything that determines a natural-invariance generator (its hash keys the cache)."""
+
+    distance: str = "mse"
+    alpha: float = 0.05
+    beta: float = 0.01
+    patch_size: int = 80
+    seed: int = 0
+    lr: float = 2e-4
+    betas: tuple = (0.5, 0.9)
+    critic_lr: float = 2e-4
+    critic_steps: int = 1
+    lambda_gp: float = 10.0
+    channels: tuple = (64, 64, 48, 32, 32)
+    z_channels: int = 4
+    critic_width: float = 0.25
+    margin: int = 8                 # px left out of both distances at the patch border (see _NaturalMethod)
+
+    def __post_init__(self):
+        if self.distance not in DISTANCES:
+            raise ValueError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
+        for name in ("alpha", "beta", "lr", "critic_lr", "lambda_gp", "critic_width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.lr <= 0 or self.critic_lr <= 0:
+            raise ValueError("lr and critic_lr must be > 0")
+        self.betas, self.channels = tuple(self.betas), tuple(self.channels)
+        if not (isinstance(self.margin, int) and 0 <= 2 * self.margin < self.patch_size):
+            raise ValueError(f"margin must be an integer with 0 <= 2 * margin < patch_size, got {self.margin!r}")
+        factor = 2 ** (len(self.channels) - 1)
+        if self.patch_size % factor or self.patch_size < 2 * factor:
+            raise ValueError(f"patch_size {self.patch_size} does not work with {len(self.channels)} generator stages: "
+                             f"it must be a multiple of {factor} and at least {2 * factor} (e.g. 80, 96, 128)")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+class TensorPatches:
+    """A training source of the user's own low-dose patches ``(N, 1, P, P)`` (network units): random
+    batches drawn with a seeded generator, resumable like the patch sampler."""
+
+    def __init__(self, patches: torch.Tensor, seed: int = 0):
+        patches = torch.as_tensor(patches, dtype=torch.float32)
+        if patches.ndim != 4 or patches.shape[1] != 1 or patches.shape[-1] != patches.shape[-2]:
+            raise ValueError(f"patches must have shape (N, 1, P, P), got {tuple(patches.shape)}")
+        if not torch.isfinite(patches).all():
+            raise ValueError("patches contain NaN or inf values")
+        self.patches, self.patch_size = patches, int(patches.shape[-1])
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.patches)
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor]:
+        return (self.patches[torch.from_numpy(self.rng.integers(0, len(self.patches), batch_size))],)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _interior(margin: int):
+    """Index of the interior of ``(B, C, H, W)`` tensors without ``margin`` px at each border."""
+    cut = slice(margin, -margin) if margin else slice(None)
+    return (slice(None), slice(None), cut, cut)
+
+
+class _NaturalMethod:
+    """The training method object of a :class:`NaturalInvariance` (see ``training.loop``)."""
+
+    name = "natural invariance"
+
+    def __init__(self, nat: "NaturalInvariance"):
+        self.nat = nat
+        self.config = nat.config.to_dict()
+        self.generator = nat.rng
+        cfg = nat.config
+        self.opt_g = torch.optim.Adam(nat.net.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.opt_c = torch.optim.Adam(nat.critic.parameters(), lr=cfg.critic_lr, betas=cfg.betas)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"generator": self.nat.net, "critic": self.nat.critic}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "critic": self.opt_c}
+
+    def step(self, next_batch, iteration: int) -> dict[str, float]:
+        nat, cfg = self.nat, self.nat.config
+        for _ in range(cfg.critic_steps):
+            x = next_batch()[0]
+            with torch.no_grad():
+                fake = nat.net(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
+            critic = critic_step(nat.critic, self.opt_c, x, fake, cfg.lambda_gp, self.generator)
+        self.opt_g.zero_grad(set_to_none=True)
+        g = nat.net(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
+        with torch.no_grad():
+            f_x = nat.denoiser(x)
+        # Both distances leave out a margin at the patch border: there the denoiser sees its own
+        # padding, which it never sees inside a whole slice, and the generator would exploit it.
+        # The critic sees the whole patch, so the margin stays natural too.
+        inner = _interior(cfg.margin)
+        d_out = nat.distance(f_x[inner], nat.denoiser(g)[inner]).mean()
+        d_in = nat.distance(x[inner], g[inner]).mean()
+        adv = adversarial_loss(nat.critic, g)
+        loss = d_out - cfg.alpha * d_in + cfg.beta * adv
+        loss.backward()
+        self.opt_g.step()
+        return {"loss": loss.item(), "output_distance": d_out.item(), "input_distance": d_in.item(),
+                "adversarial": adv.item(), **critic}
+
+
+class NaturalInvariance:
+    """A conditional generator of natural invariances of ``denoiser``.
+
+    ``NaturalInvariance(denoiser, distance="mse", alpha=0.05, beta=0.01, patch_size=80, seed=0)``;
+    ``.train(source, iterations)`` with ``source`` a :class:`~ctinv_utils.data.dataset.PairedCTData`
+    (low-dose patches of the patient-balanced sampler) or a tensor of low-dose patches ``(N, 1, P, P)``
+    in network units; ``.sample(x, n, seed)`` -> ``(n, 1, H, W)`` invariances of one slice ``x``
+    ``(1, 1, H, W)``; ``.history``; ``save(path)`` / ``NaturalInvariance.load(path, denoiser)``."""
+
+    PROBE_SEED = 12345
+
+    def __init__(self, denoiser: nn.Module, distance: str = "mse", alpha: float = 0.05, beta: float = 0.01,
+                 patch_size: int = 80, seed: int = 0, device: str | None = None,
+                 distance_module: nn.Module | None = None, vgg_allow_random: bool = False, **settings_):
+        tune_allocator()
+        self.config = settings.from_dict(NaturalConfig, dict(distance=distance, alpha=alpha, beta=beta,
+                                                              patch_size=patch_size, seed=seed, **settings_),
+                                         "natural-invariance settings")
+        self.device = device or module_device(denoiser)
+        self.denoiser = freeze(denoiser)
+        cfg = self.config
+        self.distance = (distance_module or get_distance(cfg.distance, vgg_allow_random=vgg_allow_random,
+                                                         seed=cfg.seed)).to(self.device)
+        with seeded_init(cfg.seed) as holder:
+            self.net = channels_last(ConditionalGenerator(cfg.channels, cfg.z_channels).to(self.device))
+            self.critic = channels_last(WGANCritic(cfg.patch_size, cfg.critic_width, hidden=256).to(self.device))
+        self.rng = holder.generator
+        probe = torch.randn(1, 1, cfg.patch_size, cfg.patch_size, generator=torch.Generator().manual_seed(self.PROBE_SEED))
+        self.probe = (0.5 + 0.5 * probe).to(self.device)  # a fixed input whose f() identifies the denoiser
+        self.probe_output = check_denoiser(self.denoiser, self.probe)
+        self.method = _NaturalMethod(self)
+        self.history: dict[str, list[float]] = {}
+        self.iteration = 0
+        self._trainer: Trainer | None = None
+
+    # -- training ------------------------------------------------------------------------------
+    def _source(self, source, batch_size: int):
+        from ..data.dataset import PairedCTData
+        from ..data.sampling import PatchSampler
+
+        if isinstance(source, PairedCTData):
+            return PatchSampler(source, self.config.patch_size, seed=self.config.seed)
+        if isinstance(source, (torch.Tensor, np.ndarray)):
+            src = TensorPatches(source, self.config.seed)
+            if src.patch_size != self.config.patch_size:
+                raise ValueError(f"patches are {src.patch_size} px, the generator trains on {self.config.patch_size} px "
+                                 "patches; pass patch_size= to NaturalInvariance")
+            if len(src) < batch_size:
+                raise ValueError(f"{len(src)} patches are fewer than one batch ({batch_size}); give more patches "
+                                 "or a smaller batch_size")
+            return src
+        raise TypeError(f"source must be a PairedCTData or a tensor of low-dose patches (N, 1, P, P), "
+                        f"got {type(source).__name__}")
+
+    def train(self, source, iterations: int, batch_size: int = 16, checkpoint: str | Path | None = None,
+              checkpoint_every: int = 100, progress: bool = True) -> dict:
+        """Train up to ``iterations`` in all (calling again with more continues). With ``checkpoint``,
+        checkpoints go there and a killed run resumes from it to the same weights."""
+        same = self._trainer is not None and self._trainer._user_source is source and checkpoint is None
+        if same:
+            trainer = self._trainer
+            trainer.iterations = iterations
+        else:
+            tmp = None
+            if checkpoint is None:
+                tmp = tempfile.TemporaryDirectory(prefix="ctinv-natural-")
+                checkpoint = Path(tmp.name) / "natural.ckpt"
+            trainer = Trainer(self.method, self._source(source, batch_size), checkpoint, iterations, batch_size,
+                              checkpoint_every, self.device)
+            if trainer.iteration == 0 and self.iteration:  # continue in memory
+                trainer.history, trainer.iteration = self.history, self.iteration
+            trainer._user_source, trainer._tmp = source, tmp
+        self._trainer = trainer
+        self.net.train(), self.critic.train()
+        trainer.fit(progress)
+        self.net.eval(), self.critic.eval()
+        self.history, self.iteration = trainer.history, trainer.iteration
+        return self.history
+
+    # -- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8) -> torch.Tensor:
+        """``n`` invariances of one image ``x`` ``(1, 1, H, W)`` (normalized; H, W divisible by the
+        generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples."""
+        x = check_image(x).to(self.device)
+        self.net.check_size(*x.shape[-2:])
+        if not (isinstance(n, int) and n >= 1):
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        gen = torch.Generator().manual_seed(int(seed))
+        self.net.eval()
+        out = []
+        for k in range(0, n, batch):
+            m = min(batch, n - k)
+            xb = x.expand(m, -1, -1, -1)
+            out.append(self.net(xb, self.net.noise(m, *x.shape[-2:], gen, self.device)))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def critic_scores(self, images: torch.Tensor, stride: int | None = None) -> torch.Tensor:
+        """The critic's score of each image ``(B, 1, H, W)`` (normalized), averaged over its
+        ``patch_size`` tiles (stride ``patch_size // 2``): higher = more like real low-dose patches."""
+        P = self.config.patch_size
+        tiles = F.unfold(images.to(self.device), P, stride=stride or P // 2)  # (B, P*P, T)
+        B, _, T = tiles.shape
+        if T == 0:
+            raise ValueError(f"images of {tuple(images.shape[-2:])} px are smaller than the critic's {P} px patch")
+        scores = self.critic(tiles.transpose(1, 2).reshape(B * T, 1, P, P).contiguous())
+        return scores.reshape(B, T).mean(1).cpu()
+
+    @torch.no_grad()
+    def distances(self, x: torch.Tensor, x_inv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``d(f(x), f(x_inv))`` and ``d(x, x_inv)`` per sample ``(n,)``, on the interior without the
+        training margin, with this generator's distance. ``x`` ``(1, 1, H, W)``, ``x_inv`` ``(n, 1, H, W)``."""
+        x, x_inv = x.to(self.device), x_inv.to(self.device)
+        inner = _interior(self.config.margin)
+        xs = x.expand(len(x_inv), -1, -1, -1)
+        d_out = self.distance(self.denoiser(xs)[inner], self.denoiser(x_inv)[inner])
+        return d_out.cpu(), self.distance(xs[inner], x_inv[inner]).cpu()
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        m = self.method
+        return atomic.torch_save(path, {
+            "class": type(self).__name__, "config": self.config.to_dict(), "generator": self.net.state_dict(),
+            "critic": self.critic.state_dict(), "optimizers": {k: o.state_dict() for k, o in m.optimizers().items()},
+            "rng": self.rng.get_state(), "iteration": self.iteration, "history": self.history,
+            "probe_output": self.probe_output.cpu(), "versions": versions()})
+
+    @classmethod
+    def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
+             distance_module: nn.Module | None = None, vgg_allow_random: bool = False) -> "NaturalInvariance":
+        """Restore a saved generator; ``denoiser`` must be the one it was trained for."""
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, empty or foreign files
+            raise CTInvError(f"{path} cannot be loaded as a saved NaturalInvariance ({type(exc).__name__}); "
+                             "it may be truncated: train again") from exc
+        if not isinstance(st, dict) or st.get("class") != cls.__name__:
+            raise CTInvError(f"{path} does not hold a NaturalInvariance")
+        cfg = dict(st["config"])
+        obj = cls(denoiser, device=device, distance_module=distance_module, vgg_allow_random=vgg_allow_random, **cfg)
+        if not torch.allclose(obj.probe_output.cpu(), st["probe_output"], atol=1e-4, rtol=1e-4):
+            raise CTInvError(f"{path}: the denoiser given to load() is not the one this generator was trained for "
+                             "(its output on the stored probe differs)")
+        obj.net.load_state_dict(st["generator"])
+        obj.critic.load_state_dict(st["critic"])
+        for k, o in obj.method.optimizers().items():
+            o.load_state_dict(st["optimizers"][k])
+        obj.rng.set_state(st["rng"])
+        obj.iteration, obj.history = int(st["iteration"]), st["history"]
+        obj.net.eval(), obj.critic.eval()
+        return obj
+
+    def cache_key(self, data_key: str, iterations: int, batch_size: int) -> str:
+        """Hash of everything that determines the trained generator: settings, the denoiser's output
+        on the probe (its identity), the data, iterations and batch size."""
+        probe = hashlib.sha256(self.probe_output.cpu().numpy().round(5).tobytes()).hexdigest()
+        return config_hash({"config": self.config.to_dict(), "denoiser": probe, "data": data_key,
+                            "iterations": iterations, "batch_size": batch_size})
+
+
+def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iterations: int, batch_size: int = 16,
+                          progress: bool = True) -> tuple[NaturalInvariance, Path, bool]:
+    """``nat`` trained for ``iterations`` on low-dose patches of ``data`` (a PairedCTData): loaded
+    from the cache when this configuration (settings, denoiser, data, iterations) was trained before,
+    else trained (resuming an interrupted run from its checkpoint) and cached. Returns (the trained
+    object, the cache file, whether it was loaded)."""
+    from ..paths import cache_dir
+
+    path = cache_dir() / "natural" / f"{nat.cache_key(data_key, iterations, batch_size)}.pt"
+    if path.is_file():
+        try:
+            return NaturalInvariance.load(path, nat.denoiser, nat.device, distance_module=nat.distance), path, True
+        except CTInvError:
+            path.unlink()  # a damaged cache entry is retrained, not trusted
+    nat.train(data, iterations, batch_size, checkpoint=path.with_suffix(".ckpt"), progress=progress)
+    nat.save(path)
+    path.with_suffix(".ckpt").unlink(missing_ok=True)
+    return nat, path, False
