@@ -214,8 +214,8 @@ def natural_samples(art: Artifacts, denoiser: str, k: int = 4):
              f"β={m['beta']:g}\n{m['iterations']} training iterations; std over {len(a['samples'])} samples")
     fig = natural_figures.natural_samples(a["x"], a["samples"][:k], a["std"], title=title)
     caption = (f"{display_name(denoiser)}; generator trained {m['iterations']} iterations on {m['patch_size']} px patches; "
-               f"distance {display_name(m['distance'])}, α={m['alpha']:g}, β={m['beta']:g}; {len(a['samples'])} samples; "
-               f"{m.get('vgg', '')}")
+               f"distance {display_name(m['distance'])}, α={m['alpha']:g}, β={m['beta']:g}; {len(a['samples'])} samples"
+               + (f"; {m['vgg']}" if m.get("vgg") else ""))
     return fig, caption
 
 

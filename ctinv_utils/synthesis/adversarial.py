@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..units import hu_difference_to_norm, norm_difference_to_hu, norm_to_hu
-from ..models.registry import module_device
+from ..models import freeze, module_device
+from ..speed import channels_last
 from .base import Synthesis, check_denoiser, check_image
 
 ATTACK_LOSSES = ("output", "target")
@@ -56,7 +57,7 @@ class BIM(Synthesis):
         image = check_image(image)
         self.device = device or module_device(denoiser)
         self.image = image.to(self.device)
-        self.denoiser = denoiser.eval()
+        self.denoiser = channels_last(freeze(denoiser))
         self.clean_output = check_denoiser(self.denoiser, self.image)
         if loss == "target":
             if target is None:

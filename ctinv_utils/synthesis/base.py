@@ -22,6 +22,7 @@ from .. import atomic
 from ..errors import CTInvError
 from ..progress import progress_bar
 from ..provenance import versions
+from ..speed import tune_allocator
 
 
 class SynthesisDiverged(CTInvError):
@@ -75,6 +76,7 @@ class Synthesis:
     def _init_state(self, lr: float, *terms: str) -> None:
         """Fresh loop state: no optimizer yet, iteration 0, empty history with the loss, the given
         ``terms``, gradient norm and pixel change."""
+        tune_allocator()
         self.lr = lr
         self.optimizer = None
         self.iteration = 0

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..models.vgg import ct_to_vgg_input, load_vgg
 from ..names import DISTANCE_NAMES
+from ..speed import channels_last
 
 DISTANCES = ("mse", "dssim", "vgg")
 DISPLAY_NAME = DISTANCE_NAMES
@@ -34,51 +35,82 @@ def bounded_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tanh(((a - b) ** 2).flatten(1).mean(1))
 
 
-class DSSIM(nn.Module):
+class Distance(nn.Module):
+    """``d(a, b) -> (B,)`` for ``(B, 1, H, W)`` normalized images. ``against(a)`` returns ``d(a, .)``
+    for a fixed ``a`` ``(1, 1, H, W)``, computing once what depends on ``a`` alone (the VGG features
+    of x and f(x) in an invariance run), and broadcasting it to any batch."""
+
+    def against(self, a: torch.Tensor):
+        return lambda b: self(a.expand(len(b), -1, -1, -1), b)
+
+
+class BoundedMSE(Distance):
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return bounded_mse(a, b)
+
+    def against(self, a: torch.Tensor):
+        return lambda b: bounded_mse(a, b)  # broadcasts
+
+
+class DSSIM(Distance):
     def __init__(self, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5):
         super().__init__()
         self.data_range, self.win_size, self.win_sigma = data_range, win_size, win_sigma
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if min(a.shape[-2:]) < self.win_size:
+            raise ValueError(f"(1-SSIM)/2 needs images of at least {self.win_size}x{self.win_size} px (its Gaussian "
+                             f"window), got {tuple(a.shape[-2:])}; use a larger crop or the mse distance")
         s = ssim(a, b, data_range=self.data_range, size_average=False, win_size=self.win_size,
                  win_sigma=self.win_sigma)
         return (1 - s) / 2
 
 
-class VGGDistance(nn.Module):
+class VGGDistance(Distance):
     LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 
     def __init__(self, vgg=None, allow_random: bool = False, seed: int = 0, eps: float = 1e-6):
         super().__init__()
-        self.vgg = vgg if vgg is not None else load_vgg("vgg16", allow_random=allow_random, seed=seed)
+        self.vgg = channels_last(vgg if vgg is not None else load_vgg("vgg16", allow_random=allow_random, seed=seed))
         self.weights_source = self.vgg.weights_source
         self.eps = eps
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa = self.vgg(ct_to_vgg_input(a), self.LAYERS)
-        fb = self.vgg(ct_to_vgg_input(b), self.LAYERS)
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Channel-normalized features at :attr:`LAYERS`."""
+        if min(x.shape[-2:]) < 16:
+            raise ValueError(f"the VGG16 distance needs images of at least 16x16 px (four 2x poolings before relu5_3), "
+                             f"got {tuple(x.shape[-2:])}")
+        f = self.vgg(ct_to_vgg_input(x), self.LAYERS)
+        return {k: v / (v.norm(dim=1, keepdim=True) + self.eps) for k, v in f.items()}
+
+    def _between(self, fa: dict, fb: dict) -> torch.Tensor:
         total = 0.0
         for name in self.LAYERS:
-            na = fa[name] / (fa[name].norm(dim=1, keepdim=True) + self.eps)
-            nb = fb[name] / (fb[name].norm(dim=1, keepdim=True) + self.eps)
-            total = total + ((na - nb) ** 2).sum(1).flatten(1).mean(1)
+            total = total + ((fa[name] - fb[name]) ** 2).sum(1).flatten(1).mean(1)
         return total / (4 * len(self.LAYERS))
 
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self._between(self._features(a), self._features(b))
 
-class _Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
+    def against(self, a: torch.Tensor):
+        with torch.no_grad():
+            fa = self._features(a)  # computed once, not every iteration
+        return lambda b: self._between(fa, self._features(b))
 
-    def forward(self, a, b):
-        return self.fn(a, b)
+
+def against(distance: nn.Module, a: torch.Tensor):
+    """``d(a, .)`` for a fixed ``a``: the distance's own :meth:`Distance.against` when it has one
+    (a user's module may not), else ``d`` with ``a`` repeated to the batch."""
+    if isinstance(distance, Distance):
+        return distance.against(a)
+    return lambda b: distance(a.expand(len(b), -1, -1, -1), b)
 
 
 def get_distance(name: str, *, vgg_allow_random: bool = False, seed: int = 0, vgg=None,
                  ssim_data_range: float = 1.0) -> nn.Module:
     """Distance module by name: ``mse``, ``dssim`` or ``vgg``. Called as ``d(a, b) -> (B,)``."""
     if name == "mse":
-        return _Fn(bounded_mse)
+        return BoundedMSE()
     if name == "dssim":
         return DSSIM(data_range=ssim_data_range)
     if name == "vgg":

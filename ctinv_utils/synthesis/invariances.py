@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .distances import DISTANCES, get_distance
-from ..models.registry import module_device
+from ..models import freeze, module_device
+from ..speed import channels_last
+from .distances import DISTANCES, against, get_distance
 from ..units import norm_difference_to_hu, norm_to_hu
 from .base import Synthesis, check_denoiser, check_image
 
@@ -56,11 +57,14 @@ class Invariance(Synthesis):
         image = check_image(image)
         self.device = device or module_device(denoiser)
         self.image = image.to(self.device)
-        self.denoiser = denoiser.eval()
+        # the state in which a denoiser is analysed (and the fast path): eval mode, no gradients for its
+        # weights, channels_last convolutions
+        self.denoiser = channels_last(freeze(denoiser))
         self.target = check_denoiser(self.denoiser, self.image)  # f(x)
         self.distance_name, self.seed, self.init_noise_std = distance, int(seed), float(init_noise_std)
         self.distance = distance_module or get_distance(distance, vgg_allow_random=vgg_allow_random, seed=seed)
         self.distance.to(self.device)
+        self._d_target, self._d_image = against(self.distance, self.target), against(self.distance, self.image)
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(self.image.shape, generator=gen) * self.init_noise_std
         A = len(self.alphas)
@@ -77,10 +81,8 @@ class Invariance(Synthesis):
         return torch.optim.Adam([self.param], lr=lr)
 
     def objective(self):
-        A = self.param.shape[0]
         out = self.denoiser(self.param)
-        d_out = self.distance(self.target.expand(A, -1, -1, -1), out)
-        d_in = self.distance(self.image.expand(A, -1, -1, -1), self.param)
+        d_out, d_in = self._d_target(out), self._d_image(self.param)
         return d_out - self.alphas * d_in, {"output_distance": d_out, "input_distance": d_in}
 
     @torch.no_grad()
@@ -92,10 +94,8 @@ class Invariance(Synthesis):
     def summary(self) -> list[dict]:
         """Per alpha, for the current x_inv: both distances and the RMS / max changes in HU of the
         input and of the output."""
-        A = len(self.alphas)
         out = self.outputs()
-        d_out = self.distance(self.target.expand(A, -1, -1, -1), out).cpu()
-        d_in = self.distance(self.image.expand(A, -1, -1, -1), self.result).cpu()
+        d_out, d_in = self._d_target(out).cpu(), self._d_image(self.result).cpu()
         dx = norm_difference_to_hu(self.result - self.image).flatten(1)
         dy = norm_difference_to_hu(out - self.target).flatten(1)
         return [{"alpha": float(a), "input_distance": float(d_in[i]), "output_distance": float(d_out[i]),
