@@ -107,6 +107,13 @@ class Artifacts:
         self.root = Path(root)
         self.preset = preset
         self._provenance = provenance
+        self._reads: dict[str, str] = {}
+
+    def pop_reads(self) -> dict[str, str]:
+        """The array artifacts read since the last call, {path relative to the root: SHA-256}: what a
+        figure drawn in between was made from."""
+        reads, self._reads = self._reads, {}
+        return reads
 
     @classmethod
     def of_preset(cls, preset: str) -> "Artifacts":
@@ -184,6 +191,7 @@ class Artifacts:
             raise self._missing(kind, path, "does not match its recorded SHA-256 (damaged or changed)")
         with np.load(io.BytesIO(data), allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
+        self._reads[str(path.relative_to(self.root))] = record["sha256"]
         return ArrayArtifact(arrays, record.get("meta", {}), path)
 
     def array_checksums(self, kind: str, **keys: Any) -> dict[str, str]:

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+def write_with(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's normal permissions
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
@@ -31,12 +33,18 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data: bytes) -> Path:
-    return _atomic_write(path, lambda fh: fh.write(data))
+    return write_with(path, lambda fh: fh.write(data))
 
 
 def write_text(path, text: str) -> Path:
-    return _atomic_write(path, lambda fh: fh.write(text), mode="w")
+    return write_with(path, lambda fh: fh.write(text), mode="w")
 
 
 def write_json(path, obj: Any) -> Path:
@@ -47,7 +55,14 @@ def write_npy(path, array) -> Path:
     """``numpy.save`` through a temporary file."""
     import numpy as np
 
-    return _atomic_write(path, lambda fh: np.save(fh, array))
+    return write_with(path, lambda fh: np.save(fh, array))
+
+
+def write_npz(path, **arrays) -> Path:
+    """``numpy.savez`` through a temporary file."""
+    import numpy as np
+
+    return write_with(path, lambda fh: np.savez(fh, **arrays))
 
 
 def torch_save(path, obj: Any) -> Path:
@@ -55,10 +70,10 @@ def torch_save(path, obj: Any) -> Path:
     file loads with ``torch.load(..., weights_only=True)``."""
     import torch
 
-    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+    return write_with(path, lambda fh: torch.save(obj, fh))
 
 
-def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 150) -> list[Path]:
+def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 100) -> list[Path]:
     """Save a matplotlib figure as PNG (screen) and PDF (print), each written atomically."""
     out = []
     for fmt in formats:
@@ -67,7 +82,7 @@ def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 150) ->
         def _write(fh, fmt=fmt):
             fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight")
 
-        out.append(_atomic_write(target, _write))
+        out.append(write_with(target, _write))
     return out
 
 
@@ -80,6 +95,7 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if final.exists():  # another process finished first: keep theirs

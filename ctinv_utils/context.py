@@ -34,6 +34,7 @@ class RunContext:
     artifacts_dir: Path
     data_source: str = "not loaded yet"
     notes: dict = field(default_factory=dict)
+    _artifacts: Artifacts | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.preset, self.seed = str(self.params["preset"]), int(self.params["seed"])
@@ -45,7 +46,10 @@ class RunContext:
 
     @property
     def artifacts(self) -> Artifacts:
-        return Artifacts(self.artifacts_dir, self.preset, self.provenance)
+        """The run's artifacts (one object, so it can tell which ones a figure was drawn from)."""
+        if self._artifacts is None:
+            self._artifacts = Artifacts(self.artifacts_dir, self.preset, self.provenance)
+        return self._artifacts
 
     def caption(self, *parts: str) -> str:
         """Caption text: what the figure shows, then preset, data, seed and config hash."""
@@ -66,24 +70,42 @@ class RunContext:
         atomic.write_json(self.artifacts_dir / "notes" / f"{self.notebook}.json", self.notes)
 
     def save_figure(self, fig, name: str, caption: str | None = None, **extra: Any) -> list[Path]:
-        """Add the caption, save ``figures_dir/name.{png,pdf}`` and ``name.json`` (provenance)."""
-        from .figures.ct import add_caption
+        """Add the caption, save ``figures_dir/name.{png,pdf}``, the arrays behind the figure
+        (``artifacts_dir/figure_data/name.npz``) and ``name.json``: provenance, the artifacts the
+        figure was drawn from and the SHA-256 of each of its arrays."""
+        from .artifacts import array_sha256
+        from .figures.ct import add_caption, figure_data
 
         add_caption(fig, self.caption(caption or ""))
+        data = figure_data(fig)
+        data_file = self.artifacts_dir / "figure_data" / f"{name}.npz"
+        atomic.write_npz(data_file, **data)
         paths = atomic.savefig(fig, self.figures_dir / name)
-        atomic.write_json(self.figures_dir / f"{name}.json",
-                          self.provenance(figure=name, caption=caption, files=[p.name for p in paths], **extra))
+        atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
+            figure=name, caption=caption, files=[p.name for p in paths], data_file=str(data_file),
+            data_sha256={k: array_sha256(v) for k, v in data.items()}, drawn_from=self.artifacts.pop_reads(),
+            **extra))
         return paths
+
+    def save_table(self, name: str, csv: str, caption: str = "") -> Path:
+        """A table as ``figures_dir/name.csv`` with its JSON sidecar (provenance and checksum)."""
+        from .artifacts import sha256_bytes
+
+        path = atomic.write_text(self.figures_dir / f"{name}.csv", csv)
+        atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
+            figure=name, caption=caption, files=[path.name], data_sha256={"csv": sha256_bytes(csv.encode())},
+            drawn_from=self.artifacts.pop_reads()))
+        return path
 
     def show(self, fig, caption: str | None = None, *, name: str, **extra: Any) -> None:
         """``save_figure(fig, name, caption)``, then display the figure once and close it (no stray
         reprs). Takes a panel function's ``(fig, caption)`` as ``ctx.show(*panel, name=...)``."""
         import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import Image, display
 
-        self.save_figure(fig, name, caption, **extra)
-        display(fig)
+        paths = self.save_figure(fig, name, caption, **extra)
         plt.close(fig)
+        display(Image(filename=str(next(p for p in paths if p.suffix == ".png"))))  # the saved PNG: no third render
 
 
 def setup(notebook: str, namespace: dict | None = None, params: dict | None = None) -> RunContext:

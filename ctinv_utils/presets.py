@@ -59,9 +59,12 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
 def select_notebooks(only: str | None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     """All notebooks, or those named in ``only`` ("01,03" or "01_data,03"), in order."""
     notebooks = list_notebooks(notebook_dir)
-    if not only:
+    if only is None:
         return notebooks
-    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    wanted = [w.strip() for w in str(only).split(",") if w.strip()]
+    if not wanted:
+        raise PresetError(f"--only {only!r} selects no notebook; name some, e.g. --only 01,03 "
+                          f"(available: {', '.join(nb.stem for nb in notebooks)})")
     chosen = []
     for w in wanted:
         match = [nb for nb in notebooks if nb.stem == w or nb.stem.split("_", 1)[0] == w]
@@ -127,3 +130,30 @@ def parameters_hash(params: dict) -> str:
     """The config hash of a notebook run: all its parameters but the presentation ones. The runner's
     manifest and every figure's JSON sidecar carry this same hash."""
     return config_hash({k: v for k, v in params.items() if k not in PRESENTATION_PARAMETERS})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ctinv_utils.presets PRESET NOTEBOOK``: the notebook's parameters under the preset as
+    flat YAML, for plain papermill (``papermill in.ipynb out.ipynb -f params.yaml``)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m ctinv_utils.presets PRESET NOTEBOOK   (e.g. quick 03)", file=sys.stderr)
+        return 2
+    try:
+        preset = load_preset(args[0])
+        (nb,) = select_notebooks(args[1])
+        params = notebook_parameters(preset, nb, {"preset": preset["name"], "seed": preset["seed"],
+                                                  "figures_dir": f"figures/{preset['name']}",
+                                                  "artifacts_dir": f"papermill_runs/{preset['name']}/artifacts",
+                                                  "interactive": False})
+    except (PresetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(params, sort_keys=True, default_flow_style=None), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

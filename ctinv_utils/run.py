@@ -1,16 +1,22 @@
 """Run the notebooks of a preset headlessly with papermill.
 
-    python -m ctinv_utils.run --preset quick [--only 01,03] [--data PATH] [--device auto|cpu|cuda]
+    python -m ctinv_utils.run --preset quick [--only 01,03] [--data PATH] [--device auto|cpu|cuda] [--force]
 
-Executed notebooks go to ``papermill_runs/<preset>/``, figures to ``figures/<preset>/``, and a run
-manifest (git commit, preset, parameters, seed, device, torch version, wall time per notebook) to
-``papermill_runs/<preset>/manifest.json``.
+Executed notebooks go to ``papermill_runs/<preset>/``, figures to ``figures/<preset>/``, a run manifest
+(per notebook: parameters, config hash, data source, time, status) to
+``papermill_runs/<preset>/manifest.json`` and a figure manifest (per file: the notebook that made it,
+its parameters, git commit, seed, device, library versions, SHA-256 of the file and of the arrays
+behind it) to ``figures/<preset>/manifest.json``.
+
+A notebook whose parameters, code and upstream notebooks are unchanged since its last successful run,
+and whose outputs are all still there, is not executed again (``--force`` runs it anyway).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -21,11 +27,12 @@ from . import atomic
 from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
 from .progress import HEADLESS_ENV
-from .presets import load_preset, notebook_parameters, parameters_hash, resolved_parameters, select_notebooks
+from .presets import (list_notebooks, load_preset, notebook_parameters, parameters_hash, resolved_parameters,
+                      select_notebooks)
 from .provenance import provenance, resolve_device
 
-
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
+TCP_WARNING = "Kernel is running over TCP without encryption"
 
 
 class NotebookFailed(CTInvError):
@@ -34,7 +41,7 @@ class NotebookFailed(CTInvError):
 
 def _rel(p: Path) -> str:
     try:
-        return str(p.relative_to(REPO_ROOT))
+        return str(Path(p).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(p)
 
@@ -44,7 +51,7 @@ def kernel_environment():
     """Environment the notebook kernels start with, restored afterwards (this process keeps its own):
     the kernel of this environment over a user-wide 'python3' kernelspec; text progress bars on
     stderr (streamed to the terminal); glibc's allocator told to keep freed memory (page faults cost
-    a third of the CPU time of our optimisation loops)."""
+    a third of the CPU time of our optimisation loops; the library also tunes it at run time)."""
     wanted = {"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
               "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES)}
     saved = {k: os.environ.get(k) for k in wanted}
@@ -59,43 +66,184 @@ def kernel_environment():
                 os.environ[k] = v
 
 
+def _ipc_kernel_manager():
+    """A kernel manager on local IPC sockets: no TCP ports, and no kernel warning about unencrypted
+    TCP in the executed notebooks."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport = "ipc"
+
+    return IPCKernelManager
+
+
+def _terminal_text(text: str) -> str:
+    """What a terminal would show of ``text``: each line keeps what follows its last carriage return
+    (a progress bar collapses to its final state)."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def tidy_notebook(nb) -> None:
+    """Make an executed notebook small and readable, in place: consecutive stream outputs merged and
+    collapsed to their final state (progress bars), kernel transport warnings dropped, text reprs of
+    figures dropped where the image is shown, widget state removed."""
+    for cell in nb.cells:
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                if outputs and outputs[-1].get("output_type") == "stream" and outputs[-1]["name"] == out["name"]:
+                    outputs[-1]["text"] += out["text"]
+                    continue
+                outputs.append(out)
+            elif out.get("output_type") in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                if "image/png" in data and str(data.get("text/plain", "")).startswith("<Figure"):
+                    data.pop("text/plain")
+                data.pop("application/vnd.jupyter.widget-view+json", None)
+                if data:
+                    outputs.append(out)
+            else:
+                outputs.append(out)
+        for out in outputs:
+            if out.get("output_type") == "stream":
+                lines = _terminal_text(out["text"]).split("\n")
+                out["text"] = "\n".join(ln for ln in lines if TCP_WARNING not in ln)
+        cell["outputs"] = [o for o in outputs if o.get("output_type") != "stream" or o["text"].strip()]
+    nb.metadata.pop("widgets", None)
+
+
 def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> None:
-    """Execute one py:percent notebook with papermill's API (kernel python3, cwd = repo root).
+    """Execute one py:percent notebook with papermill's API (kernel python3, cwd = repo root) and
+    write the tidied executed notebook to ``output`` atomically. On failure the executed notebook goes
+    to ``<output folder>/failed/<name>.ipynb`` and a good ``output`` from an earlier run is kept.
 
     ``papermill in.py out.ipynb`` cannot read py:percent, so jupytext reads it first. Parameters
     are passed as Python objects, so booleans and lists arrive typed (papermill's ``-p`` would turn
     ``false`` into a string)."""
     import jupytext
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     nb = jupytext.read(notebook)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.parent / f".{output.stem}.running.ipynb"
+    failure = None
     try:
         with kernel_environment():
-            papermill.execute_notebook(nb, str(output), parameters=parameters, kernel_name="python3",
+            papermill.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
                                        cwd=str(REPO_ROOT), progress_bar=False,
                                        stderr_file=sys.stderr if progress else None,
-                                       report_mode=False, request_save_on_cell_execute=True)
+                                       report_mode=False, request_save_on_cell_execute=True,
+                                       kernel_manager_class=_ipc_kernel_manager())
     except PapermillExecutionError as exc:
-        first_line = next((ln for ln in (exc.source or "").splitlines() if ln.strip()), "")
+        failure = exc
+    if not tmp.is_file():  # papermill failed before writing anything (e.g. the kernel did not start)
+        raise NotebookFailed(f"notebook {notebook.name} could not be executed (no output written)")
+    executed = nbformat.read(tmp, as_version=4)
+    tidy_notebook(executed)
+    target = output if failure is None else output.parent / "failed" / output.name
+    atomic.write_text(target, nbformat.writes(executed))
+    tmp.unlink(missing_ok=True)
+    if failure is not None:
+        first_line = next((ln for ln in (failure.source or "").splitlines() if ln.strip()), "")
         raise NotebookFailed(
-            f"notebook {notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}: "
-            f"{first_line[:80]!r}): {exc.ename}: {exc.evalue}; traceback in {_rel(output)}") from None
+            f"notebook {notebook.name} failed in cell {failure.cell_index} (execution {failure.exec_count}: "
+            f"{first_line[:80]!r}): {failure.ename}: {failure.evalue}; traceback in {_rel(target)}")
+    with contextlib.suppress(FileNotFoundError):
+        (output.parent / "failed" / output.name).unlink()
+
+
+# -- what changed -------------------------------------------------------------------------------
+def code_fingerprint() -> str:
+    """SHA-256 over the package's source files: a change of any of them re-executes every notebook."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).resolve().parent
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def notebook_fingerprint(notebook: Path, params: dict, data: str, code: str, upstream: str) -> str:
+    """What determines a notebook's outputs: its source, parameters (config hash), the data, the
+    package's code and the fingerprint of the notebook before it."""
+    h = hashlib.sha256()
+    for part in (notebook.read_bytes(), parameters_hash(params).encode(), data.encode(), code.encode(), upstream.encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()
+
+
+def _outputs_intact(entry: dict, out_dir: Path, fig_dir: Path) -> bool:
+    """The executed notebook and every figure file it made are there with their recorded checksums."""
+    from .artifacts import sha256_file
+
+    if not (out_dir / f"{entry['notebook']}.ipynb").is_file():
+        return False
+    for name, sha in entry.get("figures", {}).items():
+        p = fig_dir / name
+        if not p.is_file() or sha256_file(p) != sha:
+            return False
+    return True
+
+
+def _figure_records(fig_dir: Path) -> dict[str, dict]:
+    """Figure sidecars (``<name>.json``) by figure name."""
+    out = {}
+    for side in sorted(fig_dir.glob("*.json")):
+        if side.name == "manifest.json":
+            continue
+        try:
+            rec = json.loads(side.read_text())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "files" in rec and "notebook" in rec:
+            out[side.stem] = rec
+    return out
+
+
+def write_figure_manifest(fig_dir: Path, preset: str) -> dict:
+    """``figures/<preset>/manifest.json``: for every file, the notebook that made it, its parameters,
+    git commit, seed, device, versions, the file's SHA-256 and the SHA-256 of the arrays behind it."""
+    from .artifacts import sha256_file
+
+    files = {}
+    for name, rec in _figure_records(fig_dir).items():
+        for fname in rec["files"]:
+            p = fig_dir / fname
+            if not p.is_file():
+                continue
+            files[fname] = {"figure": name, "notebook": rec["notebook"], "caption": rec.get("caption"),
+                            "parameters": rec.get("config"), "config_hash": rec.get("config_hash"),
+                            "git_commit": rec.get("git_commit"), "seed": rec.get("seed"), "device": rec.get("device"),
+                            "device_name": rec.get("device_name"), "versions": rec.get("versions"),
+                            "data_source": rec.get("data_source"), "created": rec.get("created"),
+                            "sha256": sha256_file(p), "bytes": p.stat().st_size,
+                            "data_sha256": rec.get("data_sha256", {}), "drawn_from": rec.get("drawn_from", {})}
+    manifest = {"preset": preset, "files": dict(sorted(files.items()))}
+    atomic.write_json(fig_dir / "manifest.json", manifest)
+    return manifest
 
 
 def run(preset_name: str, only: str | None = None, data: str | None = None, device: str = "auto",
-        progress: bool = True, output_root: Path | None = None) -> dict:
+        progress: bool = True, output_root: Path | None = None, force: bool = False) -> dict:
     """Run the selected notebooks of a preset; returns the manifest. Raises on the first failure
     (the manifest records it). ``output_root`` (tests) replaces the repository as the place of
     ``papermill_runs/<preset>`` and ``figures/<preset>``."""
     preset = load_preset(preset_name)
     notebooks = select_notebooks(only)
     device = resolve_device(device)
-    if data and not Path(data).expanduser().is_dir():
-        raise DataRootError(f"data root {data} does not exist; pass --data the folder that holds "
-                            "LDCT-and-Projection-data (TCIA) or the AAPM patient folders (see README: Data)")
+    data = data or os.environ.get("CTINV_DATA") or None
+    if data:
+        root = Path(data).expanduser()
+        if not root.is_dir():
+            what = "is a file, not a folder" if root.exists() else "does not exist"
+            raise DataRootError(f"data root {data} {what}; pass --data the folder that holds "
+                                "LDCT-and-Projection-data (TCIA) or the AAPM patient folders (see README: Data)")
+    data_label = str(Path(data).expanduser().resolve()) if data else "simulated (embedded default)"
     if output_root is None:
         out_dir, fig_dir = run_dir(preset_name), figure_dir(preset_name)
     else:
@@ -103,27 +251,45 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         fig_dir = Path(output_root) / "figures" / preset_name
     runtime = {
         "preset": preset_name, "data_path": data, "device": device, "seed": int(preset["seed"]),
-        "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"),
-        "interactive": False,
+        "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"), "interactive": False,
     }
-    manifest = provenance(seed=runtime["seed"], config=preset, device=device, preset=preset_name,
-                          data=data or os.environ.get("CTINV_DATA") or "simulated (embedded default)",
-                          notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate all first
     manifest_path = out_dir / "manifest.json"
-    if only and manifest_path.is_file():  # a partial re-run keeps the other notebooks' entries
-        rerun = {nb.stem for nb in notebooks}
-        old = json.loads(manifest_path.read_text()).get("notebooks", [])
-        manifest["notebooks"] = [e for e in old if e.get("notebook") not in rerun]
-    all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate first
-    for i, nb in enumerate(notebooks, 1):
+    old = {}
+    if manifest_path.is_file():
+        with contextlib.suppress(json.JSONDecodeError, KeyError):
+            old = {e["notebook"]: e for e in json.loads(manifest_path.read_text())["notebooks"]}
+    manifest = provenance(seed=runtime["seed"], config=preset, device=device, preset=preset_name,
+                          notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    selected = {nb.stem for nb in notebooks}
+    entries = {k: v for k, v in old.items() if k not in selected}  # a partial run keeps the others' entries
+    code = code_fingerprint()
+    upstream, rerun_chain = "", False
+    for nb in list_notebooks():  # every notebook's fingerprint chains to the one before it
+        if nb.stem not in selected:
+            upstream = old.get(nb.stem, {}).get("fingerprint", "")
+            continue
+        i = sorted(selected).index(nb.stem) + 1
         params = all_params[nb]
-        print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
         resolved = resolved_parameters(preset, nb, runtime)
-        entry = {"notebook": nb.stem, "parameters": resolved, "config_hash": parameters_hash(resolved),
-                 "output": _rel(out_dir / f"{nb.stem}.ipynb")}
+        fingerprint = notebook_fingerprint(nb, resolved, data_label, code, upstream)
+        prev = old.get(nb.stem, {})
+        up_to_date = (not force and not rerun_chain and prev.get("status") == "ok"
+                      and prev.get("fingerprint") == fingerprint and _outputs_intact(prev, out_dir, fig_dir))
+        if up_to_date:
+            print(f"[{i}/{len(notebooks)}] {nb.stem}: up to date (parameters, code and inputs unchanged; "
+                  "--force re-runs it)", flush=True)
+            entries[nb.stem] = prev
+            upstream = fingerprint
+            continue
+        rerun_chain = True
+        print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
+        entry = {"notebook": nb.stem, "preset": preset_name, "data": data_label, "parameters": resolved,
+                 "config_hash": parameters_hash(resolved), "fingerprint": fingerprint,
+                 "output": _rel(out_dir / f"{nb.stem}.ipynb"), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
         t0 = time.perf_counter()
         try:
-            notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
             notes.unlink(missing_ok=True)
             execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
             entry["status"] = "ok"
@@ -131,16 +297,39 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                 entry["notes"] = json.loads(notes.read_text())
         except BaseException as exc:
             entry["status"] = f"failed: {exc}"
+            entry["output"] = _rel(out_dir / "failed" / f"{nb.stem}.ipynb")
             raise
         finally:
             entry["wall_s"] = round(time.perf_counter() - t0, 2)
-            manifest["notebooks"].append(entry)
-            manifest["notebooks"].sort(key=lambda e: e["notebook"])
+            entry["figures"] = _figures_of(nb.stem, fig_dir)
+            entries[nb.stem] = entry
+            manifest["notebooks"] = [entries[k] for k in sorted(entries)]
             manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            atomic.write_json(manifest_path, manifest)
+            try:  # a failure to write the manifest must never hide the notebook's own error
+                atomic.write_json(manifest_path, manifest)
+                write_figure_manifest(fig_dir, preset_name)
+            except OSError as write_error:
+                print(f"warning: could not write {_rel(manifest_path)}: {write_error}", file=sys.stderr)
         print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)
-    print(f"manifest: {_rel(manifest_path)}; figures: {runtime['figures_dir']}/", flush=True)
+        upstream = fingerprint
+    manifest["notebooks"] = [entries[k] for k in sorted(entries)]
+    atomic.write_json(manifest_path, manifest)
+    write_figure_manifest(fig_dir, preset_name)
+    print(f"manifest: {_rel(manifest_path)}; figures: {_rel(fig_dir)}/ (manifest.json)", flush=True)
     return manifest
+
+
+def _figures_of(notebook: str, fig_dir: Path) -> dict[str, str]:
+    """{file name: SHA-256} of the figure files a notebook made (from their sidecars)."""
+    from .artifacts import sha256_file
+
+    out = {}
+    for rec in _figure_records(fig_dir).values():
+        if rec["notebook"] == notebook:
+            for f in rec["files"]:
+                if (fig_dir / f).is_file():
+                    out[f] = sha256_file(fig_dir / f)
+    return dict(sorted(out.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03 or 01_data")
     ap.add_argument("--data", default=None, help="real data root (TCIA or AAPM layout); default: $CTINV_DATA, else simulated")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--force", action="store_true", help="execute notebooks even when nothing changed")
     ap.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' progress bars")
     args = ap.parse_args(argv)
     try:
-        run(args.preset, args.only, args.data, args.device, progress=not args.no_progress)
+        run(args.preset, args.only, args.data, args.device, progress=not args.no_progress, force=args.force)
     except (CTInvError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

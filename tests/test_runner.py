@@ -37,7 +37,7 @@ def test_typed_parameters_and_failure_names_notebook_and_cell(tmp_path, monkeypa
         run.execute_notebook(nb, out, {"flag": False, "items": [1, 2], "name": None}, progress=False)
     msg = str(err.value)
     assert "01_typed.py" in msg and "RuntimeError: boom in cell 2" in msg and "raise RuntimeError" in msg
-    text = out.read_text()
+    text = (tmp_path / "failed" / "out.ipynb").read_text()  # a failed run goes beside, not over, a good one
     assert "typed ok" in text
     assert "CTINV_HEADLESS" not in os.environ  # set for the kernel only, not for the caller
 
@@ -72,28 +72,6 @@ def test_every_notebook_has_a_parameters_cell():
             assert name in declared, f"{nb.name} lacks parameter {name}"
 
 
-@pytest.mark.slow
-def test_smoke_preset_runs_every_notebook(tmp_path):
-    manifest = run.run("smoke", output_root=tmp_path, device="cpu", progress=False)
-    names = [nb.stem for nb in presets.list_notebooks()]
-    assert [e["notebook"] for e in manifest["notebooks"]] == names
-    assert all(e["status"] == "ok" for e in manifest["notebooks"])
-    on_disk = json.loads((tmp_path / "papermill_runs" / "smoke" / "manifest.json").read_text())
-    assert on_disk["seed"] == 0 and on_disk["device"] == "cpu" and "torch" in on_disk["versions"]
-    notes = {e["notebook"]: e.get("notes", {}) for e in on_disk["notebooks"]}
-    assert "random init (ImageNet weights unavailable)" in notes["02_denoiser_training"]["vgg"]
-    assert "random init (ImageNet weights unavailable)" in notes["03_image_domain_invariances"]["vgg"]
-    # the smoke models are trained for a few iterations: notebook 02 must say loudly that they do not denoise
-    assert notes["02_denoiser_training"]["denoisers_beat_low_dose"] is False
-    assert "Not a denoiser here" in (tmp_path / "papermill_runs" / "smoke" / "02_denoiser_training.ipynb").read_text()
-    figs = sorted(p.name for p in (tmp_path / "figures" / "smoke").glob("*.png"))
-    assert "01_data_pairs.png" in figs and "01_data_sampling.png" in figs
-    hashes = {e["notebook"]: e["config_hash"] for e in on_disk["notebooks"]}
-    for png in figs:  # every figure has its provenance sidecar, with the manifest's config hash
-        side = json.loads((tmp_path / "figures" / "smoke" / png.replace(".png", ".json")).read_text())
-        assert side["seed"] == 0 and side["config_hash"] == hashes[side["notebook"]], png
-
-
 @pytest.mark.parametrize("name", presets.available_presets())
 def test_every_preset_fits_every_notebook(name):
     """A typo in any preset (paper included, which CI never runs) fails here, not on a GPU."""
@@ -120,3 +98,46 @@ def test_parameter_defaults_equal_the_quick_preset():
         assert defaults["preset"] == "quick" and defaults["seed"] == preset["seed"], nb.name
         for key, value in presets.notebook_parameters(preset, nb, {}).items():
             assert defaults[key] == value, f"{nb.name}: default {key}={defaults[key]!r}, quick preset {value!r}"
+
+
+def test_a_failed_notebook_keeps_the_good_one(tmp_path):
+    nb = _write_nb(tmp_path / "01_fail.py", '''\
+        # %% tags=["parameters"]
+        fail = False
+
+        # %%
+        if fail:
+            raise ValueError("bad data")
+        print("fine")
+        ''')
+    out = tmp_path / "runs" / "01_fail.ipynb"
+    run.execute_notebook(nb, out, {"fail": False}, progress=False)
+    good = out.read_text()
+    with pytest.raises(run.NotebookFailed, match=r"ValueError: bad data; traceback in .*failed/01_fail.ipynb"):
+        run.execute_notebook(nb, out, {"fail": True}, progress=False)
+    assert out.read_text() == good and (out.parent / "failed" / "01_fail.ipynb").is_file()
+    assert not list(out.parent.glob(".*"))  # no temporary file left behind
+
+
+def test_tidy_collapses_progress_bars_and_drops_figure_reprs():
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="\rbar  10%"),
+                    nbformat.v4.new_output("stream", name="stderr", text="\rbar 100%\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="[IPKernelApp] WARNING | Kernel is running over TCP without encryption\n"),
+                    nbformat.v4.new_output("display_data", data={"image/png": "iVBOR", "text/plain": "<Figure size 10x10 with 1 Axes>"})]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    run.tidy_notebook(nb)
+    out = nb.cells[0].outputs
+    assert out[0]["text"].strip() == "bar 100%" and list(out[1]["data"]) == ["image/png"] and len(out) == 2
+
+
+def test_presets_cli_prints_flat_parameters_for_papermill(capsys):
+    import yaml
+
+    assert presets.main(["quick", "03"]) == 0
+    params = yaml.safe_load(capsys.readouterr().out)
+    assert params["max_iter"] == presets.load_preset("quick")["notebooks"]["03_image_domain_invariances"]["max_iter"]
+    assert params["interactive"] is False and params["preset"] == "quick"
+    assert run.main(["--only", ","]) == 1

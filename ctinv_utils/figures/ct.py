@@ -45,3 +45,21 @@ def ct_grid(panels, ncols: int, panel_size: float = 3.0, suptitle: str | None = 
 def add_caption(fig, text: str) -> None:
     """A small caption under the figure (preset, data source, denoiser, distance, seed...)."""
     fig.text(0.01, -0.01, text, fontsize=7, ha="left", va="top", wrap=True, color="0.25")
+
+
+def figure_data(fig) -> dict[str, np.ndarray]:
+    """The arrays behind a figure, read off its artists: every image, line, bar and table cell, named
+    by axis. Two figures with equal figure data show the same numbers, whatever the PNG encoder did."""
+    out: dict[str, np.ndarray] = {}
+    for i, ax in enumerate(fig.axes):
+        for j, im in enumerate(ax.get_images()):
+            out[f"ax{i}_image{j}"] = np.ma.getdata(im.get_array()).astype(np.float64)
+        for j, line in enumerate(ax.get_lines()):
+            out[f"ax{i}_line{j}"] = np.asarray(line.get_xydata(), dtype=np.float64)
+        bars = [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches if hasattr(p, "get_width")]
+        if bars:
+            out[f"ax{i}_bars"] = np.asarray(bars, dtype=np.float64)
+        for j, table in enumerate(ax.tables):
+            cells = sorted(table.get_celld().items())
+            out[f"ax{i}_table{j}"] = np.asarray([c.get_text().get_text() for _, c in cells], dtype=str)
+    return out

@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Figures: every result panel of the talk
+#
+# This notebook only **reads** what notebooks 02–04 saved (their artifacts, in HU) and draws the
+# talk's result panels from them: it never trains, never optimises and never loads a network, so it
+# re-runs in seconds. Every panel carries its HU window; every caption names the preset, the data
+# source, the denoiser, the distance, α, the iterations and the VGG weights. The figure map in the
+# README links each talk slide to its file here.
+
+# %% tags=["parameters"]
+preset = "quick"
+data_path = None
+device = "auto"
+seed = 0
+figures_dir = "figures/quick"
+artifacts_dir = "papermill_runs/quick/artifacts"
+interactive = True
+denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
+distances = ["mse", "dssim", "vgg"]
+panel_alpha = 0.05            # the talk's fixed-α protocol (must be on notebook 03's grid)
+natural_denoisers = ["cnn10"]
+n_natural_panels = 4          # samples shown per slice (the std map uses all of notebook 04's samples)
+
+# %%
+from IPython.display import Markdown, display
+
+from ctinv_utils import context, panels
+from ctinv_utils.names import display_name
+
+ctx = context.setup("05_figures", globals())
+art = ctx.artifacts
+ctx.data_source = art.read_json("data")["source"]
+print(f"drawing from {art.root} (data: {ctx.data_source})")
+
+# %% [markdown]
+# ## Results: CNN-10, WGAN-VGG, Gaussian + RI
+# The talk shows each denoiser twice: x, x_inv, f(x), f(x_inv) in the lung (C=−600/W=1500 HU) and
+# abdomen (C=50/W=400 HU) windows, one row per distance; then the same with the differences
+# x_inv − x and f(x_inv) − f(x) in C=0/W=100 HU.
+
+# %%
+for name in denoiser_names:
+    ctx.show(*panels.talk_results(art, name, distances, panel_alpha, differences=False), name=f"05_results_{name}",
+             denoiser=name, alpha=panel_alpha)
+    ctx.show(*panels.talk_results(art, name, distances, panel_alpha, differences=True),
+             name=f"05_results_{name}_differences", denoiser=name, alpha=panel_alpha)
+
+# %% [markdown]
+# ## Natural invariances
+# Samples g(z|x) of one slice, their differences and the pixel-wise standard deviation over all
+# samples; then the noise power spectra of the changes against the real low-dose noise.
+
+# %%
+for name in natural_denoisers:
+    ctx.show(*panels.natural_samples(art, name, n_natural_panels), name=f"05_natural_{name}", denoiser=name)
+    ctx.show(*panels.natural_nps(art, name), name=f"05_natural_nps_{name}", denoiser=name)
+    display(Markdown(panels.natural_verdicts(art, name)))
+
+# %% [markdown]
+# ## Trade-off curves, adversarial contrast, denoiser evaluation
+
+# %%
+ctx.show(*panels.tradeoff(art, denoiser_names, distances), name="05_tradeoff")
+ctx.show(*panels.attack_contrast(art, denoiser_names, panel_alpha), name="05_adversarial_vs_invariance")
+ctx.show(*panels.evaluation_figure(art), name="05_evaluation_table")
+markdown, csv = panels.evaluation_table(art)
+ctx.save_table("05_evaluation", csv, "PSNR/SSIM/RMSE per region and method on the test patients")
+display(Markdown(markdown))
