@@ -8,6 +8,9 @@ PRESET ?= quick
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
+	# the tests compare our ports of the published networks with ldct-benchmark's own classes; its
+	# network modules need none of its heavy dependencies (wandb, torchvision), so: --no-deps
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps ldct-benchmark==0.0.15
 	touch $@
 
 ## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/

@@ -23,10 +23,16 @@ DISPLAY_NAME = DENOISER_NAMES
 
 
 def build_denoiser(name: str) -> nn.Module:
+    """An untrained denoiser: ``cnn10``, ``wganvgg``, ``gauss_ri`` or ``ldctbench:<method>``."""
+    if name.startswith("ldctbench:"):
+        from .ldctbench import build_published  # imported here: ldctbench imports this module
+
+        return build_published(name)
     try:
         return DENOISERS[name]()
     except KeyError:
-        raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(DENOISERS)}") from None
+        raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(DENOISERS)} "
+                         "or ldctbench:<method> (see ctinv_utils.models.ldctbench)") from None
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -44,7 +50,13 @@ def module_device(module: nn.Module) -> str:
 
 
 def load_denoiser(name: str, path: str | Path | None = None, device: str = "cpu") -> nn.Module:
-    """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``."""
+    """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``;
+    ``ldctbench:<method>`` loads ``path`` or, without one, the verified published file from the hub
+    cache (``python -m ctinv_utils.hub download <method>`` fetches it)."""
+    if name.startswith("ldctbench:"):
+        from .ldctbench import load_published  # imported here: ldctbench imports this module
+
+        return load_published(name, path, device)
     model = build_denoiser(name)
     if name != "gauss_ri":
         if path is None:

@@ -1,0 +1,232 @@
+"""ldct-benchmark's published checkpoints: where they live, downloading them (only when asked), checking them.
+
+Nothing here touches the network unless you ask for a download::
+
+    python -m ctinv_utils.hub download cnn10 redcnn     # or: download all
+    python -m ctinv_utils.hub list                      # what is published, what is here and verified
+
+**Where.** Downloads go to ``<ctinv cache>/ldctbench/<method>.pt`` (the ctinv cache is ``$CTINV_CACHE``
+or ``~/.cache/ctinv``, see :func:`ctinv_utils.paths.cache_dir`). A file that ldct-benchmark itself
+already downloaded is used where it lies: ldct-benchmark caches in platformdirs'
+``user_cache_dir("ldctbench", "eeulig")`` (``$XDG_CACHE_HOME/ldctbench`` or ``~/.cache/ldctbench`` on
+Linux, ``~/Library/Caches/ldctbench`` on macOS, ``%LOCALAPPDATA%\\eeulig\\ldctbench\\Cache`` on Windows),
+under the same file names. Without internet, download ``<url>`` elsewhere and copy it into the ctinv
+folder: :func:`checkpoint_path`'s error names the file, the URL and the folder.
+
+**Checks.** Every file is checked against the SHA-256 that ldct-benchmark publishes in its
+``hub/checkpoints.json`` (copied to ``ctinv_utils/models/ldctbench/checkpoints.json``) before it is
+used, each time (about a second per 300 MB). A download is hashed while it streams into a temporary
+file beside the target and renamed into place only when the hash matches: an interrupted or wrong
+download leaves nothing behind. (ldct-benchmark itself writes in place and does not re-check a file
+it finds, so a half-written file in its cache is reported here, not used.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from functools import lru_cache
+from pathlib import Path
+
+from . import atomic
+from .errors import CTInvError
+from .paths import cache_dir
+from .progress import progress_bar
+
+#: ldct-benchmark 0.0.15's ``ldctbench/hub/checkpoints.json``, unchanged.
+CHECKPOINTS_JSON = Path(__file__).resolve().parent / "models" / "ldctbench" / "checkpoints.json"
+#: Published methods ctinv cannot run, and why.
+NOT_PORTED = {
+    "bilateral": ("ldct-benchmark's trainable bilateral filter needs its compiled extension "
+                  "(the bilateral_filter_layer package, CUDA), which ctinv does not port; "
+                  "analyse it with ldct-benchmark itself (ldctbench.hub.load_model('bilateral'))"),
+}
+CHUNK = 1 << 20
+TIMEOUT_S = 60
+
+
+class HubError(CTInvError):
+    """A published checkpoint that is unknown, missing, unreachable or fails its SHA-256 check."""
+
+
+@lru_cache(maxsize=1)
+def published_checkpoints() -> dict[str, dict]:
+    """``{method: {"url", "checksum" (SHA-256 hex), "model_name", "args", "kwargs", "normalization"}}``."""
+    return json.loads(CHECKPOINTS_JSON.read_text())
+
+
+def published(method: str) -> dict:
+    """The published record of one method that ctinv can run; a clear error otherwise."""
+    table = published_checkpoints()
+    if method in NOT_PORTED:
+        raise HubError(f"{method}: {NOT_PORTED[method]}")
+    if method not in table:
+        usable = sorted(set(table) - set(NOT_PORTED))
+        raise HubError(f"ldct-benchmark publishes no checkpoint called {method!r}; choose one of {usable}")
+    return table[method]
+
+
+def file_name(method: str) -> str:
+    """``<method>.pt``: ldct-benchmark's own file name, so its cache and ours hold the same names."""
+    return f"{method}.pt"
+
+
+def cache_folder() -> Path:
+    """Where ctinv keeps downloaded checkpoints: ``<ctinv cache>/ldctbench/`` (not created here)."""
+    return cache_dir() / "ldctbench"
+
+
+def ldctbench_cache_folder() -> Path:
+    """ldct-benchmark's own cache folder, as ``platformdirs.user_cache_dir("ldctbench", "eeulig")``
+    computes it (written out here, so platformdirs is not needed)."""
+    if sys.platform.startswith("win"):
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "eeulig" / "ldctbench" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ldctbench"
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "ldctbench"
+
+
+def candidates(method: str) -> list[Path]:
+    """The places a checkpoint may lie, in the order they are tried: ctinv's cache, then ldct-benchmark's."""
+    return [cache_folder() / file_name(method), ldctbench_cache_folder() / file_name(method)]
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(method: str) -> tuple[Path | None, list[Path]]:
+    """(the first candidate whose SHA-256 matches or None, the candidates that exist but do not match)."""
+    expected = published(method)["checksum"]
+    wrong = []
+    for path in candidates(method):
+        if path.is_file():
+            if sha256_of(path) == expected:
+                return path, wrong
+            wrong.append(path)
+    return None, wrong
+
+
+def find_checkpoint(method: str) -> Path | None:
+    """A verified local file of ``method``'s published checkpoint, or None. Never downloads."""
+    return _verified(method)[0]
+
+
+def checkpoint_path(method: str) -> Path:
+    """The verified local checkpoint of ``method``; :class:`HubError` naming the file, the URL and the
+    folder to put it in when there is none. Never downloads."""
+    found, wrong = _verified(method)
+    if found is not None:
+        return found
+    rec = published(method)
+    bad = "".join(f"; {p} has the wrong SHA-256 (incomplete or another file: delete it)" for p in wrong)
+    raise HubError(f"no verified {file_name(method)} for ldctbench:{method}: download it with "
+                   f"`python -m ctinv_utils.hub download {method}`, or fetch {rec['url']} yourself and put it in "
+                   f"{cache_folder()}/ (SHA-256 {rec['checksum']}){bad}")
+
+
+def _one_line(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return f"{type(exc).__name__}: {' '.join(str(reason).split())}"
+
+
+def fetch(url: str, sha256: str, target: str | Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``target`` (any URL urllib opens, ``file://`` included), hashing on the way.
+
+    The bytes go to a temporary file beside ``target`` that is renamed to ``target`` only if its
+    SHA-256 is ``sha256``; on a wrong hash, a broken connection or Ctrl-C nothing is left behind.
+    Raises :class:`HubError` (one line, naming the URL and the folder) on any failure."""
+    target = Path(target)
+    try:
+        response = urllib.request.urlopen(url, timeout=TIMEOUT_S)  # noqa: S310 (the URL is the published one)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise HubError(f"could not download {url} ({_one_line(exc)}); without internet, fetch it on another "
+                       f"machine and put it in {target.parent}/ as {target.name} (SHA-256 {sha256})") from None
+
+    def write(fh) -> None:
+        digest = hashlib.sha256()
+        size = int(response.headers.get("Content-Length") or 0) or None
+        with response, progress_bar(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                    desc=f"download {target.name}", disable=not progress) as bar:
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                fh.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+        if digest.hexdigest() != sha256:
+            raise HubError(f"{url} has SHA-256 {digest.hexdigest()}, but {sha256} is published: refused, nothing "
+                           f"written to {target.parent}/; download again, or report a changed file upstream")
+
+    try:
+        atomic.write_with(target, write)
+    except HubError:
+        raise
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise HubError(f"download of {url} broke off ({_one_line(exc)}); nothing written to {target.parent}/; "
+                       "try again") from None
+    return target
+
+
+def download(method: str, progress: bool = True) -> Path:
+    """The verified checkpoint of ``method``: found locally, else downloaded into :func:`cache_folder`."""
+    found = find_checkpoint(method)
+    if found is not None:
+        return found
+    rec = published(method)
+    return fetch(rec["url"], rec["checksum"], cache_folder() / file_name(method), progress=progress)
+
+
+def status() -> list[dict]:
+    """One row per published method: method, file, where it was found verified (or None), url."""
+    rows = []
+    for method, rec in sorted(published_checkpoints().items()):
+        where = None if method in NOT_PORTED else find_checkpoint(method)
+        rows.append(dict(method=method, file=file_name(method), found=where, url=rec["url"],
+                         note=NOT_PORTED.get(method, "")))
+    return rows
+
+
+USAGE = ("usage: python -m ctinv_utils.hub download METHOD [METHOD ...] | download all | list\n"
+         "  METHOD: one of {methods}\n"
+         "  files go to {folder}/ (ldct-benchmark's own cache {theirs}/ is used when it holds them)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    usable = sorted(set(published_checkpoints()) - set(NOT_PORTED))
+    usage = USAGE.format(methods=", ".join(usable), folder=cache_folder(), theirs=ldctbench_cache_folder())
+    if args == ["list"]:
+        for row in status():
+            if row["note"]:
+                state = "not supported by ctinv (needs ldct-benchmark's compiled extension)"
+            else:
+                state = f"verified: {row['found']}" if row["found"] else f"not here ({row['url']})"
+            print(f"{row['method']:10s} {state}")
+        return 0
+    if len(args) < 2 or args[0] != "download":
+        print(usage, file=sys.stderr)
+        return 2
+    methods = usable if args[1:] == ["all"] else args[1:]
+    try:
+        for method in methods:
+            published(method)  # every name is checked before anything is downloaded
+        for method in methods:
+            print(f"ldctbench:{method}: {download(method)}")
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
