@@ -32,7 +32,9 @@ _API = {
     # synthesis
     "get_distance": "synthesis.distances", "Invariance": "synthesis.invariances",
     "tradeoff_curve": "synthesis.invariances", "FGSM": "synthesis.adversarial", "BIM": "synthesis.adversarial",
-    "InvarianceExplorer": "synthesis.explorer",
+    "InvarianceExplorer": "synthesis.explorer", "NaturalInvariance": "synthesis.natural",
+    "train_or_load_natural": "synthesis.natural", "at_tolerance": "synthesis.tolerance",
+    "linearised_spectrum": "synthesis.linearised",
     # hand-off between notebooks
     "Artifacts": "artifacts",
     "display_name": "names",

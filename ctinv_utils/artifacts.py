@@ -10,7 +10,6 @@ the notebook that makes it and the command that runs it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy as np
 from . import atomic
 from .errors import CTInvError
 from .paths import REPO_ROOT, run_dir
+from .provenance import array_sha256, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
 
 
 class ArtifactError(CTInvError):
@@ -53,6 +53,14 @@ SPECS: dict[str, Spec] = {
                               "x, x_inv, f(x), f(x_inv) and histories in HU"),
     "invariances_summary": Spec("03_image_domain_invariances", "invariances_summary.json",
                                 "per denoiser, distance and alpha: distances and changes in HU"),
+    "tolerance_arrays": Spec("03_image_domain_invariances", "tolerance/{denoiser}_{distance}.npz",
+                             "the largest invariance within the output tolerance: x, x_inv, f(x), f(x_inv) in HU"),
+    "tolerance_summary": Spec("03_image_domain_invariances", "tolerance_summary.json",
+                              "per denoiser and distance: the alpha, input and output change at the tolerance"),
+    "unconstrained_arrays": Spec("03_image_domain_invariances", "unconstrained/{denoiser}_{distance}.npz",
+                                 "the talk's unconstrained form (no HU range), for the side-by-side"),
+    "unconstrained_summary": Spec("03_image_domain_invariances", "unconstrained_summary.json",
+                                  "per alpha of the unconstrained runs: changes and out-of-range pixels"),
     "attack": Spec("03_image_domain_invariances", "adversarial/{denoiser}_{loss}_{attack}.pt", "an FGSM/BIM run"),
     "attack_arrays": Spec("03_image_domain_invariances", "adversarial/{denoiser}_{loss}_{attack}.npz",
                           "x, x_adv, f(x), f(x_adv) in HU"),
@@ -64,25 +72,18 @@ SPECS: dict[str, Spec] = {
                            "x, samples g(z|x), f(x), f(samples) and the pixel-wise std in HU"),
     "natural_analysis": Spec("04_natural_invariances", "natural_analysis.json",
                              "noise versus anatomy: metrics and verdicts, natural and image-domain"),
+    "linearised": Spec("03_image_domain_invariances", "linearised/{denoiser}.npz",
+                       "smallest and largest singular values/vectors of the denoiser's Jacobian on the slice"),
+    # 05
+    "lesion_examples": Spec("05_lesions", "lesions/examples.npz",
+                            "a lesion slice and its lesion-free twin: low, full dose and each denoiser's output, HU"),
+    "lesion_metrics": Spec("05_lesions", "lesions/metrics.json",
+                           "per lesion and image kind: contrast retained, structure transfer, d' (NPWMF, CHO)"),
+    "contrast_detail": Spec("05_lesions", "lesions/contrast_detail.npz",
+                            "contrast-detail curves: threshold contrast (HU) against diameter (mm) per image kind"),
+    "lesion_invariance": Spec("05_lesions", "lesions/invariance_{denoiser}.npz",
+                              "how much of a lesion x_inv removes, per alpha"),
 }
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def array_sha256(a: np.ndarray) -> str:
-    """Checksum of an array's values, dtype and shape (independent of the file it sits in)."""
-    a = np.ascontiguousarray(a)
-    return sha256_bytes(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
 
 
 @dataclass

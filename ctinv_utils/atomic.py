@@ -6,12 +6,15 @@ A killed process therefore leaves either the old file or the new one, never half
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .errors import CTInvError
 
 
 def write_with(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -26,11 +29,31 @@ def write_with(path: str | os.PathLike, write: Callable[[Any], None], mode: str 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        full = _disk_full(exc)
+        if full is not None:  # torch re-raises a failed write as an unreadable RuntimeError: say what happened
+            raise DiskFullError(f"cannot write {path}: no space left on the disk of {path.parent} "
+                                f"({full.strerror}); free some space or point CTINV_CACHE elsewhere, then run "
+                                "again; nothing was written") from exc
         raise
     return path
+
+
+class DiskFullError(CTInvError, OSError):
+    """A write failed because the disk (or the user's quota) is full; nothing was written."""
+
+
+def _disk_full(exc: BaseException | None) -> OSError | None:
+    """The ENOSPC/EDQUOT OSError behind ``exc`` (itself, its cause or its context), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _umask() -> int:
@@ -73,7 +96,7 @@ def torch_save(path, obj: Any) -> Path:
     return write_with(path, lambda fh: torch.save(obj, fh))
 
 
-def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 100) -> list[Path]:
+def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 80) -> list[Path]:
     """Save a matplotlib figure as PNG (screen) and PDF (print), each written atomically."""
     out = []
     for fmt in formats:

@@ -73,7 +73,7 @@ class RunContext:
         """Add the caption, save ``figures_dir/name.{png,pdf}``, the arrays behind the figure
         (``artifacts_dir/figure_data/name.npz``) and ``name.json``: provenance, the artifacts the
         figure was drawn from and the SHA-256 of each of its arrays."""
-        from .artifacts import array_sha256
+        from .provenance import array_sha256
         from .figures.ct import add_caption, figure_data
 
         add_caption(fig, self.caption(caption or ""))
@@ -89,7 +89,7 @@ class RunContext:
 
     def save_table(self, name: str, csv: str, caption: str = "") -> Path:
         """A table as ``figures_dir/name.csv`` with its JSON sidecar (provenance and checksum)."""
-        from .artifacts import sha256_bytes
+        from .provenance import sha256_bytes
 
         path = atomic.write_text(self.figures_dir / f"{name}.csv", csv)
         atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
@@ -105,7 +105,25 @@ class RunContext:
 
         paths = self.save_figure(fig, name, caption, **extra)
         plt.close(fig)
-        display(Image(filename=str(next(p for p in paths if p.suffix == ".png"))))  # the saved PNG: no third render
+        png = next(p for p in paths if p.suffix == ".png")
+        if self.interactive:
+            display(Image(filename=str(png)))  # the saved PNG: no third render
+        else:  # a headless run's executed notebook is read on the repository page: a lighter copy
+            display(Image(data=preview_jpeg(png), format="jpeg"))
+
+
+def preview_jpeg(png: Path, max_width: int = 1400, quality: int = 80) -> bytes:
+    """A JPEG copy of a saved PNG, at most ``max_width`` px wide (the full PNG stays in figures/)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    im = PILImage.open(png).convert("RGB")
+    if im.width > max_width:
+        im = im.resize((max_width, round(im.height * max_width / im.width)), PILImage.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
 
 
 def setup(notebook: str, namespace: dict | None = None, params: dict | None = None) -> RunContext:

@@ -23,3 +23,15 @@ class DicomPairingError(CTInvError):
 
 class PresetError(CTInvError):
     """Unknown preset, unknown notebook, or a malformed preset file."""
+
+
+class DicomHeaderError(DicomFileError):
+    """A CT DICOM header lacks or garbles what turns stored values into HU (rescale, spacing, size)."""
+
+
+class DicomValueError(DicomFileError):
+    """A CT slice's HU values are not finite or outside the plausible CT range."""
+
+
+class BadArgumentError(CTInvError, ValueError):
+    """An argument of a ctinv function is outside its allowed values (also a ValueError)."""

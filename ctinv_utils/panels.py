@@ -12,6 +12,9 @@ import numpy as np
 
 from .artifacts import Artifacts
 from .figures import curves, evaluation as evaluation_figures, talk
+from .figures import linearised as linearised_figures
+from .figures.ct import ct_grid
+from .units import DIFFERENCE, LUNG, PHYSICAL_HU_RANGE, Window
 from .figures.tables import csv_text, markdown_table
 from .names import display_name
 
@@ -145,6 +148,114 @@ def talk_results(art: Artifacts, denoiser: str, distances, alpha: float, differe
                f"Adam iterations: {iters}; slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
                f"crop {where.get('crop')}); {vgg}")
     return fig, caption
+
+
+RANGE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", ""), ("alpha", "α", "g"),
+                 ("form", "HU range", ""), ("input_rms_hu", "RMS x_inv − x (HU)", ".1f"),
+                 ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".1f"),
+                 ("out_of_range_fraction", "x_inv outside −1024…3071 HU", ".1%"), ("min_hu", "min x_inv (HU)", ".0f")]
+TOLERANCE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", ""), ("tol_hu", "tolerance (HU RMS)", "g"),
+                     ("alpha", "α at the tolerance", ".3g"), ("input_rms_hu", "RMS x_inv − x (HU)", ".1f"),
+                     ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".2f"), ("within", "within", ""),
+                     ("tried", "α tried", "")]
+
+
+def range_rows(art: Artifacts, distance: str = "mse") -> list[dict]:
+    """Per denoiser and alpha: the HU-constrained run next to the talk's unconstrained form."""
+    rows = []
+    constrained = [r for r in art.read_json("invariances_summary")["rows"] if r["distance"] == distance]
+    free = art.read_json("unconstrained_summary")["rows"]
+    for r in constrained:
+        twin = next((u for u in free if u["denoiser"] == r["denoiser"] and u["distance"] == distance
+                     and np.isclose(u["alpha"], r["alpha"])), None)
+        rows.append({**r, "denoiser": display_name(r["denoiser"]), "distance": display_name(distance),
+                     "form": "projected (default)"})
+        if twin:
+            rows.append({**twin, "denoiser": "", "distance": "", "form": "none (the talk)"})
+    return rows
+
+
+def range_table(art: Artifacts, distance: str = "mse") -> str:
+    return markdown_table(range_rows(art, distance), RANGE_COLUMNS,
+                          note="projected: x_inv is clipped to −1024…3071 HU after every Adam step")
+
+
+def range_comparison(art: Artifacts, denoisers, alpha: float, distance: str = "mse"):
+    """Per denoiser at ``alpha``: x_inv with the HU range (default) and without (the talk), their
+    differences to x, and where the unconstrained x_inv leaves the physical range."""
+    panels = []
+    lo, hi = PHYSICAL_HU_RANGE
+    mask_window = Window("mask", 0.5, 1.0)
+    for d in denoisers:
+        c, u = _inv(art, d, distance), art.read_arrays("unconstrained_arrays", denoiser=d, distance=distance)
+        ic, iu = alpha_index(c["alphas"], alpha), alpha_index(u["alphas"], alpha)
+        outside = ((u["x_inv"][iu] < lo) | (u["x_inv"][iu] > hi)).astype(np.float32)
+        panels += [(c["x_inv"][ic], LUNG, f"{display_name(d)}: x_inv, HU range"),
+                   (u["x_inv"][iu], LUNG, "x_inv, no range (talk)"),
+                   (c["x_inv"][ic] - c["x"], DIFFERENCE, "x_inv − x, HU range"),
+                   (u["x_inv"][iu] - u["x"], DIFFERENCE, "x_inv − x, no range"),
+                   (outside, mask_window, f"no range: {outside.mean():.1%} outside {lo:.0f}…{hi:.0f} HU "
+                                          f"(min {u['x_inv'][iu].min():.0f})")]
+    fig = ct_grid(panels, ncols=5, panel_size=2.8,
+                  suptitle=f"{display_name(distance)}, α = {alpha:g}: the HU range constraint against the talk's unconstrained form")
+    return fig, (f"{display_name(distance)} invariances at α={alpha:g} with x_inv projected onto {lo:.0f}…{hi:.0f} HU "
+                 "(the default) and unconstrained (the talk); white in the last column: unphysical pixels")
+
+
+def tolerance_rows(art: Artifacts) -> list[dict]:
+    return [{**r, "denoiser": display_name(r["denoiser"]), "distance": display_name(r["distance"]),
+             "within": "yes" if r["within_tolerance"] else "NO", "tried": len(r["alphas_tried"])}
+            for r in art.read_json("tolerance_summary")["rows"]]
+
+
+def tolerance_table(art: Artifacts) -> str:
+    return markdown_table(tolerance_rows(art), TOLERANCE_COLUMNS,
+                          note="the largest RMS input change among all runs whose RMS output change is within the tolerance")
+
+
+def tolerance_results(art: Artifacts, denoiser: str, distances, tol_hu: float, differences: bool = True):
+    """The talk's results slide at the output tolerance instead of a fixed alpha: per distance the
+    largest invariance whose output moves by at most ``tol_hu`` HU RMS."""
+    runs = {d: art.read_arrays("tolerance_arrays", denoiser=denoiser, distance=d) for d in distances}
+    first = runs[distances[0]]
+    rows = [(f"{display_name(d)}, α={r.meta['alpha']:.3g}", r["x_inv"], r["f_x_inv"]) for d, r in runs.items()]
+    missed = [display_name(d) for d, r in runs.items() if not r.meta["within_tolerance"]]
+    sl = art.read_arrays("analysis_slice")
+    title = (f"{display_name(denoiser)}: the largest invariance with RMS f(x_inv) − f(x) ≤ {tol_hu:g} HU"
+             + (f"\n(not reached for {', '.join(missed)}: smallest output change shown)" if missed else ""))
+    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title)
+    caption = (f"{display_name(denoiser)} at output tolerance {tol_hu:g} HU RMS; " + "; ".join(
+        f"{display_name(d)}: α={r.meta['alpha']:.3g}, RMS input change {r.meta['input_rms_hu']:.1f} HU, "
+        f"output {r.meta['output_rms_hu']:.2f} HU" for d, r in runs.items()))
+    return fig, caption
+
+
+LINEARISED_COLUMNS = [("denoiser", "denoiser", ""), ("crop", "crop (px)", ""), ("lambda_min", "λ_min", ".2e"),
+                      ("lambda_max", "λ_max", ".3g"), ("status", "Lanczos", ""), ("products", "J^T J v products", ""),
+                      ("alphas_worth", "α of the grid above λ_min", "")]
+
+
+def linearised_rows(art: Artifacts, denoisers, alphas) -> list[dict]:
+    rows = []
+    for d in denoisers:
+        a = art.read_arrays("linearised", denoiser=d)
+        rows.append({"denoiser": display_name(d), "crop": a.meta.get("crop"), "lambda_min": float(a["smallest"][0]),
+                     "lambda_max": float(a["largest"][0]), "status": a.meta.get("status", ""),
+                     "products": int(a["iterations"]),
+                     # an alpha above lambda_min grows x_inv along at least that direction (synthesis.linearised.alpha_report)
+                     "alphas_worth": ", ".join(f"{al:g}" for al in alphas if al > float(a["smallest"][0])) or "none"})
+    return rows
+
+
+def linearised_table(art: Artifacts, denoisers, alphas) -> str:
+    return markdown_table(linearised_rows(art, denoisers, alphas), LINEARISED_COLUMNS,
+                          note="λ: eigenvalues of JᵀJ (dimensionless squared gain of f, network units in and out)")
+
+
+def linearised(art: Artifacts, denoiser: str, alphas):
+    """The smallest- and largest-eigenvalue directions of one denoiser and its spectrum against the α grid."""
+    stored = art.read_arrays("linearised", denoiser=denoiser)
+    return linearised_figures.linearised_figure(stored, alphas)
 
 
 def tradeoff(art: Artifacts, denoisers, distances):

@@ -1,4 +1,4 @@
-"""Seeds, config hashes and the provenance record stored next to every artifact and figure."""
+"""Seeds, checksums, config hashes and the provenance record stored next to every artifact and figure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import platform
 import random
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,24 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """Checksum of an array's values, dtype and shape (independent of the file it sits in)."""
+    a = np.ascontiguousarray(a)
+    return sha256_bytes(f"{a.dtype.str}{a.shape}".encode() + a.tobytes())
 
 
 def config_hash(config: Any, length: int = 12) -> str:

@@ -99,7 +99,7 @@ def tidy_notebook(nb) -> None:
                 outputs.append(out)
             elif out.get("output_type") in ("display_data", "execute_result"):
                 data = out.get("data", {})
-                if "image/png" in data and str(data.get("text/plain", "")).startswith("<Figure"):
+                if ("image/png" in data or "image/jpeg" in data) and str(data.get("text/plain", "")).startswith(("<Figure", "<IPython")):
                     data.pop("text/plain")
                 data.pop("application/vnd.jupyter.widget-view+json", None)
                 if data:
@@ -179,7 +179,7 @@ def notebook_fingerprint(notebook: Path, params: dict, data: str, code: str, ups
 
 def _outputs_intact(entry: dict, out_dir: Path, fig_dir: Path) -> bool:
     """The executed notebook and every figure file it made are there with their recorded checksums."""
-    from .artifacts import sha256_file
+    from .provenance import sha256_file
 
     if not (out_dir / f"{entry['notebook']}.ipynb").is_file():
         return False
@@ -208,7 +208,7 @@ def _figure_records(fig_dir: Path) -> dict[str, dict]:
 def write_figure_manifest(fig_dir: Path, preset: str) -> dict:
     """``figures/<preset>/manifest.json``: for every file, the notebook that made it, its parameters,
     git commit, seed, device, versions, the file's SHA-256 and the SHA-256 of the arrays behind it."""
-    from .artifacts import sha256_file
+    from .provenance import sha256_file
 
     files = {}
     for name, rec in _figure_records(fig_dir).items():
@@ -321,7 +321,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
 
 def _figures_of(notebook: str, fig_dir: Path) -> dict[str, str]:
     """{file name: SHA-256} of the figure files a notebook made (from their sidecars)."""
-    from .artifacts import sha256_file
+    from .provenance import sha256_file
 
     out = {}
     for rec in _figure_records(fig_dir).values():

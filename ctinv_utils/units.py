@@ -14,6 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The values a CT scanner reconstructs (12-bit DICOM with intercept -1024): air sits at -1000 HU with
+#: noise reaching -1024; dense bone and metal-free contrast stay below 3071. Below -1024 HU the
+#: attenuation would be negative.
+PHYSICAL_HU_RANGE = (-1024.0, 3071.0)
+
 HU_OFFSET = 1024.0
 MEAN = 481.45419786099086
 STD = 502.18507379395044

@@ -17,7 +17,7 @@ PKG = Path(ctinv_utils.__file__).parent
 
 # What each part may import (besides itself). The direction is one-way:
 # notebooks -> panels/context -> artifacts -> synthesis/training -> models/data -> units/atomic/errors.
-BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed"}
+BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed", "hub"}
 ALLOWED = {
     "base": {"base"},
     "presets": {"base"},
@@ -31,6 +31,7 @@ ALLOWED = {
     "panels": {"base", "artifacts", "figures"},
     "context": {"base", "artifacts", "presets", "figures"},
     "run": {"base", "presets"},
+    "bench": {"base", "data", "models", "synthesis", "training"},
 }
 
 

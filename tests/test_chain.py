@@ -56,7 +56,7 @@ def test_figure_manifest_is_complete_and_true(chain):
         assert rec["seed"] == 0 and rec["device"] == "cpu" and rec["git_commit"] and rec["versions"]["torch"]
         assert rec["data_sha256"], f"{name}: no checksum of the arrays behind it"
     # the talk's panels of notebook 05 are drawn from artifacts, and say which
-    assert any(k.startswith("invariances/cnn10_") for k in manifest["files"]["05_results_cnn10.png"]["drawn_from"])
+    assert any(k.startswith("invariances/cnn10_") for k in manifest["files"]["06_results_cnn10.png"]["drawn_from"])
 
 
 def test_same_seed_gives_the_same_figure_data(chain):
@@ -80,9 +80,9 @@ def test_unchanged_notebooks_are_not_executed_again(chain, capsys):
     assert "up to date" in capsys.readouterr().out
     before = {e["notebook"]: e["started"] for e in manifest["notebooks"]}
     assert all(e["started"] == before[e["notebook"]] for e in again["notebooks"])
-    forced = run.run("smoke", only="05", output_root=root, device="cpu", progress=False, force=True)
-    entry = next(e for e in forced["notebooks"] if e["notebook"] == "05_figures")
-    assert entry["started"] != before["05_figures"] and entry["status"] == "ok"
+    forced = run.run("smoke", only="06", output_root=root, device="cpu", progress=False, force=True)
+    entry = next(e for e in forced["notebooks"] if e["notebook"] == "06_figures")
+    assert entry["started"] != before["06_figures"] and entry["status"] == "ok"
 
 
 def test_executed_notebooks_are_tidy(chain):

@@ -52,7 +52,7 @@ def _rms(a):
 
 
 def test_zeroed_square_concentrates_the_perturbation_inside(x):
-    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5)
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, hu_range=None)  # the talk's unconstrained objective
     inv.synthesize(200, progress=False)
     d = (inv.result - x)[0, 0].numpy()
     assert _rms(d[INSIDE]) > 1.0  # grows from the initial 0.1
@@ -63,7 +63,7 @@ def test_zeroed_square_concentrates_the_perturbation_inside(x):
 def test_gauss_ri_perturbation_is_far_larger_inside_the_square(x, distance):
     """Outside the square Gauss+RI sees a perturbation through its blur, inside it sees nothing: the
     part of x_inv - x that a sigma-1 Gaussian passes must be far larger inside."""
-    inv = Invariance(x, GaussRI(), distance, alpha=0.5)
+    inv = Invariance(x, GaussRI(), distance, alpha=0.5, hu_range=None)  # the talk's unconstrained objective
     inv.synthesize(600, progress=False)
     d = (inv.result - x)[0, 0].numpy()
     visible = ndimage.gaussian_filter(d, 1.0, mode="mirror")
@@ -73,13 +73,13 @@ def test_gauss_ri_perturbation_is_far_larger_inside_the_square(x, distance):
 
 @pytest.mark.parametrize("distance", ["mse", "dssim"])
 def test_identity_has_no_invariance(x, distance):
-    inv = Invariance(x, torch.nn.Identity(), distance, alpha=0.5)
+    inv = Invariance(x, torch.nn.Identity(), distance, alpha=0.5, hu_range=None)  # the talk's unconstrained objective
     inv.synthesize(300, progress=False)
     assert _rms((inv.result - x).numpy()) < 0.01  # from 0.1 at the start
 
 
 def test_ideal_low_pass_invariance_is_high_frequency(x):
-    inv = Invariance(x, IdealLowPass(0.15), "mse", alpha=0.5)
+    inv = Invariance(x, IdealLowPass(0.15), "mse", alpha=0.5, hu_range=None)  # the talk's unconstrained objective
     inv.synthesize(200, progress=False)
     d = (inv.result - x)[0, 0].numpy()
     power = np.abs(np.fft.fft2(d)) ** 2
@@ -200,3 +200,44 @@ def test_stop_criterion_and_store_progress(x):
     inv.synthesize(2000, stop_criterion=1e-3, stop_window=20, store_progress=5, progress=False)
     assert inv.iteration < 2000
     assert [i for i, _ in inv.saved][:2] == [5, 10] and inv.saved[0][1].shape == (1, 1, N, N)
+
+
+def test_hu_range_holds_at_every_step_and_is_reported(x):
+    """Projection keeps every iterate inside the physical range; the unconstrained run leaves it, and
+    the summary says by how much; the penalty mode pulls outliers back."""
+    from ctinv_utils.units import hu_to_norm, norm_to_hu
+
+    ct = -0.6 + 0.1 * x  # lung, about -850 HU: a perturbation of a few hundred HU leaves the range
+    lo, hi = hu_to_norm(-1024.0), hu_to_norm(3071.0)
+    inv = Invariance(ct, ZeroSquare(), "mse", alpha=0.5)  # default: hu_range=(-1024, 3071), projected
+    inv.synthesize(150, progress=False, store_progress=1)
+    assert all(float(t.min()) >= lo - 1e-6 and float(t.max()) <= hi + 1e-6 for _, t in inv.saved)
+    d = (inv.result - ct)[0, 0].numpy()
+    assert _rms(d[~INSIDE]) < 0.05 * _rms(d[INSIDE])  # still the square's invariance
+    assert inv.summary()[0]["out_of_range_fraction"] == 0.0 and inv.summary()[0]["min_hu"] >= -1024.0 - 1e-3
+    free = Invariance(ct, ZeroSquare(), "mse", alpha=0.5, hu_range=None)
+    free.synthesize(150, progress=False)
+    row = free.summary()[0]
+    assert row["out_of_range_fraction"] > 0.01 and row["min_hu"] < -1024.0
+    soft = Invariance(ct, ZeroSquare(), "mse", alpha=0.5, range_mode="penalty", range_penalty=100.0)
+    soft.synthesize(150, progress=False)
+    # soft: the optimiser may still visit outside, but far less deep than without the constraint
+    assert soft.summary()[0]["out_of_range_fraction"] <= row["out_of_range_fraction"]
+    assert -1024.0 - float(norm_to_hu(soft.result).min()) < 0.5 * (-1024.0 - row["min_hu"])
+    with pytest.raises(ValueError, match="hu_range must be finite with low < high"):
+        Invariance(ct, ZeroSquare(), hu_range=(100, -100))
+    with pytest.raises(ValueError, match="range_mode must be one of"):
+        Invariance(ct, ZeroSquare(), range_mode="clip")
+
+
+def test_synthesis_arguments_that_do_nothing_or_the_wrong_thing(x):
+    inv = Invariance(x, GaussRI(), "mse", alpha=0.5)
+    for kw, msg in (({"max_iter": -1}, "max_iter must be an integer >= 0"), ({"lr": 0}, "lr must be a finite number > 0"),
+                    ({"lr": -1e-3}, "lr must be"), ({"stop_window": 0}, "stop_window must be an integer >= 1"),
+                    ({"max_iter": 2.5}, "max_iter must be an integer")):
+        with pytest.raises(ValueError, match=msg):
+            inv.synthesize(progress=False, **kw)
+    with pytest.raises(ValueError, match="alpha must be a number or a sequence of numbers, got the string"):
+        Invariance(x, GaussRI(), alpha="0.5")
+    with pytest.raises(ValueError, match="alpha must be a number"):
+        Invariance(x, GaussRI(), alpha=["0.5", 1.0])

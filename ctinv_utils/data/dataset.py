@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom_io import PatientSeries, discover_patients, read_slice_hu
+from .dicom_io import HU_RANGE, PatientSeries, discover_patients, read_slice_hu
+from ..errors import BadArgumentError, DicomPairingError
 from ..paths import DATA_ENV
 from .simulated import simulated_data_root
 
@@ -16,16 +17,19 @@ from .simulated import simulated_data_root
 class PairedCTData:
     """Paired slices of several patients. ``slice_hu(p, s)`` -> (low_hu, full_hu), each (H, W)
     float32 in HU. Slices are read lazily; the most recently used pairs stay in memory up to
-    ``cache_bytes`` (the real data set is ~30 GB as float32, far more than fits)."""
+    ``cache_bytes`` (the real data set is ~30 GB as float32, far more than fits). Every slice read is
+    checked: finite and inside ``hu_range`` (HU) (else DicomValueError naming the file), low and full
+    of one shape (else DicomPairingError naming both files)."""
 
     def __init__(self, patients: list[PatientSeries], source: str, root: Path | None = None,
-                 cache_bytes: int = 2 * 1024**3):
+                 cache_bytes: int = 2 * 1024**3, hu_range: tuple[float, float] = HU_RANGE):
         if not patients:
-            raise ValueError("PairedCTData needs at least one patient")
+            raise BadArgumentError("PairedCTData needs at least one patient")
         self.patients = list(patients)
         self.source = source
         self.root = root
         self.cache_bytes = int(cache_bytes)
+        self.hu_range = (float(hu_range[0]), float(hu_range[1]))
         self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cached_bytes = 0
 
@@ -49,7 +53,13 @@ class PairedCTData:
             self._cache.move_to_end(key)
             return self._cache[key]
         p = self.patients[patient]
-        pair = (read_slice_hu(p.low_files[slice_index]), read_slice_hu(p.full_files[slice_index]))
+        # the loader warned about header defaults once per patient already
+        pair = (read_slice_hu(p.low_files[slice_index], self.hu_range, warn=False),
+                read_slice_hu(p.full_files[slice_index], self.hu_range, warn=False))
+        if pair[0].shape != pair[1].shape:
+            raise DicomPairingError(f"patient {p.patient_id}: {p.low_files[slice_index]} is {pair[0].shape} but its "
+                                    f"full-dose twin {p.full_files[slice_index]} is {pair[1].shape}; a pair must come "
+                                    "from the same reconstruction: re-download the patient's series")
         size = pair[0].nbytes + pair[1].nbytes
         if size <= self.cache_bytes:
             self._cache[key] = pair
@@ -62,7 +72,7 @@ class PairedCTData:
     def subset(self, patient_ids) -> "PairedCTData":
         wanted = set(patient_ids)
         return PairedCTData([p for p in self.patients if p.patient_id in wanted], self.source, self.root,
-                            self.cache_bytes)
+                            self.cache_bytes, self.hu_range)
 
     def patients_of(self, region: str, ids=None) -> list[int]:
         """Indices of the patients of ``region`` (among ``ids`` when given), in ID order."""
@@ -90,7 +100,7 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
         return image
     H, W = image.shape
     if size > min(H, W):
-        raise ValueError(f"crop {size} px is larger than the {H}x{W} slice; use a smaller crop or None")
+        raise BadArgumentError(f"crop {size} px is larger than the {H}x{W} slice; use a smaller crop or None")
     r0, c0 = (H - size) // 2, (W - size) // 2
     return image[r0:r0 + size, c0:c0 + size]
 
@@ -101,7 +111,7 @@ def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None 
     ids = data.patients_of(region, patient_ids)
     if not ids:
         have = sorted({data.patients[data.index_of(p)].region for p in patient_ids})
-        raise ValueError(f"no patient of region {region!r} among {list(patient_ids)}; choose one of {have}")
+        raise BadArgumentError(f"no patient of region {region!r} among {list(patient_ids)}; choose one of {have}")
     p = data.patients[ids[0]]
     s = p.n_slices // 2
     low, full = data.slice_hu(ids[0], s)
@@ -110,12 +120,22 @@ def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None 
 
 
 def load_data(data_path: str | Path | None = None, simulation: dict | None = None,
-              on_bad_file: str = "raise", progress: bool = True) -> PairedCTData:
+              on_bad_file: str = "raise", progress: bool = True, hu_range: tuple[float, float] = HU_RANGE,
+              verify: str | None = None) -> PairedCTData:
     """Real data from ``data_path`` (or ``$CTINV_DATA``); else the simulated data set described by
-    ``simulation`` (a :class:`SimulationConfig` dict), generated and cached on first use."""
+    ``simulation`` (a :class:`SimulationConfig` dict), generated and cached on first use.
+
+    Real data: the root's layout and every slice header are checked here (a root that is a file, or
+    whose folders hold no pairable low- and full-dose series, fails in milliseconds, before any
+    header is read); pixel values are checked against ``hu_range`` (HU) as slices are read.
+    Simulated data: the cached folder is checked against the checksums in its completion marker
+    (``verify='quick'``: file list, sizes and modification times, hashing only files whose time
+    changed; ``'full'``: SHA-256 of every file; None: ``$CTINV_VERIFY_DATA``, else ``'quick'``) and
+    regenerated when anything is missing or changed."""
     data_path = data_path or os.environ.get(DATA_ENV) or None
     if data_path:
         root = Path(data_path).expanduser()
-        return PairedCTData(discover_patients(root, on_bad_file), source=f"TCIA/AAPM DICOM at {root}", root=root)
-    root = simulated_data_root(simulation, progress=progress)
-    return PairedCTData(discover_patients(root), source="simulated (embedded default)", root=root)
+        return PairedCTData(discover_patients(root, on_bad_file), source=f"TCIA/AAPM DICOM at {root}", root=root,
+                            hu_range=hu_range)
+    root = simulated_data_root(simulation, progress=progress, verify=verify)
+    return PairedCTData(discover_patients(root), source="simulated (embedded default)", root=root, hu_range=hu_range)

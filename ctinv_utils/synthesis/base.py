@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import atomic
 from ..errors import CTInvError
+from ..models.checkpoints import load_file
 from ..progress import progress_bar
 from ..provenance import versions
 from ..speed import tune_allocator
@@ -120,17 +121,38 @@ class Synthesis:
         return [bool(c < tol) for c in relative_change(self.history["loss"], fraction)]
 
     def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
-                   stop_window: int = 50, store_progress: int | None = None, progress: bool = True):
+                   stop_window: int = 50, store_progress: int | None = None, progress: bool = True,
+                   lr_schedule: str = "constant", lr_final: float = 0.01):
         """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
         sample's loss changed by less than this fraction over ``stop_window`` iterations.
-        ``store_progress=k`` keeps the image every k iterations in ``saved``."""
+        ``store_progress=k`` keeps the image every k iterations in ``saved``. ``lr_schedule``:
+        ``"constant"`` (the talk's Adam), or ``"cosine"``: the learning rate falls from ``lr`` to
+        ``lr_final * lr`` over this call's iterations (large early steps, then settling: the loss stops
+        moving because the iterate does, which the convergence criterion checks)."""
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+        if not (isinstance(lr_final, (int, float)) and 0 < lr_final <= 1):
+            raise ValueError(f"lr_final must be a fraction in (0, 1], got {lr_final!r}")
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+            raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+        if isinstance(stop_window, bool) or not isinstance(stop_window, int) or stop_window < 1:
+            raise ValueError(f"stop_window must be an integer >= 1, got {stop_window!r}")
+        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if stop_criterion is not None and not (isinstance(stop_criterion, (int, float)) and stop_criterion >= 0):
+            raise ValueError(f"stop_criterion must be None or a number >= 0, got {stop_criterion!r}")
         if self.optimizer is None:
             self.optimizer = self._make_optimizer(self.lr if lr is None else lr)
         elif lr is not None:
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
+        lr0 = [g["lr"] for g in self.optimizer.param_groups]
         bar = progress_bar(range(max_iter), desc=self._desc(), disable=not progress)
-        for _ in bar:
+        for k in bar:
+            if lr_schedule == "cosine":
+                scale = lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * k / max(1, max_iter - 1)))
+                for g, base in zip(self.optimizer.param_groups, lr0):
+                    g["lr"] = base * scale
             prev = self.param.detach().clone()
             loss_per, terms = self.objective()
             total = loss_per.sum()  # per-sample objectives are summed, never mixed
@@ -154,6 +176,8 @@ class Synthesis:
             if self._stop(stop_criterion, stop_window):
                 break
         bar.close()
+        for g, base in zip(self.optimizer.param_groups, lr0):  # a later call starts from the base rate
+            g["lr"] = base
         return self.result
 
     @property
@@ -177,7 +201,7 @@ class Synthesis:
 
     @staticmethod
     def _read(path: str | Path, cls_name: str) -> dict:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(path, f"saved {cls_name}", "delete it and run the synthesis again")
         if state.get("class") != cls_name:
             raise CTInvError(f"{path} holds a {state.get('class')}, not a {cls_name}")
         return state

@@ -35,32 +35,71 @@ def bounded_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.tanh(((a - b) ** 2).flatten(1).mean(1))
 
 
+def check_images(name: str, min_size: int, why: str, *images: torch.Tensor) -> None:
+    """Each image ``(B, 1, H, W)`` with H, W >= ``min_size``, all of the same H, W, and batch sizes
+    equal or 1 (broadcast). One ``ValueError`` naming the distance and the minimum size otherwise."""
+    for x in images:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"the {name} distance takes normalized images of shape (B, 1, H, W), got {got}; "
+                             "add batch and channel axes with x[None, None]")
+        if min(x.shape[-2:]) < min_size:
+            raise ValueError(f"the {name} distance needs images of at least {min_size}x{min_size} px ({why}), got "
+                             f"{x.shape[-2]}x{x.shape[-1]}; use a larger crop or patch (>= {min_size} px), or the mse "
+                             "distance")
+    sizes = {tuple(x.shape[-2:]) for x in images}
+    batches = {len(x) for x in images} - {1}
+    if len(sizes) > 1 or len(batches) > 1:
+        raise ValueError(f"the {name} distance compares images of one shape, got "
+                         f"{' and '.join(str(tuple(x.shape)) for x in images)}")
+
+
 class Distance(nn.Module):
     """``d(a, b) -> (B,)`` for ``(B, 1, H, W)`` normalized images. ``against(a)`` returns ``d(a, .)``
     for a fixed ``a`` ``(1, 1, H, W)``, computing once what depends on ``a`` alone (the VGG features
-    of x and f(x) in an invariance run), and broadcasting it to any batch."""
+    of x and f(x) in an invariance run), and broadcasting it to any batch. ``min_size``: the smallest
+    side in px the distance is defined on (an image smaller is a ``ValueError`` saying so)."""
+
+    min_size = 1
+    display = "image"
+    why_min_size = "one pixel"
+
+    def check(self, *images: torch.Tensor) -> None:
+        check_images(self.display, self.min_size, self.why_min_size, *images)
 
     def against(self, a: torch.Tensor):
+        self.check(a)  # a too-small image fails here, when the synthesis is set up, not mid-run
         return lambda b: self(a.expand(len(b), -1, -1, -1), b)
 
 
 class BoundedMSE(Distance):
+    display = "bounded MSE"
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.check(a, b)
         return bounded_mse(a, b)
 
     def against(self, a: torch.Tensor):
-        return lambda b: bounded_mse(a, b)  # broadcasts
+        self.check(a)
+        return lambda b: self(a, b)  # broadcasts
 
 
 class DSSIM(Distance):
+    display = "(1-SSIM)/2"
+
     def __init__(self, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5):
         super().__init__()
+        if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 3 or win_size % 2 == 0:
+            raise ValueError(f"win_size must be an odd integer >= 3 (the SSIM window in px), got {win_size!r}")
+        for name, v in (("data_range", data_range), ("win_sigma", win_sigma)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{name} must be a number > 0, got {v!r}")
         self.data_range, self.win_size, self.win_sigma = data_range, win_size, win_sigma
+        self.min_size = win_size
+        self.why_min_size = f"its {win_size} px Gaussian window"
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        if min(a.shape[-2:]) < self.win_size:
-            raise ValueError(f"(1-SSIM)/2 needs images of at least {self.win_size}x{self.win_size} px (its Gaussian "
-                             f"window), got {tuple(a.shape[-2:])}; use a larger crop or the mse distance")
+        self.check(a, b)
         s = ssim(a, b, data_range=self.data_range, size_average=False, win_size=self.win_size,
                  win_sigma=self.win_sigma)
         return (1 - s) / 2
@@ -68,6 +107,9 @@ class DSSIM(Distance):
 
 class VGGDistance(Distance):
     LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+    display = "VGG16"
+    min_size = 16  # relu5_3 comes after four 2x max-poolings: 16 px -> 1 px
+    why_min_size = "relu5_3 lies behind four 2x poolings"
 
     def __init__(self, vgg=None, allow_random: bool = False, seed: int = 0, eps: float = 1e-6):
         super().__init__()
@@ -77,9 +119,7 @@ class VGGDistance(Distance):
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Channel-normalized features at :attr:`LAYERS`."""
-        if min(x.shape[-2:]) < 16:
-            raise ValueError(f"the VGG16 distance needs images of at least 16x16 px (four 2x poolings before relu5_3), "
-                             f"got {tuple(x.shape[-2:])}")
+        self.check(x)
         f = self.vgg(ct_to_vgg_input(x), self.LAYERS)
         return {k: v / (v.norm(dim=1, keepdim=True) + self.eps) for k, v in f.items()}
 
@@ -90,12 +130,18 @@ class VGGDistance(Distance):
         return total / (4 * len(self.LAYERS))
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        self.check(a, b)
         return self._between(self._features(a), self._features(b))
 
     def against(self, a: torch.Tensor):
         with torch.no_grad():
             fa = self._features(a)  # computed once, not every iteration
-        return lambda b: self._between(fa, self._features(b))
+
+        def d(b):
+            self.check(a, b)
+            return self._between(fa, self._features(b))
+
+        return d
 
 
 def against(distance: nn.Module, a: torch.Tensor):

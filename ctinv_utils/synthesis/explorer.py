@@ -19,7 +19,7 @@ from .. import atomic
 from .invariances import Invariance
 from ..provenance import config_hash
 from ..names import display_name
-from ..units import WINDOWS, hu_to_norm, norm_to_hu
+from ..units import PHYSICAL_HU_RANGE, WINDOWS, hu_to_norm, norm_to_hu
 
 
 def _tensor_sha(t: torch.Tensor) -> str:
@@ -42,8 +42,9 @@ class InvarianceExplorer:
     def __init__(self, image: torch.Tensor, denoisers: dict, distances=("mse", "dssim", "vgg"),
                  alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float = 1e-2,
                  seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
-                 progress: bool = True):
+                 progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE):
         self.image = image
+        self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
         self.alphas = sorted(float(a) for a in alphas)
@@ -52,6 +53,7 @@ class InvarianceExplorer:
         # on disk, results are keyed by everything that determines them besides the three choices: the
         # image, the settings, and each denoiser's and distance's weights (not their names)
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
+                           "lr_schedule": lr_schedule, "hu_range": self.hu_range,
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
                            "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
@@ -91,8 +93,8 @@ class InvarianceExplorer:
             self.results[key] = np.load(disk)
             return self.results[key]
         inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed, lr=self.lr,
-                         distance_module=self.distance_modules.get(distance))
-        inv.synthesize(self.max_iter, progress=self.progress)
+                         distance_module=self.distance_modules.get(distance), hu_range=self.hu_range)
+        inv.synthesize(self.max_iter, progress=self.progress, lr_schedule=self.lr_schedule)
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:
             atomic.write_npy(disk, self.results[key])

@@ -33,14 +33,19 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from .. import atomic
 from ..errors import CTInvError
+from ..models.checkpoints import CheckpointError, check_finite, load_file, save_file
 from ..progress import progress_bar
+from ..settings import SettingsError, check_device
 from ..speed import tune_allocator
 
 
 class TrainingDiverged(CTInvError):
     """A loss became NaN or infinite."""
+
+
+class TrainingSettingsError(SettingsError):
+    """A training argument that would make a run a no-op or do the wrong thing (e.g. iterations < 1)."""
 
 
 class Method(Protocol):
@@ -65,10 +70,28 @@ def seeded_init(seed: int):
         holder.generator = torch.Generator().set_state(torch.get_rng_state())
 
 
+#: Why a training argument must be at least 1 (said in the error).
+_WHY = {"iterations": "0 would leave the model untrained (and cache it as if finished)",
+        "batch_size": "a batch holds at least one patch",
+        "checkpoint_every": "checkpoints are written every this many iterations"}
+
+
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` when it is an integer >= ``minimum``, else a :class:`TrainingSettingsError`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        why = f" ({_WHY[name]})" if name in _WHY and minimum == 1 else ""
+        raise TrainingSettingsError(f"{name} must be an integer >= {minimum}, got {value!r}{why}")
     return value
+
+
+def check_learning_rate(name: str, value: Any, optional: bool = False) -> float | None:
+    """``value`` when it is a finite number > 0 (or None when ``optional``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise TrainingSettingsError(f"{name} must be a finite number > 0{' or None' if optional else ''}, "
+                                    f"got {value!r}; typical Adam rates are 1e-5 to 1e-3")
+    return float(value)
 
 
 class Trainer:
@@ -77,24 +100,26 @@ class Trainer:
 
     def __init__(self, method: Method, source, checkpoint_path: str | Path, iterations: int, batch_size: int,
                  checkpoint_every: int = 250, device: str = "cpu"):
-        tune_allocator()
-        self.method, self.source = method, source
+        # every argument is checked before any work (and before a checkpoint is read)
         self.iterations = check_positive_int("iterations", iterations)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
-        self.device = device
+        self.device = check_device(device, "Trainer device")
+        tune_allocator()
+        self.method, self.source = method, source
         self.checkpoint_path = Path(checkpoint_path)
         self.history: dict[str, list[float]] = {}
         self.iteration = 0
         self.seconds = 0.0
-        if self.checkpoint_path.is_file():
+        self._checkpoint_at: int | None = None  # the iteration of the checkpoint on disk (None: none yet)
+        if self.checkpoint_path.exists():
             self._load_checkpoint()
 
     def _next_batch(self):
         return tuple(t.to(self.device) for t in self.source.next_batch(self.batch_size))
 
     def _save_checkpoint(self) -> None:
-        atomic.torch_save(self.checkpoint_path, {
+        save_file(self.checkpoint_path, {
             "iteration": self.iteration,
             "modules": {k: m.state_dict() for k, m in self.method.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers().items()},
@@ -102,26 +127,43 @@ class Trainer:
             "source": json.dumps(self.source.state_dict()),  # numpy PCG64 states hold 128-bit ints
             "history": self.history,
             "config": self.method.config,
-        })
+        }, what=f"training checkpoint of {self.method.name}")
+        self._checkpoint_at = self.iteration
 
     def _load_checkpoint(self) -> None:
-        ck = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        path = self.checkpoint_path
+        fix = "delete it to start this training over"
+        ck = load_file(path, "training checkpoint", fix, map_location=self.device)
+        keys = ("iteration", "modules", "optimizers", "generator", "source", "history", "config")
+        if not isinstance(ck, dict) or any(k not in ck for k in keys):
+            raise CheckpointError(f"training checkpoint {path} is not a checkpoint of this training loop (it lacks "
+                                  f"{[k for k in keys if not isinstance(ck, dict) or k not in ck]}); {fix}")
         if ck["config"] != self.method.config:
             diff = sorted(k for k in set(ck["config"]) | set(self.method.config)
                           if ck["config"].get(k) != self.method.config.get(k))
             raise CTInvError(f"checkpoint {self.checkpoint_path} was written with another config (differs in "
                              f"{diff}); delete it to start over")
-        for k, m in self.method.modules().items():
-            m.load_state_dict(ck["modules"][k])
-        for k, o in self.method.optimizers().items():
-            o.load_state_dict(ck["optimizers"][k])
-        self.method.generator.set_state(ck["generator"])
-        self.source.load_state_dict(json.loads(ck["source"]))
-        self.history, self.iteration = ck["history"], int(ck["iteration"])
+        check_finite(ck["modules"], path, "training checkpoint", fix)
+        iteration = int(ck["iteration"])
+        if iteration < 0:
+            raise CheckpointError(f"training checkpoint {path} is at iteration {iteration}; {fix}")
+        try:
+            for k, m in self.method.modules().items():
+                m.load_state_dict(ck["modules"][k])
+            for k, o in self.method.optimizers().items():
+                o.load_state_dict(ck["optimizers"][k])
+            self.method.generator.set_state(ck["generator"])
+            self.source.load_state_dict(json.loads(ck["source"]))
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            detail = (str(exc).strip().splitlines() or [""])[0][:120]
+            raise CheckpointError(f"training checkpoint {path} does not fit {self.method.name} "
+                                  f"({type(exc).__name__}: {detail}); {fix}") from None
+        self.history, self.iteration = ck["history"], iteration
+        self._checkpoint_at = iteration
 
     def fit(self, progress: bool = True) -> dict:
         """Train up to ``iterations``; returns the loss history ``{name: [float, ...]}``."""
-        last_good = self.iteration
+        check_positive_int("iterations", self.iterations)  # also when set on the object after __init__
         bar = progress_bar(total=self.iterations, initial=self.iteration, desc=f"training {self.method.name}",
                            disable=not progress, mininterval=1.0)
         t0 = time.perf_counter()
@@ -131,8 +173,13 @@ class Trainer:
             losses = self.method.step(self._next_batch, self.iteration)
             bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
             if bad:
-                where = (f"the last good checkpoint (iteration {last_good}) is kept at {self.checkpoint_path}"
-                         if self.checkpoint_path.is_file() else "no checkpoint was written yet")
+                bar.close()
+                # name a checkpoint only when this run wrote or read it and it is still there
+                if self._checkpoint_at is not None and self.checkpoint_path.is_file():
+                    where = (f"the last good checkpoint (iteration {self._checkpoint_at}) is kept at "
+                             f"{self.checkpoint_path}")
+                else:
+                    where = "no checkpoint was written yet"
                 raise TrainingDiverged(f"{self.method.name}: {bad} at iteration {self.iteration + 1}; {where}; "
                                        "lower the learning rate")
             for k, v in losses.items():
@@ -143,7 +190,6 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
             if self.iteration % self.checkpoint_every == 0 or self.iteration == self.iterations:
                 self._save_checkpoint()
-                last_good = self.iteration
         bar.close()
         self.seconds = time.perf_counter() - t0
         return self.history

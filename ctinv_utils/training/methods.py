@@ -12,6 +12,7 @@ wires one to patient-balanced patches of a data set.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import settings
+from ..settings import check_device
 from ..data.dataset import PairedCTData
 from ..data.sampling import PatchSampler
 from ..models import WGANCritic, build_denoiser
 from ..models.vgg import ct_to_vgg_input, load_vgg
 from ..speed import channels_last
 from .gan import adversarial_loss, critic_step
-from .loop import Trainer, check_positive_int, seeded_init
+from .loop import Trainer, TrainingSettingsError, check_learning_rate, check_positive_int, seeded_init
 
 VGG_WEIGHT_CHOICES = ("imagenet", "imagenet_or_random")
 
@@ -46,19 +48,26 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.method not in CONFIGS or not isinstance(self, CONFIGS[self.method]):
+            raise TrainingSettingsError(f"method {self.method!r} does not fit {type(self).__name__}; use "
+                                        "TrainConfig.from_dict({'method': ..., ...}) "
+                                        f"(methods: {sorted(CONFIGS)})")
         for name in ("iterations", "batch_size", "checkpoint_every"):
             check_positive_int(name, getattr(self, name))
         check_positive_int("patch_size", self.patch_size, 8)
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
-        self.adam_betas = tuple(self.adam_betas)
+        check_positive_int("seed", self.seed, 0)
+        check_learning_rate("lr", self.lr)
+        self.adam_betas = _check_betas("adam_betas", self.adam_betas)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        method = dict(d).get("method")
+        if not isinstance(d, dict):
+            raise TrainingSettingsError(f"training settings must be a mapping of names to values, got "
+                                        f"{type(d).__name__} {d!r}")
+        method = d.get("method")
         if method not in CONFIGS:
-            raise ValueError(f"unknown training method {method!r}; choose one of {sorted(CONFIGS)}"
-                             " (Gauss+RI needs no training)")
+            raise TrainingSettingsError(f"unknown training method {method!r}; choose one of {sorted(CONFIGS)}"
+                                        " (Gauss+RI needs no training)")
         return settings.from_dict(CONFIGS[method], d, f"{method} training settings")
 
     def to_dict(self) -> dict:
@@ -92,15 +101,33 @@ class WGANVGGConfig(TrainConfig):
         check_positive_int("pretrain_iterations", self.pretrain_iterations, 0)
         check_positive_int("critic_warmup", self.critic_warmup, 0)
         for name in ("gan_lr", "critic_lr"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0 or None, got {getattr(self, name)!r}")
+            check_learning_rate(name, getattr(self, name), optional=True)
+        for name in ("lambda_gp", "lambda_perceptual"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise TrainingSettingsError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.gan_betas is not None:
-            self.gan_betas = tuple(self.gan_betas)
+            self.gan_betas = _check_betas("gan_betas", self.gan_betas)
         if self.vgg_weights not in VGG_WEIGHT_CHOICES:
-            raise ValueError(f"vgg_weights must be one of {VGG_WEIGHT_CHOICES}, not {self.vgg_weights!r}")
+            raise TrainingSettingsError(f"vgg_weights must be one of {VGG_WEIGHT_CHOICES}, not {self.vgg_weights!r}")
+        if self.iterations <= self.pretrain_iterations + self.critic_warmup:
+            # the generator would never get an adversarial update: a WGAN-VGG in name only
+            raise TrainingSettingsError(
+                f"iterations ({self.iterations}) must exceed pretrain_iterations + critic_warmup "
+                f"({self.pretrain_iterations} + {self.critic_warmup}), or WGAN-VGG never trains its generator "
+                "adversarially; raise iterations or lower pretrain_iterations")
 
 
 CONFIGS: dict[str, type[TrainConfig]] = {"cnn10": TrainConfig, "wganvgg": WGANVGGConfig}
+
+
+def _check_betas(name: str, betas) -> tuple:
+    """Adam's (beta1, beta2), each in [0, 1)."""
+    ok = (isinstance(betas, (list, tuple)) and len(betas) == 2
+          and all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas))
+    if not ok:
+        raise TrainingSettingsError(f"{name} must be two numbers in [0, 1) (Adam's beta1, beta2), got {betas!r}")
+    return tuple(float(b) for b in betas)
 
 
 class CNN10Method:
@@ -200,7 +227,11 @@ METHODS = {"cnn10": CNN10Method, "wganvgg": WGANVGGMethod}
 
 
 def build_method(cfg: TrainConfig, device: str = "cpu"):
-    """The method object of ``cfg`` (networks initialised from ``cfg.seed``)."""
+    """The method object of ``cfg`` (networks initialised from ``cfg.seed``). ``device`` is checked
+    first: ``"cuda"`` without a GPU is one :class:`~ctinv_utils.settings.DeviceError`."""
+    device = check_device(device, "training device")
+    if cfg.method not in METHODS:
+        raise TrainingSettingsError(f"unknown training method {cfg.method!r}; choose one of {sorted(METHODS)}")
     return METHODS[cfg.method](cfg, device)
 
 
@@ -209,5 +240,8 @@ def denoiser_trainer(cfg: TrainConfig, data: PairedCTData, checkpoint_path: str 
     """A :class:`Trainer` of the denoiser ``cfg`` on patient-balanced paired patches of ``data``."""
     if not isinstance(cfg, TrainConfig):
         cfg = TrainConfig.from_dict(cfg)
+    else:  # a config changed after it was made (cfg.iterations = 0) is checked again
+        type(cfg).__post_init__(cfg)
+    device = check_device(device, "training device")
     return Trainer(build_method(cfg, device), PatchSampler(data, cfg.patch_size, seed=cfg.seed), checkpoint_path,
                    cfg.iterations, cfg.batch_size, cfg.checkpoint_every, device)

@@ -9,9 +9,9 @@
 # ---
 
 # %% [markdown]
-# # 05 · Figures: every result panel of the talk
+# # 06 · Figures: every result panel of the talk
 #
-# This notebook only **reads** what notebooks 02–04 saved (their artifacts, in HU) and draws the
+# This notebook only **reads** what notebooks 02–05 saved (their artifacts, in HU) and draws the
 # talk's result panels from them: it never trains, never optimises and never loads a network, so it
 # re-runs in seconds. Every panel carries its HU window; every caption names the preset, the data
 # source, the denoiser, the distance, α, the iterations and the VGG weights. The figure map in the
@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 from ctinv_utils import context, panels
 from ctinv_utils.names import display_name
 
-ctx = context.setup("05_figures", globals())
+ctx = context.setup("06_figures", globals())
 art = ctx.artifacts
 ctx.data_source = art.read_json("data")["source"]
 print(f"drawing from {art.root} (data: {ctx.data_source})")
@@ -50,10 +50,22 @@ print(f"drawing from {art.root} (data: {ctx.data_source})")
 
 # %%
 for name in denoiser_names:
-    ctx.show(*panels.talk_results(art, name, distances, panel_alpha, differences=False), name=f"05_results_{name}",
+    ctx.show(*panels.talk_results(art, name, distances, panel_alpha, differences=False), name=f"06_results_{name}",
              denoiser=name, alpha=panel_alpha)
     ctx.show(*panels.talk_results(art, name, distances, panel_alpha, differences=True),
-             name=f"05_results_{name}_differences", denoiser=name, alpha=panel_alpha)
+             name=f"06_results_{name}_differences", denoiser=name, alpha=panel_alpha)
+
+# %% [markdown]
+# ## The same slides at an output tolerance
+# A fixed α means a different output change for every denoiser and distance. Here each row is the
+# largest invariance whose output moves by at most the tolerance of notebook 03 (RMS, HU).
+
+# %%
+tol_hu = art.read_json("tolerance_summary")["tol_hu"]
+display(Markdown(panels.tolerance_table(art)))
+for name in denoiser_names:
+    ctx.show(*panels.tolerance_results(art, name, distances, tol_hu), name=f"06_tolerance_{name}",
+             denoiser=name, tol_hu=tol_hu)
 
 # %% [markdown]
 # ## Natural invariances
@@ -62,17 +74,18 @@ for name in denoiser_names:
 
 # %%
 for name in natural_denoisers:
-    ctx.show(*panels.natural_samples(art, name, n_natural_panels), name=f"05_natural_{name}", denoiser=name)
-    ctx.show(*panels.natural_nps(art, name), name=f"05_natural_nps_{name}", denoiser=name)
+    ctx.show(*panels.natural_samples(art, name, n_natural_panels), name=f"06_natural_{name}", denoiser=name)
+    ctx.show(*panels.natural_nps(art, name), name=f"06_natural_nps_{name}", denoiser=name)
     display(Markdown(panels.natural_verdicts(art, name)))
 
 # %% [markdown]
 # ## Trade-off curves, adversarial contrast, denoiser evaluation
 
 # %%
-ctx.show(*panels.tradeoff(art, denoiser_names, distances), name="05_tradeoff")
-ctx.show(*panels.attack_contrast(art, denoiser_names, panel_alpha), name="05_adversarial_vs_invariance")
-ctx.show(*panels.evaluation_figure(art), name="05_evaluation_table")
+ctx.show(*panels.tradeoff(art, denoiser_names, distances), name="06_tradeoff")
+ctx.show(*panels.attack_contrast(art, denoiser_names, panel_alpha), name="06_adversarial_vs_invariance")
+ctx.show(*panels.range_comparison(art, denoiser_names, panel_alpha), name="06_hu_range")
+ctx.show(*panels.evaluation_figure(art), name="06_evaluation_table")
 markdown, csv = panels.evaluation_table(art)
-ctx.save_table("05_evaluation", csv, "PSNR/SSIM/RMSE per region and method on the test patients")
+ctx.save_table("06_evaluation", csv, "PSNR/SSIM/RMSE per region and method on the test patients")
 display(Markdown(markdown))

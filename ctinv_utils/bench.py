@@ -1,0 +1,395 @@
+"""Side-by-side benchmark of invariance synthesis: the plain loop a user writes from the talk, plenoptic
+(when installed) and ctinv, measured in one run.
+
+    python -m ctinv_utils.bench [--sizes 128 256] [--alphas 8] [--iters 30] [--out bench_results]
+    python -m ctinv_utils.bench --check        # small sizes: correctness only (CI)
+    python -m ctinv_utils.bench --gpu-check    # one GPU, under 5 minutes (see README: Performance)
+
+Each measurement runs in a fresh child process (the allocator state and thread pools of one must not
+help the next). Printed and written to ``<out>/bench.json`` and ``<out>/bench.png``:
+
+* **baseline**: one alpha at a time, a fresh Adam each, default PyTorch settings, the denoiser's
+  weights not frozen and f(x) recomputed every iteration, exactly the objective of the talk;
+* **plenoptic** 2.x ``Metamer`` with the same objective (loss ``d(f(x), f(x_inv))``, penalty
+  ``-alpha d(x, x_inv)``), one alpha at a time, when the package is installed (an optional extra);
+* **ctinv**: ``Invariance`` with every alpha in one batch and its default fast path.
+
+Reported: throughput in (alpha x iteration)/s, the ratio to the baseline and to plenoptic, the GFLOP/s
+the CNN-10 step reaches against this machine's own throughput on a large convolution (timed in the
+same run), peak memory, and each alpha's max |x_inv(ctinv) - x_inv(baseline)| after the same number of
+iterations (network units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+DENOISERS = ("cnn10", "wganvgg", "gauss_ri")
+DISTANCES = ("mse", "dssim", "vgg")
+LR = 1e-2
+INIT_STD = 0.1
+TOLERANCE = 1e-3  # network units: the fast path must reproduce the baseline's x_inv to this
+
+
+def _setup(denoiser: str, size: int, seed: int = 0):
+    import torch
+
+    from .models import build_denoiser
+
+    warnings.simplefilter("ignore")
+    g = torch.Generator().manual_seed(seed)
+    x = 1.0 + 0.3 * torch.randn(1, 1, size, size, generator=g)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        f = build_denoiser(denoiser)
+    return x, f.eval()
+
+
+def alpha_grid(n: int) -> list[float]:
+    """``n`` alphas log-spaced over [0.01, 1]."""
+    import numpy as np
+
+    return [float(a) for a in np.geomspace(0.01, 1.0, n)]
+
+
+def _noise(x, seed: int = 0):
+    import torch
+
+    return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * INIT_STD
+
+
+def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
+    """The talk's objective as a user writes it: per alpha, fresh Adam, nothing frozen or cached."""
+    import torch
+
+    from .synthesis.distances import get_distance
+
+    x, f = _setup(denoiser, size)
+    x, f = x.to(device), f.to(device)
+    d = get_distance(distance, vgg_allow_random=True).to(device)
+    noise = _noise(x).to(device)
+    results = []
+    for a in alphas:
+        x_inv = (x + noise).clone().requires_grad_(True)
+        opt = torch.optim.Adam([x_inv], lr=LR)
+        for _ in range(iters):
+            opt.zero_grad()
+            loss = (d(f(x), f(x_inv)) - a * d(x, x_inv)).sum()
+            loss.backward()
+            opt.step()
+        results.append(x_inv.detach().cpu())
+    return torch.cat(results)
+
+
+def run_ctinv(denoiser, distance, size, alphas, iters, device="cpu"):
+    from .synthesis.invariances import Invariance
+
+    x, f = _setup(denoiser, size)
+    inv = Invariance(x.to(device), f.to(device), distance, alpha=list(alphas), seed=0, lr=LR,
+                     init_noise_std=INIT_STD, vgg_allow_random=True)
+    inv.synthesize(iters, progress=False)
+    return inv.result.cpu()
+
+
+def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
+    import plenoptic as po
+    import torch
+
+    from .synthesis.distances import get_distance
+
+    x, f = _setup(denoiser, size)
+    x, f = x.to(device), f.to(device)
+    d = get_distance(distance, vgg_allow_random=True).to(device)
+    noise = _noise(x).to(device)
+    f.requires_grad_(False)  # plenoptic requires it (po.remove_grad)
+    results = []
+    for a in alphas:
+        met = po.Metamer(x, f, loss_function=lambda fa, fb: d(fa, fb).sum(),
+                         penalty_function=lambda img, _x=x, _a=a: -_a * d(_x, img).sum(), penalty_lambda=1.0)
+        met.setup(initial_image=(x + noise).clone(), optimizer=torch.optim.Adam, optimizer_kwargs={"lr": LR})
+        met.synthesize(max_iter=iters, store_progress=False, stop_criterion=0.0)
+        results.append(met.metamer.detach().cpu())
+    return torch.cat(results)
+
+
+RUNNERS = {"baseline": run_baseline, "ctinv": run_ctinv, "plenoptic": run_plenoptic}
+
+
+def _child(method, denoiser, distance, size, n_alphas, iters, device, out_file) -> None:
+    """Runs one measurement (in a child process) and writes its timing, memory and x_inv."""
+    import torch
+
+    alphas = alpha_grid(n_alphas)
+    RUNNERS[method](denoiser, distance, size, alphas, 2, device)  # warm-up (kernels, allocator, caches)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    x_inv = RUNNERS[method](denoiser, distance, size, alphas, iters, device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    torch.save({"seconds": seconds, "peak_mb": peak, "x_inv": x_inv}, out_file)
+
+
+def measure(method, denoiser, distance, size, n_alphas, iters, device="cpu", workdir: Path | None = None) -> dict:
+    """One measurement in a fresh process (no GLIBC_TUNABLES inherited: each side sets up its own)."""
+    import tempfile
+
+    import torch
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="ctinv-bench-"))
+    out = workdir / f"{method}-{denoiser}-{distance}-{size}.pt"
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    cmd = [sys.executable, "-m", "ctinv_utils.bench", "--child", method, denoiser, distance, str(size), str(n_alphas),
+           str(iters), device, str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} {denoiser}/{distance} at {size} px failed:\n{proc.stderr[-2000:]}")
+    rec = torch.load(out, weights_only=True)
+    rec["throughput"] = n_alphas * iters / rec["seconds"]
+    return rec
+
+
+def conv_throughput(device: str = "cpu") -> float:
+    """GFLOP/s of this machine on a large 3x3 convolution (forward), best of 5."""
+    import torch
+
+    from .speed import tune_allocator
+
+    tune_allocator()
+    x = torch.randn(8, 64, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device).to(memory_format=torch.channels_last).requires_grad_(False)
+    flop = 2 * 8 * 128 * 128 * 64 * 64 * 9
+    best = float("inf")
+    for _ in range(6):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        conv(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return flop / best / 1e9
+
+
+def cnn10_flop_per_step(size: int) -> float:
+    """FLOP of one (alpha x iteration) of ctinv's CNN-10 step: forward of f(x_inv) and the gradient
+    with respect to x_inv only (frozen weights; f(x) computed once): about twice the forward."""
+    per_px = 2 * (1 * 64 * 81 + 64 * 32 * 9 + 32 * 1 * 25)
+    return 2 * per_px * size * size
+
+
+def plenoptic_available() -> bool:
+    try:
+        import plenoptic  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def benchmark(sizes=(128, 256), denoisers=DENOISERS, distances=DISTANCES, n_alphas: int = 8, iters: int = 30,
+              check_iters: int = 100, device: str = "cpu", out_dir: str | Path = "bench_results",
+              with_plenoptic: bool | None = None, verbose: bool = True) -> dict:
+    """Measure every (denoiser, distance, size) with each method; write JSON and a plot."""
+    with_plenoptic = plenoptic_available() if with_plenoptic is None else with_plenoptic
+    methods = ["baseline", "ctinv"] + (["plenoptic"] if with_plenoptic else [])
+    peak = conv_throughput(device)
+    rows = []
+    if verbose:
+        print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, device {device}; "
+              f"large 3x3 conv: {peak:.0f} GFLOP/s; {n_alphas} alphas, {iters} timed iterations each")
+        print(f"{'denoiser':9s} {'distance':8s} {'px':>4s} " + " ".join(f"{m + ' (a*it/s)':>20s}" for m in methods)
+              + f" {'x baseline':>10s} {'x plenoptic':>11s} {'max|dx|':>9s} {'GFLOP/s':>8s} {'peak MB':>8s}")
+    for size in sizes:
+        for den in denoisers:
+            for dist in distances:
+                rec = {m: measure(m, den, dist, size, n_alphas, iters, device) for m in methods}
+                # correctness: the same number of iterations from the same start
+                base = measure("baseline", den, dist, size, n_alphas, check_iters, device)["x_inv"]
+                fast = measure("ctinv", den, dist, size, n_alphas, check_iters, device)["x_inv"]
+                err = (base - fast).abs().flatten(1).max(1).values.tolist()
+                row = {"denoiser": den, "distance": dist, "size": size, "n_alphas": n_alphas, "iters": iters,
+                       **{f"{m}_throughput": rec[m]["throughput"] for m in methods},
+                       **{f"{m}_peak_mb": rec[m]["peak_mb"] for m in methods},
+                       "ratio_to_baseline": rec["ctinv"]["throughput"] / rec["baseline"]["throughput"],
+                       "ratio_to_plenoptic": (rec["ctinv"]["throughput"] / rec["plenoptic"]["throughput"]
+                                              if with_plenoptic else None),
+                       "max_abs_diff_after_check_iters": err, "check_iters": check_iters,
+                       "within_tolerance": max(err) <= TOLERANCE}
+                if den == "cnn10":
+                    row["gflops"] = rec["ctinv"]["throughput"] * cnn10_flop_per_step(size) / 1e9
+                    row["fraction_of_conv_peak"] = row["gflops"] / peak
+                rows.append(row)
+                if verbose:
+                    ratio_p = f"{row['ratio_to_plenoptic']:10.2f}x" if with_plenoptic else f"{'-':>11s}"
+                    print(f"{den:9s} {dist:8s} {size:4d} " + " ".join(f"{rec[m]['throughput']:20.2f}" for m in methods)
+                          + f" {row['ratio_to_baseline']:9.2f}x {ratio_p} {max(err):9.1e} "
+                          + (f"{row['gflops']:8.1f}" if "gflops" in row else f"{'-':>8s}")
+                          + f" {rec['ctinv']['peak_mb']:8.0f}", flush=True)
+    result = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(), "device": device,
+              "conv_gflops": peak, "methods": methods, "rows": rows, "tolerance": TOLERANCE}
+    out = Path(out_dir)
+    from . import atomic
+
+    atomic.write_json(out / "bench.json", result)
+    plot(result, out / "bench")
+    return result
+
+
+def plot(result: dict, path_without_suffix: Path) -> None:
+    """Throughput per (denoiser, distance, size) and method, with ctinv's ratio to the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from . import atomic
+
+    rows = result["rows"]
+    labels = [f"{r['denoiser']}\n{r['distance']}\n{r['size']} px" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    width = 0.8 / len(result["methods"])
+    for k, m in enumerate(result["methods"]):
+        ax.bar(np.arange(len(rows)) + (k - (len(result["methods"]) - 1) / 2) * width,
+               [r[f"{m}_throughput"] for r in rows], width, label=m)
+    for i, r in enumerate(rows):
+        ax.annotate(f"{r['ratio_to_baseline']:.1f}x", (i, r["ctinv_throughput"]), ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("(α × iteration) per second")
+    ax.set_xticks(np.arange(len(rows)), labels, fontsize=7)
+    ax.set_title(f"invariance synthesis on {result['machine']} ({result['cores']} cores, {result['device']}); "
+                 "label: ctinv / baseline", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic.savefig(fig, path_without_suffix)
+    plt.close(fig)
+
+
+def gpu_check(out_dir: str | Path = "bench_results") -> dict:
+    """The GPU check of the README (one GPU, well under 5 minutes): 3000 iterations of CNN-10 + bounded
+    MSE at 512x512 for 8 alphas, the same with the VGG distance, each against an fp32 reference of
+    100 iterations without TF32 (tolerance stated), and a short training burst of each denoiser at the
+    paper preset's batch sizes. Prints throughput and memory."""
+    import torch
+
+    from . import atomic
+    from .synthesis.invariances import Invariance
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("--gpu-check needs a CUDA GPU; torch sees none")
+    name = torch.cuda.get_device_name(0)
+    out = {"device": name, "torch": torch.__version__}
+    alphas = alpha_grid(8)
+    for dist in ("mse", "vgg"):
+        x, f = _setup("cnn10", 512)
+        x, f = x.cuda(), f.cuda()
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        ref = Invariance(x, f, dist, alpha=alphas, lr=LR, vgg_allow_random=True)
+        ref.synthesize(100, progress=False)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        inv = Invariance(x, f, dist, alpha=alphas, lr=LR, vgg_allow_random=True)
+        inv.synthesize(100, progress=False)
+        err = (inv.result - ref.result).abs().flatten(1).max(1).values.max().item()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        inv.synthesize(2900, progress=False)
+        torch.cuda.synchronize()
+        sec = time.perf_counter() - t0
+        out[f"cnn10_{dist}"] = {"seconds_3000_iterations_8_alphas": sec * 3000 / 2900,
+                                "alpha_iterations_per_s": 8 * 2900 / sec,
+                                "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
+                                "tf32_max_abs_diff_to_fp32_after_100": err}
+        print(f"{name}: CNN-10 + {dist} 512 px, 8 alphas, 3000 iterations: {out[f'cnn10_{dist}']['seconds_3000_iterations_8_alphas']:.1f} s "
+              f"(target < 10 s for mse), peak {out[f'cnn10_{dist}']['peak_mb']:.0f} MB, TF32 vs fp32 after 100 it: {err:.1e}",
+              flush=True)
+    from .data.sampling import PatchSampler  # noqa: F401  (the training burst uses random patches)
+    from .training.methods import TrainConfig, build_method
+    from .training.loop import Trainer
+
+    class RandomPatches:
+        def __init__(self, p):
+            self.p, self.g = p, torch.Generator().manual_seed(0)
+
+        def next_batch(self, b):
+            x = torch.randn(b, 1, self.p, self.p, generator=self.g)
+            return x, x * 0.9
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, s):
+            pass
+
+    import tempfile
+
+    for method, settings in (("cnn10", {"batch_size": 68, "patch_size": 92}),
+                             ("wganvgg", {"batch_size": 77, "patch_size": 77, "vgg_weights": "imagenet_or_random"})):
+        cfg = TrainConfig.from_dict({"method": method, "iterations": 50, **settings})
+        t = Trainer(build_method(cfg, "cuda"), RandomPatches(cfg.patch_size),
+                    Path(tempfile.mkdtemp()) / "c.ckpt", 50, cfg.batch_size, 1000, "cuda")
+        t.fit(progress=False)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t.iterations = 100
+        t0 = time.perf_counter()
+        t.fit(progress=False)
+        torch.cuda.synchronize()
+        sec = time.perf_counter() - t0
+        out[f"train_{method}"] = {"iterations_per_s": 50 / sec, "peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+        print(f"{name}: training {method} at batch {cfg.batch_size}, patch {cfg.patch_size}: {50 / sec:.1f} it/s, "
+              f"peak {out[f'train_{method}']['peak_mb']:.0f} MB", flush=True)
+    atomic.write_json(Path(out_dir) / "gpu_check.json", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--denoisers", nargs="+", default=list(DENOISERS), choices=DENOISERS)
+    ap.add_argument("--distances", nargs="+", default=list(DISTANCES), choices=DISTANCES)
+    ap.add_argument("--alphas", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--check-iters", type=int, default=100)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="bench_results")
+    ap.add_argument("--no-plenoptic", action="store_true")
+    ap.add_argument("--check", action="store_true", help="small and fast: correctness only (CI)")
+    ap.add_argument("--gpu-check", action="store_true")
+    ap.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        method, den, dist, size, n, iters, device, out = a.child
+        _child(method, den, dist, int(size), int(n), int(iters), device, out)
+        return 0
+    if a.gpu_check:
+        gpu_check(a.out)
+        return 0
+    if a.check:
+        res = benchmark((32,), ("cnn10", "gauss_ri"), ("mse", "dssim"), 2, 3, 10, a.device, a.out, False)
+    else:
+        res = benchmark(tuple(a.sizes), tuple(a.denoisers), tuple(a.distances), a.alphas, a.iters, a.check_iters,
+                        a.device, a.out, None if not a.no_plenoptic else False)
+    bad = [r for r in res["rows"] if not r["within_tolerance"]]
+    if bad:
+        print(f"FAILED: {len(bad)} cases differ from the baseline by more than {TOLERANCE} (network units)")
+        return 1
+    print(f"all {len(res['rows'])} cases within {TOLERANCE} of the baseline; {Path(a.out) / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
