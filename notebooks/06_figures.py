@@ -35,6 +35,7 @@ n_natural_panels = 4          # samples shown per slice (the std map uses all of
 from IPython.display import Markdown, display
 
 from ctinv_utils import context, panels
+from ctinv_utils.figures.contrast_detail import contrast_detail_from_artifacts
 from ctinv_utils.names import display_name
 
 ctx = context.setup("06_figures", globals())
@@ -77,6 +78,14 @@ for name in natural_denoisers:
     ctx.show(*panels.natural_samples(art, name, n_natural_panels), name=f"06_natural_{name}", denoiser=name)
     ctx.show(*panels.natural_nps(art, name), name=f"06_natural_nps_{name}", denoiser=name)
     display(Markdown(panels.natural_verdicts(art, name)))
+
+# %% [markdown]
+# ## Beyond the talk: does denoising remove lesions?
+# Contrast-detail curves of notebook 05: the smallest lesion contrast a model observer detects at
+# d' = 2 against the lesion diameter, for low dose, full dose and each denoiser.
+
+# %%
+ctx.show(*contrast_detail_from_artifacts(art), name="06_contrast_detail")
 
 # %% [markdown]
 # ## Trade-off curves, adversarial contrast, denoiser evaluation

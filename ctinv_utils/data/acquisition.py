@@ -69,3 +69,27 @@ def simulate_pair(image_hu: np.ndarray, pixel_mm: float, photons: float, dose_fr
     clean = project(image_hu, pixel_mm, n_views)
     full, low = noisy_line_integrals(clean, photons, dose_fraction, rng)
     return fbp_hu(low, pixel_mm, size, filter_name), fbp_hu(full, pixel_mm, size, filter_name)
+
+
+# -- differences: lesion insertion by linearity ------------------------------------------------
+# Projection and FBP are linear, so an object added to a slice adds its own line integrals to the
+# scan and its own noise-free FBP to the image. ``lesions`` uses these to build a lesion-free twin
+# with the same noise realisation as a lesion-present scan.
+
+def project_delta(delta_hu: np.ndarray, pixel_mm: float, n_views: int) -> np.ndarray:
+    """Line integrals (dimensionless) of an HU *difference* map, shape (n_detectors, n_views).
+
+    ``project(image + delta) == project(image) + project_delta(delta)`` wherever ``image + delta``
+    stays above -1000 HU (``hu_to_mu`` clips air; a lesion in soft tissue never reaches it)."""
+    delta_mu = MU_WATER_PER_MM * np.asarray(delta_hu, dtype=np.float64) / 1000.0
+    return radon(delta_mu, theta=view_angles(n_views), circle=True) * pixel_mm
+
+
+def fbp_delta_hu(delta_line_integrals: np.ndarray, pixel_mm: float, size: int,
+                 filter_name: str = "hann") -> np.ndarray:
+    """FBP of a line-integral *difference* -> HU difference, (size, size) float64, no offset:
+    ``fbp_hu(a) - fbp_hu(b) == fbp_delta_hu(a - b)`` up to float32 rounding of ``fbp_hu``."""
+    n_views = delta_line_integrals.shape[1]
+    mu = iradon(np.asarray(delta_line_integrals, dtype=np.float64) / pixel_mm, theta=view_angles(n_views),
+                filter_name=filter_name, circle=True, output_size=size)
+    return mu / MU_WATER_PER_MM * 1000.0

@@ -1,0 +1,323 @@
+"""Does a denoiser remove lesions? Denoised lesion ROIs, the lesion metrics of every image kind, and
+how much of a lesion an invariance removes.
+
+Image kinds: ``"low dose"`` and ``"full dose"`` (the scans of :mod:`ctinv_utils.data.lesions`) and
+one per denoiser (its output on the low-dose scans). For each kind and every sample of a
+:class:`~ctinv_utils.data.lesions.LesionSet` we keep three stacks of ROIs centred on the lesion
+(HU): ``lesion`` (N, r, r), its lesion-free twin ``free`` (N, r, r) (same noise realisation) and
+the independent lesion-free scans ``absent`` (R, A, r, r).
+
+**Denoising crops.** A convolutional denoiser's output at a pixel depends only on the input within
+its receptive field, so the lesion ROI of ``f(crop)`` equals the ROI of ``f(whole slice)`` when the
+crop adds ``pad_px`` px on every side, more than the receptive-field radius (CNN-10 and the WGAN-VGG
+generator: <= 10 px; default 24). That makes denoising 16x cheaper at 256 px. Denoisers whose output
+depends on the position in the image (Gauss+RI zeroes the image's *central* square, so a crop
+centred on the lesion would put the lesion in it) get the whole slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.lesions import LesionSet, crop
+from ..units import hu_to_norm, norm_to_hu
+from .contrast_detail import DEFAULT_THRESHOLD, contrast_detail, dprime_table
+from .observers import ObserverError, lesion_contrast, lesion_projection, structure_transfer
+
+#: Denoisers (class names) whose output depends on where the content sits in the image: denoised
+#: whole. A denoiser can also say so itself with an attribute ``position_dependent = True``.
+POSITION_DEPENDENT = ("GaussRI",)
+LOW, FULL = "low dose", "full dose"
+OBSERVERS = ("npw", "cho")
+
+
+@torch.no_grad()
+def denoise_rois(denoiser, images_hu, centres_px, roi_px: int, pad_px: int = 24, device: str = "cpu",
+                 batch_size: int = 32) -> np.ndarray:
+    """``f`` on ``images_hu`` (N, H, W) HU -> the (N, roi_px, roi_px) ROIs of the outputs centred on
+    ``centres_px`` (N, 2) (row, col), HU. Translation-equivariant denoisers see only a crop of
+    ``roi_px + 2 pad_px`` px (see the module docstring); ``POSITION_DEPENDENT`` ones the whole slice."""
+    images = np.asarray(images_hu, dtype=np.float32)
+    centres = np.asarray(centres_px)
+    if len(images) != len(centres):
+        raise ObserverError(f"one centre per image: got {len(images)} images and {len(centres)} centres")
+    whole = position_dependent(denoiser)
+    size = roi_px + 2 * pad_px
+    if whole:
+        inputs = images
+    else:  # edge-padded so that a crop near the border stays defined (lesions sit far inside the body)
+        m = size // 2 + 1
+        padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="edge")
+        inputs = np.stack([crop(im, np.asarray(c) + m, size) for im, c in zip(padded, centres)])
+    out = np.empty_like(inputs)
+    for k in range(0, len(inputs), batch_size):
+        x = torch.from_numpy(hu_to_norm(inputs[k:k + batch_size]))[:, None].float().to(device)
+        out[k:k + batch_size] = norm_to_hu(denoiser(x))[:, 0].cpu().numpy()
+    if whole:
+        return np.stack([crop(o, c, roi_px) for o, c in zip(out, centres)])
+    return out[:, pad_px:pad_px + roi_px, pad_px:pad_px + roi_px].copy()
+
+
+def position_dependent(denoiser) -> bool:
+    """Whether the denoiser must see the whole slice (see the module docstring)."""
+    return bool(getattr(denoiser, "position_dependent", type(denoiser).__name__ in POSITION_DEPENDENT))
+
+
+def lesion_rois(ls: LesionSet, denoisers: dict, pad_px: int = 24, device: str = "cpu") -> dict[str, dict]:
+    """``{kind: {"lesion", "free", "absent"}}`` ROIs in HU for low dose, full dose and each denoiser
+    (``{name: module}``, applied to the low-dose scans; see the module docstring)."""
+    r = ls.roi_px
+    out = {LOW: dict(lesion=ls.rois(ls.low_lesion), free=ls.rois(ls.low_free), absent=ls.absent_rois(ls.low_absent)),
+           FULL: dict(lesion=ls.rois(ls.full_lesion), free=ls.rois(ls.full_free), absent=ls.absent_rois(ls.full_absent))}
+    rc = ls.realisation_center_px
+    n_abs = ls.low_absent.shape[1]
+    abs_images = ls.low_absent.reshape(-1, *ls.low_absent.shape[-2:])
+    abs_centres = np.repeat(rc, n_abs, axis=0)
+    for name, f in denoisers.items():
+        out[name] = dict(lesion=denoise_rois(f, ls.low_lesion, ls.center_px, r, pad_px, device),
+                         free=denoise_rois(f, ls.low_free, ls.center_px, r, pad_px, device),
+                         absent=denoise_rois(f, abs_images, abs_centres, r, pad_px, device).reshape(
+                             len(rc), n_abs, r, r) if n_abs else np.zeros((len(rc), 0, r, r), np.float32))
+    return out
+
+
+def example_arrays(ls: LesionSet, denoisers: dict, indices, size: int | None = None, pad_px: int = 24,
+                   device: str = "cpu") -> dict[str, np.ndarray]:
+    """The ``lesion_examples`` artifact: for the samples ``indices`` (E,), crops of ``size`` px
+    (default 2 x ROI + 1) centred on the lesion, per kind (low dose, full dose, each denoiser):
+    ``lesion``, ``free`` (E, K, size, size) HU; ``kinds`` (K,), ``diameter_mm``, ``contrast_hu``,
+    ``index`` (E,); ``signal`` (E, size, size) the lesion's noise-free reconstruction."""
+    idx = np.asarray(indices, dtype=int)
+    size = size or 2 * ls.roi_px + 1
+    centres = ls.center_px[idx]
+
+    def crops(images):
+        return np.stack([crop(im, c, size) for im, c in zip(images[idx], centres)])
+
+    lesion = [crops(ls.low_lesion), crops(ls.full_lesion)]
+    free = [crops(ls.low_free), crops(ls.full_free)]
+    for f in denoisers.values():
+        lesion.append(denoise_rois(f, ls.low_lesion[idx], centres, size, pad_px, device))
+        free.append(denoise_rois(f, ls.low_free[idx], centres, size, pad_px, device))
+    return dict(kinds=np.asarray([LOW, FULL, *denoisers]), lesion=np.stack(lesion, 1), free=np.stack(free, 1),
+                signal=crops(ls.signal), diameter_mm=ls.diameter_mm[idx], contrast_hu=ls.contrast_hu[idx], index=idx)
+
+
+def _cells(ls: LesionSet, per_sample: np.ndarray) -> np.ndarray:
+    """Mean of a per-sample value over the realisations of each (diameter, contrast) cell, (D, C)."""
+    out = np.full((len(ls.diameters_mm), len(ls.contrasts_hu)), np.nan)
+    for i, d in enumerate(ls.diameters_mm):
+        for j, c in enumerate(ls.contrasts_hu):
+            out[i, j] = float(np.nanmean(per_sample[ls.cell(d, c)]))
+    return out
+
+
+def kind_metrics(ls: LesionSet, rois: dict, method: str = "holdout", folds: int = 2,
+                 threshold: float = DEFAULT_THRESHOLD, observers=OBSERVERS) -> dict:
+    """The lesion metrics of one image kind (``rois`` = one entry of :func:`lesion_rois`):
+
+    * ``contrast_retained``: per sample, the lesion's contrast (mask mean minus the 3-9 mm annulus)
+      in ``lesion - free`` over that in the full-dose ``full_lesion - full_free`` (= the lesion's
+      noise-free reconstruction ``signal``): noise cancels, so it measures the lesion itself.
+    * ``structure_transfer``: ||lesion - free|| / ||x_lesion - x_free|| over the ROI, the input being
+      the low-dose pair (whose difference is ``signal``).
+    * d' of each observer per (diameter, contrast) cell (paired twins, lesion-free scans and the other
+      cells' twins as noise ROIs, ``method``), and the contrast-detail curve at d' = ``threshold``.
+
+    Returns per-sample arrays (N,), per-cell means (D, C), the d' tables and the curves."""
+    signal = ls.rois(ls.signal)
+    masks, rings = ls.roi_masks(), ls.roi_annuli()
+    diff = np.asarray(rois["lesion"], np.float64) - rois["free"]
+    cr = lesion_contrast(diff, masks, rings) / lesion_contrast(signal, masks, rings)
+    st = structure_transfer(rois["lesion"], rois["free"], signal, np.zeros_like(signal))
+    absent = np.asarray(rois["absent"])
+    noise = absent.reshape(-1, *absent.shape[-2:]) if absent.shape[1] else None
+    groups = np.repeat(np.arange(absent.shape[0]), absent.shape[1]) if absent.shape[1] else None
+    out = dict(contrast_retained=cr, structure_transfer=st, contrast_retained_cells=_cells(ls, cr),
+               structure_transfer_cells=_cells(ls, st), tables={}, curves={})
+    for obs in observers:
+        t = dprime_table(rois["lesion"], rois["free"], ls.diameter_mm, ls.contrast_hu, observer=obs,
+                         pixel_mm=ls.pixel_mm, paired=True, method=method, folds=folds, noise_rois=noise,
+                         noise_groups=groups, realisation=ls.realisation)
+        out["tables"][obs], out["curves"][obs] = t, contrast_detail(t, threshold)
+    return out
+
+
+def lesion_metrics(ls: LesionSet, rois_by_kind: dict, **kwargs) -> dict[str, dict]:
+    """:func:`kind_metrics` for every kind of :func:`lesion_rois`."""
+    return {kind: kind_metrics(ls, rois, **kwargs) for kind, rois in rois_by_kind.items()}
+
+
+def metrics_json(ls: LesionSet, metrics: dict) -> dict:
+    """The ``lesion_metrics`` artifact: per kind, per cell and per sample, JSON-ready."""
+    def tolist(a):
+        return [None if not np.isfinite(v) else float(v) for v in np.ravel(a)] if np.ndim(a) == 1 else \
+            [tolist(row) for row in a]
+
+    kinds = {}
+    for kind, m in metrics.items():
+        kinds[kind] = dict(
+            contrast_retained_cells=tolist(m["contrast_retained_cells"]),
+            structure_transfer_cells=tolist(m["structure_transfer_cells"]),
+            per_sample=dict(contrast_retained=tolist(m["contrast_retained"]),
+                            structure_transfer=tolist(m["structure_transfer"])),
+            dprime={obs: {k: (tolist(v) if isinstance(v, list) and np.ndim(v) == 2 else v)
+                          for k, v in t.as_dict().items()} for obs, t in m["tables"].items()},
+            contrast_detail={obs: {k: (tolist(v) if isinstance(v, np.ndarray) else v) for k, v in c.items()}
+                             for obs, c in m["curves"].items()})
+    return dict(kinds=list(metrics), diameters_mm=ls.diameters_mm.tolist(), contrasts_hu=ls.contrasts_hu.tolist(),
+                samples=ls.summary(), lesion_set=ls.config.to_dict(), pixel_mm=ls.pixel_mm, roi_px=ls.roi_px,
+                metrics=kinds)
+
+
+def contrast_detail_arrays(metrics: dict, threshold: float = DEFAULT_THRESHOLD) -> dict[str, np.ndarray]:
+    """The ``contrast_detail`` artifact: ``kinds`` (K,), ``diameters_mm`` (D,), ``contrasts_hu`` (C,),
+    and per observer ``{obs}_positive``, ``{obs}_negative`` (K, D) threshold |contrast| in HU (NaN: not
+    reached), ``{obs}_dprime``, ``{obs}_stderr`` (K, D, C)."""
+    kinds = list(metrics)
+    first = metrics[kinds[0]]["tables"]
+    obs_list = list(first)
+    t0 = first[obs_list[0]]
+    out = {"kinds": np.asarray(kinds), "diameters_mm": np.asarray(t0.diameters_mm, float),
+           "contrasts_hu": np.asarray(t0.contrasts_hu, float), "threshold": np.float64(threshold)}
+    for obs in obs_list:
+        for sign in ("positive", "negative"):
+            out[f"{obs}_{sign}"] = np.stack([metrics[k]["curves"][obs][sign] for k in kinds])
+        out[f"{obs}_dprime"] = np.stack([metrics[k]["tables"][obs].dprime for k in kinds])
+        out[f"{obs}_stderr"] = np.stack([metrics[k]["tables"][obs].stderr for k in kinds])
+    return out
+
+
+def summary_rows(ls: LesionSet, metrics: dict, observer: str = "npw") -> list[dict]:
+    """One row per (kind, diameter, contrast): contrast retained, structure transfer, d' (both
+    observers), for the notebook's table."""
+    rows = []
+    for kind, m in metrics.items():
+        for i, d in enumerate(ls.diameters_mm):
+            for j, c in enumerate(ls.contrasts_hu):
+                row = dict(kind=kind, diameter_mm=float(d), contrast_hu=float(c),
+                           contrast_retained=float(m["contrast_retained_cells"][i, j]),
+                           structure_transfer=float(m["structure_transfer_cells"][i, j]))
+                for obs, t in m["tables"].items():
+                    row[f"dprime_{obs}"] = float(t.dprime[i, j])
+                rows.append(row)
+    return rows
+
+
+# -- the lesion and the invariances --------------------------------------------------------------
+
+def removal_fractions(x_inv_hu, x_hu, signal_hu, n_shifts: int = 8) -> dict[str, np.ndarray]:
+    """How much of the lesion each x_inv removes: ``removed`` (A,) = -<x_inv - x, s>/<s, s>
+    (:func:`~.observers.lesion_projection`; 1 = the whole lesion subtracted, 0 = untouched), and a
+    chance level: the same projection onto copies of ``s`` shifted by a quarter of the crop in
+    ``n_shifts`` directions (lesion-free places), ``removed_elsewhere`` (A, n_shifts). A removal within
+    the spread of ``removed_elsewhere`` is what x_inv does anywhere, not to the lesion."""
+    x_inv, x, s = (np.asarray(v, np.float64) for v in (x_inv_hu, x_hu, signal_hu))
+    delta = x_inv - x
+    step = s.shape[-1] // 4
+    angles = 2 * np.pi * np.arange(n_shifts) / n_shifts
+    shifted = np.stack([np.roll(s, (int(round(step * np.sin(a))), int(round(step * np.cos(a)))), axis=(0, 1))
+                        for a in angles])
+    elsewhere = np.stack([lesion_projection(delta, sh) for sh in shifted], axis=-1)
+    return dict(removed=lesion_projection(delta, s), removed_elsewhere=elsewhere)
+
+
+def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
+    """What a finished :class:`~ctinv_utils.synthesis.invariances.Invariance` run on a lesion slice
+    did to the lesion of profile ``signal_hu`` (H, W) (its noise-free reconstruction, HU; same crop
+    as the run's image). The notebook runs the synthesis (``hu_range`` default: physical CT values).
+
+    Returns (arrays, meta): ``x, f_x, signal`` (H, W); ``x_inv, f_x_inv`` (A, H, W) HU; ``alphas``;
+    ``removed`` (A,) input lesion removed by x_inv (fraction of s); ``removed_elsewhere`` (A, 8)
+    chance level (:func:`removal_fractions`); ``output_removed`` (A,) the same projection of
+    f(x_inv) - f(x) (how much of the lesion the *output* loses); ``input_rms_hu, output_rms_hu,
+    out_of_range_fraction`` (A,), ``history_loss`` (T, A). ``meta``: distance, iterations, lr,
+    hu_range, convergence per alpha."""
+    fig = inv.figure_arrays()
+    if np.shape(signal_hu) != fig["x"].shape:
+        raise ObserverError(f"the lesion profile {np.shape(signal_hu)} and the invariance's image {fig['x'].shape} "
+                            "differ in shape; crop both around the lesion alike")
+    rows = inv.summary()
+    rem = removal_fractions(fig["x_inv"], fig["x"], signal_hu)
+    out_rem = lesion_projection(fig["f_x_inv"].astype(np.float64) - fig["f_x"], signal_hu)
+    arrays = dict(x=fig["x"], f_x=fig["f_x"], x_inv=fig["x_inv"], f_x_inv=fig["f_x_inv"],
+                  signal=np.asarray(signal_hu, np.float32), alphas=fig["alphas"], removed=rem["removed"],
+                  removed_elsewhere=rem["removed_elsewhere"], output_removed=out_rem,
+                  input_rms_hu=np.array([r["input_rms_hu"] for r in rows]),
+                  output_rms_hu=np.array([r["output_rms_hu"] for r in rows]),
+                  out_of_range_fraction=np.array([r["out_of_range_fraction"] for r in rows]),
+                  history_loss=fig["history_loss"])
+    meta = dict(distance=inv.distance_name, iterations=inv.iteration, lr=inv.lr,
+                hu_range=list(inv.hu_range) if inv.hu_range else None, converged=inv.convergence())
+    return arrays, meta
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+def verdicts(metrics: dict, tolerance: float = 0.1, min_dprime: float = 1.0) -> dict:
+    """Per denoiser (every kind but low and full dose), per observer:
+
+    * ``threshold_ratio_median``: its threshold contrast over the low-dose one, median over the
+      (diameter, sign) pairs where both are reached (None: none); ``lost`` / ``gained``: pairs
+      reached at low dose only / after denoising only;
+    * ``dprime_ratio_median``: its d' over the low-dose d', median over the cells where the low-dose
+      d' >= ``min_dprime`` (None: none);
+    * ``loses_lesions``: True when the threshold ratio exceeds ``1 + tolerance`` or more pairs are
+      lost than gained, else (no threshold to compare) when the d' ratio is below ``1 - tolerance``;
+      None when neither can be compared (the grid holds no lesion the low-dose observer detects).
+
+    Plus the mean contrast retained and structure transfer over all cells."""
+    low = metrics[LOW]
+    out = {}
+    for kind, m in metrics.items():
+        if kind in (LOW, FULL):
+            continue
+        v = dict(contrast_retained=float(np.nanmean(m["contrast_retained_cells"])),
+                 structure_transfer=float(np.nanmean(m["structure_transfer_cells"])))
+        for obs, curve in m["curves"].items():
+            ratios, lost, gained = [], 0, 0
+            for sign in ("positive", "negative"):
+                a, b = np.asarray(low["curves"][obs][sign]), np.asarray(curve[sign])
+                both = np.isfinite(a) & np.isfinite(b)
+                ratios += list(b[both] / a[both])
+                lost += int((np.isfinite(a) & ~np.isfinite(b)).sum())
+                gained += int((~np.isfinite(a) & np.isfinite(b)).sum())
+            d_low, d_kind = np.asarray(low["tables"][obs].dprime), np.asarray(m["tables"][obs].dprime)
+            usable = np.isfinite(d_low) & np.isfinite(d_kind) & (d_low >= min_dprime)
+            t_ratio = float(np.median(ratios)) if ratios else None
+            d_ratio = float(np.median(d_kind[usable] / d_low[usable])) if usable.any() else None
+            if ratios or lost or gained:
+                loses = bool((t_ratio is not None and t_ratio > 1 + tolerance) or lost > gained)
+            elif d_ratio is not None:
+                loses = bool(d_ratio < 1 - tolerance)
+            else:
+                loses = None
+            v[obs] = dict(threshold_ratio_median=t_ratio, lost=lost, gained=gained, dprime_ratio_median=d_ratio,
+                          loses_lesions=loses)
+        out[kind] = v
+    return out
+
+
+def verdict_markdown(verdict: dict) -> str:
+    """The verdicts as sentences."""
+    from ..names import display_name
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.2f}"
+
+    lines = []
+    for kind, v in verdict.items():
+        parts = []
+        for obs in OBSERVERS:
+            if obs not in v:
+                continue
+            o = v[obs]
+            say = {True: "loses lesions", False: "does not lose lesions",
+                   None: "cannot tell (the low-dose observer detects no lesion of the grid)"}[o["loses_lesions"]]
+            parts.append(f"{obs.upper()}: threshold contrast x{fmt(o['threshold_ratio_median'])} of low dose, d' "
+                         f"x{fmt(o['dprime_ratio_median'])} (medians); {o['lost']} (diameter, sign) detected at low dose "
+                         f"but not after denoising, {o['gained']} the other way: **{say}**")
+        lines.append(f"- **{display_name(kind)}**: contrast retained {v['contrast_retained']:.2f}, structure transfer "
+                     f"{v['structure_transfer']:.2f}. " + "; ".join(parts))
+    return "\n".join(lines)
