@@ -180,3 +180,17 @@ def test_change_metrics_know_the_answers():
     edges[28:32, 28:68] = edges[64:68, 28:68] = 300.0  # moves the block's edges
     anatomy = change_metrics((x + edges)[None], x, full)
     assert verdicts(anatomy)["anatomy"].startswith("anatomy: ALTERED")
+
+
+def test_samples_stay_in_the_physical_hu_range_unless_asked_not_to():
+    """Issue 8.2: g(z|x) is projected onto -1024...3071 HU by default; None keeps the talk's form."""
+    from ctinv_utils.units import hu_to_norm, norm_to_hu
+
+    air = torch.full((1, 1, P, P), float(hu_to_norm(-1020.0)))  # at the floor: a 50 HU texture crosses it
+    f = torch.nn.Identity()
+    inside = NaturalInvariance(f, **SMALL).sample(air, 2, seed=0)
+    free = NaturalInvariance(f, hu_range=None, **SMALL).sample(air, 2, seed=0)
+    assert float(norm_to_hu(inside).min()) >= -1024.0 - 1e-3
+    assert float(norm_to_hu(free).min()) < -1030.0
+    with pytest.raises(ValueError, match="hu_range"):
+        NaturalInvariance(f, hu_range=(100, -100), **SMALL)

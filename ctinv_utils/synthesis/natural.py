@@ -42,6 +42,7 @@ from ..errors import CTInvError
 from ..models import WGANCritic, freeze, module_device
 from ..provenance import config_hash, versions
 from ..speed import channels_last, tune_allocator
+from ..units import PHYSICAL_HU_RANGE, hu_to_norm
 from ..training.gan import adversarial_loss, critic_step
 from ..training.loop import Trainer, seeded_init
 from .base import check_denoiser, check_image
@@ -116,6 +117,7 @@ class NaturalConfig:
     z_channels: int = 4
     critic_width: float = 0.25
     margin: int = 8                 # px left out of both distances at the patch border (see _NaturalMethod)
+    hu_range: tuple | None = PHYSICAL_HU_RANGE  # g(z|x) is projected (clamped) onto it; None: unconstrained
 
     def __post_init__(self):
         if self.distance not in DISTANCES:
@@ -127,6 +129,11 @@ class NaturalConfig:
         if self.lr <= 0 or self.critic_lr <= 0:
             raise ValueError("lr and critic_lr must be > 0")
         self.betas, self.channels = tuple(self.betas), tuple(self.channels)
+        if self.hu_range is not None:
+            lo, hi = (float(v) for v in self.hu_range) if len(self.hu_range) == 2 else (math.nan, math.nan)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"hu_range must be None or (low, high) in HU with low < high, got {self.hu_range!r}")
+            self.hu_range = (lo, hi)
         if not (isinstance(self.margin, int) and 0 <= 2 * self.margin < self.patch_size):
             raise ValueError(f"margin must be an integer with 0 <= 2 * margin < patch_size, got {self.margin!r}")
         factor = 2 ** (len(self.channels) - 1)
@@ -195,10 +202,10 @@ class _NaturalMethod:
         for _ in range(cfg.critic_steps):
             x = next_batch()[0]
             with torch.no_grad():
-                fake = nat.net(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
+                fake = nat.generate(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
             critic = critic_step(nat.critic, self.opt_c, x, fake, cfg.lambda_gp, self.generator)
         self.opt_g.zero_grad(set_to_none=True)
-        g = nat.net(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
+        g = nat.generate(x, nat.net.noise(len(x), *x.shape[-2:], self.generator, x.device))
         with torch.no_grad():
             f_x = nat.denoiser(x)
         # Both distances leave out a margin at the patch border: there the denoiser sees its own
@@ -296,6 +303,13 @@ class NaturalInvariance:
 
     # -- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
+    def generate(self, x: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
+        """g(z|x), projected onto the configured HU range (physically valid, like ``Invariance``)."""
+        g = self.net(x, z)
+        if self.config.hu_range is not None:
+            g = g.clamp(*(float(hu_to_norm(v)) for v in self.config.hu_range))
+        return g
+
     def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8) -> torch.Tensor:
         """``n`` invariances of one image ``x`` ``(1, 1, H, W)`` (normalized; H, W divisible by the
         generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples."""
@@ -309,7 +323,7 @@ class NaturalInvariance:
         for k in range(0, n, batch):
             m = min(batch, n - k)
             xb = x.expand(m, -1, -1, -1)
-            out.append(self.net(xb, self.net.noise(m, *x.shape[-2:], gen, self.device)))
+            out.append(self.generate(xb, self.net.noise(m, *x.shape[-2:], gen, self.device)))
         return torch.cat(out)
 
     @torch.no_grad()
