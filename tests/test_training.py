@@ -111,3 +111,33 @@ def test_worse_than_input_flags_a_non_denoiser():
             {"method": "b", "region": "head", "psnr": 21.0, "ssim": 0.85}]
     bad = worse_than_input(rows, ["a", "b"])
     assert [r["method"] for r in bad] == ["a"] and bad[0]["ssim_gain"] == pytest.approx(-0.01)
+
+
+def test_two_runs_of_one_config_at_once_train_once(smoke_data, tmp_path, monkeypatch):
+    """Issue 14: a second run of the same configuration waits for the first (a lock per cache entry)
+    and loads its model; it never trains beside it (and deletes its checkpoint)."""
+    import threading
+    import time
+
+    from ctinv_utils.training import model_cache
+
+    monkeypatch.setenv("CTINV_CACHE", str(tmp_path))
+    calls, real = [], model_cache.denoiser_trainer
+
+    def counted(*a, **k):
+        calls.append(threading.get_ident())
+        time.sleep(0.5)  # both threads are inside train_or_load by now
+        return real(*a, **k)
+
+    monkeypatch.setattr(model_cache, "denoiser_trainer", counted)
+    cfg = TrainConfig(method="cnn10", iterations=3, batch_size=2, patch_size=40)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(model_cache.train_or_load(cfg, smoke_data, "k", progress=False)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(out) == 2 and len(calls) == 1
+    a, b = (dict(m.state_dict()) for m, _, _ in out)
+    assert all(torch.equal(a[k], b[k]) for k in a)

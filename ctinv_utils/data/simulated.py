@@ -299,7 +299,7 @@ def _try_lock(parent: Path, key: str, wait: bool) -> int | None:
             os.close(fd)
             return None
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-        print(f"waiting for process {holder}, which is generating the same simulated data set ({key})",
+        print(f"waiting for process {holder}, which is making the same result ({parent.name}/{key})",
               file=sys.stderr, flush=True)
         fcntl.flock(fd, fcntl.LOCK_EX)
     os.ftruncate(fd, 0)

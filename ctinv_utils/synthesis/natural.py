@@ -45,6 +45,7 @@ from ..speed import channels_last, tune_allocator
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm
 from ..training.gan import adversarial_loss, critic_step
 from ..training.loop import Trainer, seeded_init
+from ..data.simulated import writer_lock
 from .base import check_denoiser, check_image
 from .distances import DISTANCES, get_distance
 
@@ -399,6 +400,11 @@ def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iteration
     from ..paths import cache_dir
 
     path = cache_dir() / "natural" / f"{nat.cache_key(data_key, iterations, batch_size)}.pt"
+    with writer_lock(path.parent, path.stem):  # a second run of this configuration waits, then loads
+        return _train_or_load_natural(nat, data, path, iterations, batch_size, progress)
+
+
+def _train_or_load_natural(nat, data, path: Path, iterations, batch_size, progress):
     if path.is_file():
         try:
             return NaturalInvariance.load(path, nat.denoiser, nat.device, distance_module=nat.distance), path, True

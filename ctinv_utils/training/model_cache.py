@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import atomic
 from ..data.dataset import PairedCTData
+from ..data.simulated import writer_lock
 from ..models import load_denoiser
 from ..models.checkpoints import CheckpointError, check_finite, load_file
 from ..paths import cache_dir
@@ -27,6 +28,13 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
     """The frozen denoiser for ``cfg``: loaded from the model cache, else trained (resuming an
     interrupted run) and cached. Returns (model, record with history and provenance, path)."""
     final = model_cache_path(cfg, data_key)
+    # one writer per configuration: a second run of the same config waits, then loads the cached model
+    # (it never trains beside the first and deletes its checkpoint)
+    with writer_lock(final.parent, final.stem):
+        return _train_or_load(cfg, data, data_key, final, device, progress)
+
+
+def _train_or_load(cfg, data, data_key, final: Path, device, progress):
     if final.is_file():
         try:
             rec = load_file(final, "cached model", "it is deleted and trained again")
