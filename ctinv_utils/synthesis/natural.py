@@ -100,6 +100,11 @@ class ConditionalGenerator(nn.Module):
         return x + self.out(h)
 
 
+# Part of every cache key: raised when a change of the training code makes earlier cached generators
+# wrong (2: generators cached by a build whose generator step ran without gradients are not reused).
+TRAINER_VERSION = 2
+
+
 @dataclass
 class NaturalConfig:
     """Everything that determines a natural-invariance generator (its hash keys the cache)."""
@@ -303,7 +308,6 @@ class NaturalInvariance:
         return self.history
 
     # -- sampling --------------------------------------------------------------------------------
-    @torch.no_grad()
     def generate(self, x: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
         """g(z|x), projected onto the configured HU range (physically valid, like ``Invariance``)."""
         g = self.net(x, z)
@@ -311,6 +315,7 @@ class NaturalInvariance:
             g = g.clamp(*(float(hu_to_norm(v)) for v in self.config.hu_range))
         return g
 
+    @torch.no_grad()
     def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8) -> torch.Tensor:
         """``n`` invariances of one image ``x`` ``(1, 1, H, W)`` (normalized; H, W divisible by the
         generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples."""
@@ -388,7 +393,7 @@ class NaturalInvariance:
         on the probe (its identity), the data, iterations and batch size."""
         probe = hashlib.sha256(self.probe_output.cpu().numpy().round(5).tobytes()).hexdigest()
         return config_hash({"config": self.config.to_dict(), "denoiser": probe, "data": data_key,
-                            "iterations": iterations, "batch_size": batch_size})
+                            "iterations": iterations, "batch_size": batch_size, "trainer": TRAINER_VERSION})
 
 
 def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iterations: int, batch_size: int = 16,
