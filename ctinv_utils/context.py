@@ -82,7 +82,7 @@ class RunContext:
         atomic.write_npz(data_file, **data)
         paths = atomic.savefig(fig, self.figures_dir / name)
         atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
-            figure=name, caption=caption, files=[p.name for p in paths], data_file=str(data_file),
+            figure=name, caption=caption, files=[p.name for p in paths], data_file=_shown(data_file),
             data_sha256={k: array_sha256(v) for k, v in data.items()}, drawn_from=self.artifacts.pop_reads(),
             **extra))
         return paths
@@ -154,3 +154,13 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
     figures.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     return RunContext(notebook, params, figures, artifacts)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (records stay valid in any clone)."""
+    from .paths import REPO_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)

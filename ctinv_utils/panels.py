@@ -87,9 +87,12 @@ def evaluation_figure(art: Artifacts):
             for j in range(len(EVALUATION_COLUMNS)):
                 table[i, j].set_facecolor("#f8d0d0")
     vgg = art.read_json("denoisers").get("vgg", "")
-    ax.set_title(f"Denoisers on the test patients (window-mapped PSNR/SSIM, RMSE in HU)\n{vgg}", fontsize=9)
+    ax.set_title("Denoisers on the test patients, each region in its window (chest C=−600/W=1500, abdomen C=50/W=400, "
+                 f"head C=40/W=80 HU):\nPSNR/SSIM of the window-mapped images, RMSE of the window-clipped HU\n{vgg}",
+                 fontsize=8)
     fig.tight_layout()
-    return fig, f"evaluation table (red: a trained denoiser below its low-dose input); {vgg}"
+    return fig, ("evaluation table (red: a trained denoiser below its low-dose input; Gauss+RI is not trained: the "
+                 f"reference with known invariances, never flagged); {vgg}")
 
 
 def examples(art: Artifacts, regions=("chest", "abdomen")):
@@ -157,6 +160,7 @@ RANGE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", ""), ("a
 TOLERANCE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", ""), ("tol_hu", "tolerance (HU RMS)", "g"),
                      ("alpha", "α at the tolerance", ".3g"), ("input_rms_hu", "RMS x_inv − x (HU)", ".1f"),
                      ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".2f"), ("within", "within", ""),
+                     ("converged", "converged", ""),
                      ("tried", "α tried", "")]
 
 
@@ -218,12 +222,14 @@ def tolerance_results(art: Artifacts, denoiser: str, distances, tol_hu: float, d
     largest invariance whose output moves by at most ``tol_hu`` HU RMS."""
     runs = {d: art.read_arrays("tolerance_arrays", denoiser=denoiser, distance=d) for d in distances}
     first = runs[distances[0]]
-    rows = [(f"{display_name(d)}, α={r.meta['alpha']:.3g}", r["x_inv"], r["f_x_inv"]) for d, r in runs.items()]
+    rows = [(f"{display_name(d)}, α={r.meta['alpha']:.3g}" + ("" if r.meta.get("converged", True) else ", not converged"),
+             r["x_inv"], r["f_x_inv"]) for d, r in runs.items()]
     missed = [display_name(d) for d, r in runs.items() if not r.meta["within_tolerance"]]
     sl = art.read_arrays("analysis_slice")
     title = (f"{display_name(denoiser)}: the largest invariance with RMS f(x_inv) − f(x) ≤ {tol_hu:g} HU"
              + (f"\n(not reached for {', '.join(missed)}: smallest output change shown)" if missed else ""))
-    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title)
+    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title,
+                            tol_hu=tol_hu)
     caption = (f"{display_name(denoiser)} at output tolerance {tol_hu:g} HU RMS; " + "; ".join(
         f"{display_name(d)}: α={r.meta['alpha']:.3g}, RMS input change {r.meta['input_rms_hu']:.1f} HU, "
         f"output {r.meta['output_rms_hu']:.2f} HU" for d, r in runs.items()))
@@ -273,8 +279,10 @@ def tradeoff(art: Artifacts, denoisers, distances):
         panels.append(("bounded MSE, in HU", {display_name(d): curve(d, "mse", "input_rms_hu", "output_rms_hu")
                                              for d in denoisers}, "RMS x_inv − x (HU)", "RMS f(x_inv) − f(x) (HU)"))
     vgg = art.read_json("invariances_summary").get("vgg", "")
-    alphas = sorted({r["alpha"] for r in rows})
-    return curves.tradeoff_figure(panels, title=vgg), f"trade-off curves over α = {alphas}; {vgg}"
+    grids = "; ".join(f"{display_name(dist)}: α = " + ", ".join(f"{a:g}" for a in sorted({r['alpha'] for r in rows if r['distance'] == dist}))
+                      for dist in distances)
+    title = "Trade-off: input change against output change per α" + (f"\n{vgg}" if vgg else "")
+    return curves.tradeoff_figure(panels, title=title), f"trade-off curves ({grids}); {vgg}"
 
 
 def attack_table(art: Artifacts, denoisers, alpha: float) -> str:

@@ -77,10 +77,14 @@ def resolve_device(device: str = "auto") -> str:
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries that change numbers."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for mod in ("numpy", "torch", "scipy", "skimage", "pydicom", "pytorch_msssim"):
+    from importlib import metadata
+
+    # distribution names: pytorch_msssim has no __version__, so ask the installed package's metadata
+    for mod, dist in (("numpy", "numpy"), ("torch", "torch"), ("scipy", "scipy"), ("skimage", "scikit-image"),
+                      ("pydicom", "pydicom"), ("pytorch_msssim", "pytorch-msssim")):
         try:
-            out[mod] = str(__import__(mod).__version__)
-        except Exception:  # noqa: BLE001 - a missing optional module is just recorded
+            out[mod] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # a missing optional package is just recorded
             out[mod] = "not installed"
     return out
 

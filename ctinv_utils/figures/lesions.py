@@ -131,7 +131,7 @@ def lesion_invariance_figure(art, denoisers):
         ax.axhline(1, color="0.5", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_xlabel("α")
-        ax.set_ylabel("fraction of the lesion")
+        ax.set_ylabel("lesion removed: -<x_inv - x, s>/<s, s>\n(1 = the whole lesion; grey: chance band)")
         ax.set_title(display_name(name), fontsize=9)
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)

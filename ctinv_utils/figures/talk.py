@@ -3,12 +3,14 @@ functions of HU arrays."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..units import ABDOMEN, DIFFERENCE, LUNG, Window
 from .ct import ct_grid
 
 
 def talk_results(x_hu, f_x_hu, rows, differences: bool = True, x_full_hu=None,
-                 windows: tuple[Window, Window] = (LUNG, ABDOMEN), title: str = ""):
+                 windows: tuple[Window, Window] = (LUNG, ABDOMEN), title: str = "", tol_hu: float = 5.0):
     """The talk's results slide for one denoiser: a first row with x and f(x) in both windows (and
     the full-dose reference), then one row per entry of ``rows`` = ``[(label, x_inv_hu, f_x_inv_hu)]``
     (one per distance) with x_inv and f(x_inv) in both windows and, with ``differences``, x_inv - x
@@ -21,7 +23,9 @@ def talk_results(x_hu, f_x_hu, rows, differences: bool = True, x_full_hu=None,
     for label, x_inv, f_inv in rows:
         panels += [(x_inv, w1, f"x_inv ({label})"), (x_inv, w2, "x_inv"), (f_inv, w1, "f(x_inv)"), (f_inv, w2, "f(x_inv)")]
         if differences:
-            panels += [(x_inv - x_hu, DIFFERENCE, "x_inv − x"), (f_inv - f_x_hu, DIFFERENCE, "f(x_inv) − f(x)")]
+            moved = float(np.sqrt(np.mean(np.square(f_inv - f_x_hu))))
+            out_title = "f(x_inv) − f(x)" if moved <= tol_hu else f"f(x_inv) − f(x): > {tol_hu:g} HU, NOT unchanged"
+            panels += [(x_inv - x_hu, DIFFERENCE, "x_inv − x"), (f_inv - f_x_hu, DIFFERENCE, out_title)]
     return ct_grid(panels, ncols=ncols, panel_size=3.0, suptitle=title)
 
 

@@ -33,6 +33,7 @@ class ToleranceResult:
     index: int
     trials: list[dict] = field(default_factory=list)
     within: bool = True   # False: even the smallest alpha tried changes the output by more than tol_hu
+    converged: bool = True  # the run behind the answer met the convergence criterion (Synthesis.convergence)
 
     def figure_arrays(self) -> dict[str, np.ndarray]:
         """x, f_x, x_inv, f_x_inv ``(H, W)`` in HU at the tolerance, and every alpha tried with its
@@ -46,12 +47,13 @@ class ToleranceResult:
 
     def summary(self) -> dict:
         return {"tol_hu": self.tol_hu, "alpha": self.alpha, "input_rms_hu": self.input_rms_hu,
-                "output_rms_hu": self.output_rms_hu, "within_tolerance": self.within,
+                "output_rms_hu": self.output_rms_hu, "within_tolerance": self.within, "converged": self.converged,
                 "alphas_tried": [t["alpha"] for t in self.trials]}
 
 
 def _rows(run: Invariance) -> list[dict]:
-    return [{**r, "run": run, "index": i} for i, r in enumerate(run.summary())]
+    conv = run.convergence()
+    return [{**r, "converged": conv[i], "run": run, "index": i} for i, r in enumerate(run.summary())]
 
 
 def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 1, candidates: int = 2,
@@ -93,4 +95,4 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
     best = max(ok, key=lambda t: t["input_rms_hu"]) if ok else min(trials, key=lambda t: t["output_rms_hu"])
     return ToleranceResult(float(tol_hu), best["alpha"], best["input_rms_hu"], best["output_rms_hu"], best["run"],
                            best["index"], [{k: v for k, v in t.items() if k not in ("run", "index")} for t in trials],
-                           within=bool(ok))
+                           within=bool(ok), converged=bool(best["converged"]))
