@@ -54,7 +54,11 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # the outputs themselves (figures/, executed notebooks) are what a run rewrites: not a change
+        # of the inputs that made them
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)figures", ":(exclude)papermill_runs/*/*.ipynb",
+                                ":(exclude)papermill_runs/*/manifest.json"],
                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
         return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
