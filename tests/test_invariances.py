@@ -12,6 +12,8 @@ from ctinv_utils.errors import CTInvError
 from ctinv_utils.synthesis.invariances import Invariance
 from ctinv_utils.synthesis.base import SynthesisDiverged
 
+from ground_truth import IdealLowPass
+
 N = 64
 ROWS, COLS = central_square(N, N)
 INSIDE = np.zeros((N, N), bool)
@@ -32,19 +34,6 @@ class ZeroSquare(torch.nn.Module):
         y = x.clone()
         y[..., ROWS, COLS] = 0
         return y
-
-
-class IdealLowPass(torch.nn.Module):
-    """Keeps Fourier components below ``cutoff`` cycles/pixel, removes the rest."""
-
-    def __init__(self, cutoff=0.15):
-        super().__init__()
-        self.cutoff = cutoff
-
-    def forward(self, x):
-        fy, fx = torch.fft.fftfreq(x.shape[-2]), torch.fft.fftfreq(x.shape[-1])
-        keep = ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() < self.cutoff).to(x.dtype)
-        return torch.fft.ifft2(torch.fft.fft2(x) * keep).real
 
 
 def _rms(a):

@@ -22,6 +22,8 @@ from ctinv_utils.synthesis.linearised import (LinearisedInputError, LinearisedIn
                                               smallest_useful_alpha, useful_alphas)
 from ctinv_utils.units import norm_to_hu
 
+from ground_truth import IdealLowPass
+
 K = 8
 
 
@@ -45,19 +47,6 @@ class MatrixOperator(torch.nn.Module):
 
     def forward(self, x):
         return (x.reshape(len(x), -1) @ self.M.T).reshape(x.shape)
-
-
-class IdealLowPass(torch.nn.Module):
-    """Keeps Fourier components below ``cutoff`` cycles/pixel, removes the rest (as in test_invariances)."""
-
-    def __init__(self, cutoff=0.15):
-        super().__init__()
-        self.cutoff = cutoff
-
-    def forward(self, x):
-        fy, fx = torch.fft.fftfreq(x.shape[-2]), torch.fft.fftfreq(x.shape[-1])
-        keep = ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() < self.cutoff).to(x.dtype)
-        return torch.fft.ifft2(torch.fft.fft2(x) * keep).real
 
 
 class ZeroSquare(torch.nn.Module):
