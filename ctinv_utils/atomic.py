@@ -9,12 +9,21 @@ import contextlib
 import errno
 import json
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import CTInvError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no writer lock
+    fcntl = None
+
+LOCK_DIR = ".locks"
+HELD_LOCK_FDS: set[int] = set()  # lock fds this process holds (forked workers close their copies)
 
 
 def write_with(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -128,3 +137,38 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# -- one writer per result: data sets, cached models, cached generators --------------------------
+def try_lock(parent: Path, key: str, wait: bool) -> int | None:
+    """An open, flock-ed fd of ``parent/.locks/<key>.lock``; None when busy and not ``wait``."""
+    lock_dir = parent / LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not wait:
+            os.close(fd)
+            return None
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        print(f"waiting for process {holder}, which is making the same result ({parent.name}/{key})",
+              file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def writer_lock(parent: str | Path, key: str):
+    """Hold the writer lock of configuration ``key`` under ``parent`` (waits for another holder)."""
+    fd = try_lock(Path(parent), key, wait=True)
+    HELD_LOCK_FDS.add(fd)
+    try:
+        yield
+    finally:
+        HELD_LOCK_FDS.discard(fd)
+        os.close(fd)  # releases the flock

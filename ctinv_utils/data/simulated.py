@@ -53,12 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, no writer lock; stale temporary folders are recognised by age
-    fcntl = None
-
 from .. import atomic, settings
+# the writer lock is shared with the model and generator caches; fcntl is None on Windows (no writer
+# lock there: stale temporary folders are recognised by age)
+from ..atomic import HELD_LOCK_FDS as _HELD_LOCK_FDS, LOCK_DIR, fcntl, try_lock as _try_lock, writer_lock  # noqa: F401
 from ..errors import BadArgumentError
 from .acquisition import simulate_pair
 from .dicom_io import write_patient
@@ -70,12 +68,10 @@ from .regions import DOSE_FRACTION, PREFIX_OF_REGION, REGIONS
 
 DONE_MARKER = "simulation.json"
 MARKER_FORMAT = 2             # 2: the marker holds a checksum table ("files", "files_sha256")
-LOCK_DIR = ".locks"
 VERIFY_ENV = "CTINV_VERIFY_DATA"
 VERIFY_MODES = ("quick", "full")
 STALE_AGE_S = 24 * 3600       # without flock: a temporary folder this old is taken as abandoned
 _TMP_NAME = re.compile(r"^\.([0-9a-f]+)\..*\.tmp$")
-_HELD_LOCK_FDS: set[int] = set()
 PR_SET_PDEATHSIG = 1
 
 
@@ -285,40 +281,6 @@ def check_cache(root: str | Path, cfg: SimulationConfig, verify: str = "quick") 
 
 # ---------------------------------------------------------------------------------------------
 # one writer at a time, and what killed writers left behind
-def _try_lock(parent: Path, key: str, wait: bool) -> int | None:
-    """An open, flock-ed fd of ``parent/.locks/<key>.lock``; None when busy and not ``wait``."""
-    lock_dir = parent / LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    if fcntl is None:
-        return fd
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if not wait:
-            os.close(fd)
-            return None
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-        print(f"waiting for process {holder}, which is making the same result ({parent.name}/{key})",
-              file=sys.stderr, flush=True)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-@contextlib.contextmanager
-def writer_lock(parent: str | Path, key: str):
-    """Hold the writer lock of configuration ``key`` under ``parent`` (waits for another holder)."""
-    fd = _try_lock(Path(parent), key, wait=True)
-    _HELD_LOCK_FDS.add(fd)
-    try:
-        yield
-    finally:
-        _HELD_LOCK_FDS.discard(fd)
-        os.close(fd)  # releases the flock
-
-
 def remove_stale_temps(parent: str | Path, held: str | None = None) -> list[Path]:
     """Remove the ``.<hash>.*.tmp`` folders of killed writers under ``parent``; returns them.
     ``held``: the key whose lock the caller holds (its temporaries are stale by definition); others

@@ -45,7 +45,7 @@ from ..speed import channels_last, tune_allocator
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm
 from ..training.gan import adversarial_loss, critic_step
 from ..training.loop import Trainer, seeded_init
-from ..data.simulated import writer_lock
+from ..atomic import writer_lock
 from .base import check_denoiser, check_image
 from .distances import DISTANCES, get_distance
 

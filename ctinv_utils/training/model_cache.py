@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import atomic
 from ..data.dataset import PairedCTData
-from ..data.simulated import writer_lock
+from ..atomic import writer_lock
 from ..models import load_denoiser
 from ..models.checkpoints import CheckpointError, check_finite, load_file
 from ..paths import cache_dir
