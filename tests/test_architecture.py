@@ -32,6 +32,10 @@ ALLOWED = {
     "context": {"base", "artifacts", "presets", "figures"},
     "run": {"base", "presets"},
     "bench": {"base", "data", "models", "synthesis", "training"},
+    # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
+    "export": {"base", "artifacts", "data"},
+    # sharded invariance sweeps under torchrun (CLI)
+    "sweep": {"base", "presets", "artifacts", "data", "models", "synthesis", "training"},
 }
 
 

@@ -304,6 +304,19 @@ def test_cuda_without_cuda_is_a_clear_error(tmp_path):
         denoiser_trainer(TrainConfig(iterations=2, batch_size=2, patch_size=40), None, tmp_path / "c.ckpt", "cuda:0")
     with pytest.raises(DeviceError, match="Trainer device 'cuda'"):
         Trainer(ToyMethod(), ToySource(), tmp_path / "t.ckpt", 2, 1, device="cuda")
+    from ctinv_utils.synthesis.adversarial import BIM
+    from ctinv_utils.synthesis.invariances import Invariance
+    from ctinv_utils.synthesis.natural import NaturalInvariance
+
+    x, f = torch.zeros(1, 1, 32, 32), CNN10()
+    with pytest.raises(DeviceError, match="Invariance device 'cuda'"):
+        Invariance(x, f, "mse", 0.1, device="cuda")
+    with pytest.raises(DeviceError, match="NaturalInvariance device 'cuda'"):
+        NaturalInvariance(f, device="cuda")
+    with pytest.raises(DeviceError, match="attack device 'cuda'"):
+        BIM(x, f, eps_hu=10, step_hu=1, device="cuda")
+    with pytest.raises(DeviceError, match="load_denoiser device 'cuda'"):
+        load_denoiser("gauss_ri", device="cuda")
     assert isinstance(DeviceError("x"), CTInvError)
     with pytest.raises(ValueError, match="'gpu' is not a device"):
         check_device("gpu")

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from ..names import DENOISER_NAMES
+from ..settings import check_device
 from .checkpoints import CheckpointError, load_state_dict_into, read_checkpoint
 from .cnn10 import CNN10
 from .gauss_ri import GaussRI
@@ -52,7 +53,9 @@ def module_device(module: nn.Module) -> str:
 def load_denoiser(name: str, path: str | Path | None = None, device: str = "cpu") -> nn.Module:
     """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``;
     ``ldctbench:<method>`` loads ``path`` or, without one, the verified published file from the hub
-    cache (``python -m ctinv_utils.hub download <method>`` fetches it)."""
+    cache (``python -m ctinv_utils.hub download <method>`` fetches it). ``device``: 'cpu', 'cuda[:N]'
+    or 'auto'; one that this machine lacks is a :class:`~ctinv_utils.settings.DeviceError`."""
+    device = check_device(device, "load_denoiser device")
     if name.startswith("ldctbench:"):
         from .ldctbench import load_published  # imported here: ldctbench imports this module
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..units import hu_difference_to_norm, norm_difference_to_hu, norm_to_hu
+from ..settings import check_device
 from ..models import freeze, module_device
 from ..speed import channels_last
 from .base import Synthesis, check_denoiser, check_image
@@ -55,7 +56,7 @@ class BIM(Synthesis):
         if not (eps_hu >= 0 and step_hu >= 0):
             raise ValueError(f"eps_hu and step_hu must be >= 0 HU, got {eps_hu}, {step_hu}")
         image = check_image(image)
-        self.device = device or module_device(denoiser)
+        self.device = check_device(device, "attack device") if device else module_device(denoiser)
         self.image = image.to(self.device)
         self.denoiser = channels_last(freeze(denoiser))
         self.clean_output = check_denoiser(self.denoiser, self.image)

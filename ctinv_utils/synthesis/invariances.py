@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..settings import check_device
 from ..models import freeze, module_device
 from ..speed import channels_last
 from .distances import DISTANCES, against, get_distance
@@ -93,7 +94,7 @@ class Invariance(Synthesis):
         if not math.isfinite(init_noise_std) or init_noise_std < 0:
             raise ValueError(f"init_noise_std must be finite and >= 0, got {init_noise_std}")
         image = check_image(image)
-        self.device = device or module_device(denoiser)
+        self.device = check_device(device, "Invariance device") if device else module_device(denoiser)
         self.image = image.to(self.device)
         # the state in which a denoiser is analysed (and the fast path): eval mode, no gradients for its
         # weights, channels_last convolutions

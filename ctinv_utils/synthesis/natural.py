@@ -39,6 +39,7 @@ from torch import nn
 
 from .. import atomic, settings
 from ..errors import CTInvError
+from ..settings import check_device
 from ..models import WGANCritic, freeze, module_device
 from ..provenance import config_hash, versions
 from ..speed import channels_last, tune_allocator
@@ -246,7 +247,7 @@ class NaturalInvariance:
         self.config = settings.from_dict(NaturalConfig, dict(distance=distance, alpha=alpha, beta=beta,
                                                               patch_size=patch_size, seed=seed, **settings_),
                                          "natural-invariance settings")
-        self.device = device or module_device(denoiser)
+        self.device = check_device(device, "NaturalInvariance device") if device else module_device(denoiser)
         self.denoiser = freeze(denoiser)
         cfg = self.config
         self.distance = (distance_module or get_distance(cfg.distance, vgg_allow_random=vgg_allow_random,
