@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/
 reproduce: $(VENV)/.installed
-	$(PY) -m ctinv_utils.run --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m ctinv_utils.run --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) $(if $(CONFIRM_CPU),--confirm-cpu)
 
 ## test: the test suite (CPU, no network)
 test: $(VENV)/.installed

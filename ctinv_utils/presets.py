@@ -43,7 +43,10 @@ RUNTIME_PARAMETERS = ("preset", "data_path", "device", "seed", "figures_dir", "a
 #: config hash, so a headless run and a JupyterLab run of the same settings share it.
 PRESENTATION_PARAMETERS = ("interactive", "figures_dir", "artifacts_dir")
 #: The top-level keys of a preset file and their types.
-PRESET_KEYS = {"description": str, "seed": int, "common": dict, "notebooks": dict}
+PRESET_KEYS = {"description": str, "seed": int, "meant_for": str, "common": dict, "notebooks": dict}
+#: Values of ``meant_for``: the hardware a preset is sized for (``gpu``: the runner stops on a CPU machine
+#: with a time estimate unless ``--confirm-cpu``; see :mod:`ctinv_utils.preflight`).
+MEANT_FOR = ("cpu", "gpu")
 #: Parameters whose default is None (so it cannot tell their type): the type they take otherwise.
 NONE_DEFAULT_TYPES = {"data_path": str, "noise_slices_per_patient": int}
 #: How the runner sets each runtime parameter (a preset that sets one would be overridden silently).
@@ -256,6 +259,8 @@ def check_preset(preset: Any, path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> 
             ok = isinstance(value, want) and not isinstance(value, bool)
             if not ok:
                 problems.append(f"{key} must be {_expected(want(), False)}, got {value!r} ({_kind(value)})")
+            elif key == "meant_for" and value not in MEANT_FOR:
+                problems.append(f"meant_for must be one of {', '.join(MEANT_FOR)}, got {value!r}")
     specs = {nb.stem: parameter_specs(nb) for nb in list_notebooks(notebook_dir)}
     schemas = _settings_schemas()
     common = preset.get("common") if isinstance(preset.get("common"), dict) else {}

@@ -27,6 +27,7 @@ from . import atomic
 from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
 from .progress import HEADLESS_ENV
+from .preflight import params_of, preflight
 from .presets import (list_notebooks, load_preset, notebook_parameters, parameters_hash, resolved_parameters,
                       select_notebooks)
 from .provenance import provenance, resolve_device
@@ -229,10 +230,13 @@ def write_figure_manifest(fig_dir: Path, preset: str) -> dict:
 
 
 def run(preset_name: str, only: str | None = None, data: str | None = None, device: str = "auto",
-        progress: bool = True, output_root: Path | None = None, force: bool = False) -> dict:
+        progress: bool = True, output_root: Path | None = None, force: bool = False,
+        confirm_cpu: bool = False) -> dict:
     """Run the selected notebooks of a preset; returns the manifest. Raises on the first failure
-    (the manifest records it). ``output_root`` (tests) replaces the repository as the place of
-    ``papermill_runs/<preset>`` and ``figures/<preset>``."""
+    (the manifest records it). Before any notebook starts, :func:`~ctinv_utils.preflight.preflight`
+    checks that the run can finish (VGG weights, data root, a GPU preset on a CPU: ``confirm_cpu``).
+    ``output_root`` (tests) replaces the repository as the place of ``papermill_runs/<preset>`` and
+    ``figures/<preset>``."""
     preset = load_preset(preset_name)
     notebooks = select_notebooks(only)
     device = resolve_device(device)
@@ -254,6 +258,8 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"), "interactive": False,
     }
     all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate all first
+    for note in preflight(preset, params_of(preset, notebooks, runtime), device, data, confirm_cpu):
+        print(f"note: {note}", flush=True)
     manifest_path = out_dir / "manifest.json"
     old = {}
     if manifest_path.is_file():
@@ -340,9 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--force", action="store_true", help="execute notebooks even when nothing changed")
     ap.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' progress bars")
+    ap.add_argument("--confirm-cpu", action="store_true",
+                    help="run a preset meant for a GPU (paper) on the CPU anyway, after its time estimate")
     args = ap.parse_args(argv)
     try:
-        run(args.preset, args.only, args.data, args.device, progress=not args.no_progress, force=args.force)
+        run(args.preset, args.only, args.data, args.device, progress=not args.no_progress, force=args.force,
+            confirm_cpu=args.confirm_cpu)
     except (CTInvError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -30,7 +30,9 @@ ALLOWED = {
     "artifacts": {"base", "models"},
     "panels": {"base", "artifacts", "figures"},
     "context": {"base", "artifacts", "presets", "figures"},
-    "run": {"base", "presets"},
+    "run": {"base", "presets", "preflight"},
+    # checks before the long work (VGG weights, data root, a GPU preset on a CPU)
+    "preflight": {"base", "presets", "models", "data"},
     "bench": {"base", "data", "models", "synthesis", "training"},
     # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
     "export": {"base", "artifacts", "data"},
