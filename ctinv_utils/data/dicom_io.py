@@ -503,11 +503,29 @@ def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[Pati
 
 # ---------------------------------------------------------------------------------------------
 # writing
+#: Header elements :func:`write_ct_slice` derives itself; ``extra_tags`` may not override them.
+WRITER_OWNED_TAGS = frozenset({
+    "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "InstanceNumber",
+    "ImagePositionPatient", "ImageOrientationPatient", "SliceLocation", "SliceThickness", "PixelSpacing", "Rows",
+    "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored", "HighBit",
+    "PixelRepresentation", "RescaleSlope", "RescaleIntercept", "RescaleType", "PixelData"})
+
+
 def write_ct_slice(path: str | Path, image_hu: np.ndarray, *, patient_id: str, z_mm: float,
                    pixel_mm: float, instance: int, series_description: str, study_uid: str,
-                   series_uid: str, slice_thickness_mm: float = 1.0) -> Path:
-    """Write one CT slice (HU) as int16 with RescaleIntercept -1024, like the Mayo data."""
+                   series_uid: str, slice_thickness_mm: float = 1.0, extra_tags: dict | None = None) -> Path:
+    """Write one CT slice (HU) as int16 with RescaleIntercept -1024, like the Mayo data.
+
+    ``extra_tags``: further header elements by DICOM keyword (e.g. ``{"WindowCenter": [-600, 50]}``),
+    set after the ones above; they may not touch the pixel encoding, the UIDs or the geometry
+    (:data:`WRITER_OWNED_TAGS`). Without them the file is byte-for-byte what it always was."""
     path = Path(path)
+    owned = sorted(set(extra_tags or ()) & WRITER_OWNED_TAGS)
+    if owned:
+        raise BadArgumentError(f"extra_tags may not set {owned}: write_ct_slice derives them from its arguments")
+    unknown = sorted(k for k in extra_tags or () if pydicom.datadict.tag_for_keyword(k) is None)
+    if unknown:
+        raise BadArgumentError(f"extra_tags {unknown} are not DICOM keywords (see pydicom.datadict)")
     stored = np.clip(np.round(np.asarray(image_hu, dtype=np.float64) + 1024.0), -32768, 32767).astype(np.int16)
     sop_uid = generate_uid(entropy_srcs=[series_uid, str(instance)])
     meta = FileMetaDataset()
@@ -531,6 +549,8 @@ def write_ct_slice(path: str | Path, image_hu: np.ndarray, *, patient_id: str, z
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, -1024, "HU"
     ds.PixelData = stored.tobytes()
+    for keyword, value in (extra_tags or {}).items():
+        setattr(ds, keyword, value)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
