@@ -69,3 +69,13 @@ def test_meant_for_is_checked_in_the_preset(tmp_path):
     with pytest.raises(PresetError, match="meant_for must be one of cpu, gpu, got 'tpu'"):
         presets.load_preset("x", preset_dir=tmp_path)
     assert presets.load_preset("paper")["meant_for"] == "gpu"
+
+
+def test_data_root_without_a_pairable_patient_stops_before_any_notebook(tmp_path):
+    """A TCIA tree whose only patient lacks its low-dose series: found from listings, before 01 runs."""
+    series = tmp_path / "data" / "LDCT-and-Projection-data" / "L067" / "1-study" / "1.000000-Full Dose Images-12345"
+    series.mkdir(parents=True)
+    (series / "1-001.dcm").write_bytes(b"")
+    with pytest.raises(PreflightError, match="L067: has .*Full Dose Images.* but no low-dose series"):
+        run.run("smoke", data=str(tmp_path / "data"), output_root=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

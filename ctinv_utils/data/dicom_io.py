@@ -439,15 +439,11 @@ def _brief(errors: list[Exception], n: int = 3) -> str:
     return text + (f"; and {len(errors) - n} more" if len(errors) > n else "")
 
 
-def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[PatientSeries]:
-    """All patients under ``root`` (TCIA v3 or AAPM 2016 layout), paired and sorted by ID.
-
-    First every patient folder is checked from directory listings alone (milliseconds), so a root
-    without any pairable patient fails before a header is read; then each slice header is read and
-    checked (module docstring). ``on_bad_file='skip'`` leaves out bad files, unpairable slices and
-    unusable patients with a warning."""
-    if on_bad_file not in BAD_FILE_POLICIES:
-        raise BadArgumentError(f"on_bad_file must be one of {BAD_FILE_POLICIES}, not {on_bad_file!r}")
+def locate_patients(root: str | Path) -> tuple[list[tuple], list[Exception]]:
+    """The patient folders under ``root`` with a pairable low- and full-dose series, from directory
+    listings only (milliseconds; no header is read): ``(located, problems)``, ``located`` a list of
+    ``(folder, low folder, full folder, layout, low files, full files)``. Raises :class:`DataRootError`
+    when the root is missing, a file, or holds no pairable patient (the runner's preflight calls it)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DataRootError(f"data root {root} does not exist; pass --data PATH (or set CTINV_DATA) "
@@ -476,6 +472,20 @@ def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[Pati
     if not located:
         raise DataRootError(f"data root {root}: none of its {len(patient_dirs)} patient folders holds a pairable "
                             f"low- and full-dose series ({_brief(problems)}); {LAYOUT_HINT}")
+    return located, problems
+
+
+def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[PatientSeries]:
+    """All patients under ``root`` (TCIA v3 or AAPM 2016 layout), paired and sorted by ID.
+
+    First every patient folder is checked from directory listings alone (milliseconds), so a root
+    without any pairable patient fails before a header is read; then each slice header is read and
+    checked (module docstring). ``on_bad_file='skip'`` leaves out bad files, unpairable slices and
+    unusable patients with a warning."""
+    if on_bad_file not in BAD_FILE_POLICIES:
+        raise BadArgumentError(f"on_bad_file must be one of {BAD_FILE_POLICIES}, not {on_bad_file!r}")
+    root = Path(root).expanduser()
+    located, problems = locate_patients(root)
     for exc in problems:
         if on_bad_file == "raise":
             raise exc
