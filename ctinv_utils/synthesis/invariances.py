@@ -25,7 +25,7 @@ from torch import nn
 
 from ..settings import check_device
 from ..models import freeze, module_device
-from ..speed import channels_last
+from ..speed import channels_last, fast_input_gradients
 from .distances import DISTANCES, against, get_distance
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm, norm_difference_to_hu, norm_to_hu
 from .base import Synthesis, check_denoiser, check_image
@@ -126,7 +126,8 @@ class Invariance(Synthesis):
         return torch.optim.Adam([self.param], lr=lr)
 
     def objective(self):
-        out = self.denoiser(self.param)
+        with fast_input_gradients(self.denoiser):
+            out = self.denoiser(self.param)
         d_out, d_in = self._d_target(out), self._d_image(self.param)
         loss = d_out - self.alphas * d_in
         if self._bounds is not None and self.range_mode == "penalty":

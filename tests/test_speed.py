@@ -1,0 +1,55 @@
+"""The speed-ups that must keep results: the input gradient of frozen single-channel convolutions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ctinv_utils.models import CNN10, WGANVGG, freeze
+from ctinv_utils.speed import channels_last, fast_input_gradients
+
+
+def _input_grad(model, x, g):
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x), x, g)
+    return grad
+
+
+@pytest.mark.parametrize("build", [CNN10, WGANVGG])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_fast_input_gradient_equals_autograd(build, layout):
+    torch.manual_seed(0)
+    model = freeze(build())
+    if layout == "channels_last":
+        channels_last(model)
+    x, g = torch.randn(3, 1, 37, 41), torch.randn(3, 1, 37, 41)  # odd sizes: padding and fold agree
+    ref = _input_grad(model, x, g)
+    with fast_input_gradients(model) as m:
+        fast = _input_grad(m, x, g)
+        assert any("forward" in vars(c) for c in model.modules())  # the first conv is swapped in the block
+    assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-5 * ref.abs().max())
+    assert not any("forward" in vars(c) for c in model.modules())  # restored on exit
+
+
+def test_fast_input_gradients_leave_trainable_layers_and_forward_mode_alone():
+    torch.manual_seed(0)
+    model = CNN10()  # trainable: weight gradients must flow as usual
+    x = torch.randn(2, 1, 16, 16)
+    with fast_input_gradients(model):
+        model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    frozen = freeze(CNN10())
+    with fast_input_gradients(frozen):
+        with torch.no_grad():
+            y = frozen(x)
+    assert torch.equal(y, frozen(x))  # forward values unchanged
+    # outside the block, forward-mode AD (the linearised invariances) works as before
+    _, jvp = torch.func.jvp(frozen, (x,), (torch.ones_like(x),))
+    assert torch.isfinite(jvp).all()
+
+
+def test_other_convolutions_are_not_swapped():
+    net = freeze(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 1, 3, stride=2, padding=1)))
+    with fast_input_gradients(net):
+        assert not any("forward" in vars(c) for c in net.modules())
