@@ -124,6 +124,8 @@ class Artifacts:
     def path(self, kind: str, **keys: Any) -> Path:
         if kind not in SPECS:
             raise KeyError(f"unknown artifact kind {kind!r}; known: {sorted(SPECS)}")
+        # a published denoiser's name (ldctbench:redcnn) becomes ldctbench-redcnn in file names
+        keys = {k: v.replace(":", "-") if isinstance(v, str) else v for k, v in keys.items()}
         try:
             return self.root / SPECS[kind].pattern.format(**keys)
         except KeyError as exc:
@@ -227,31 +229,49 @@ class Artifacts:
                                 f"`python -m ctinv_utils.run --preset {self.preset} --only 01 ...`")
         return info["split"]
 
-    def save_denoisers(self, models: dict, info: dict) -> None:
+    def save_denoisers(self, models: dict, info: dict, published: dict | None = None) -> None:
         """Weights of the trained denoisers (``{name: module}``; parameter-free ones are recorded by
-        name only) and ``denoisers.json`` (``info`` plus the weight files)."""
+        name only) and ``denoisers.json`` (``info`` plus the weight files). ``published``: {name:
+        checkpoint path} of ldct-benchmark networks evaluated beside them (recorded with the file's
+        SHA-256, not copied)."""
         files = {}
         for name, m in models.items():
             state = {k: v.detach().cpu() for k, v in m.state_dict().items()}
             if state:
                 files[name] = str(self.write_torch("model", {"model": state}, {"name": name}).relative_to(self.root))
-        self.write_json("denoisers", {**info, "names": list(models), "weights": files})
+        pub = {n: {"path": str(p), "sha256": sha256_file(p)} for n, p in (published or {}).items()}
+        self.write_json("denoisers", {**info, "names": list(models) + list(pub), "weights": files, "published": pub})
 
     def load_denoisers(self, names, device: str = "cpu") -> dict:
-        """Frozen denoisers by name, from the weights notebook 02 saved (checksums verified)."""
+        """Frozen denoisers by name, from the weights notebook 02 saved or, for ldct-benchmark's published
+        networks, from the checkpoint file 02 evaluated (checksums verified)."""
         from .models import load_denoiser
-
         info = self.read_json("denoisers")
+        published = info.get("published", {})
         out = {}
         for name in names:
             if name in info["weights"]:
                 out[name] = load_denoiser(name, self.verified("model", name=name), device)
+            elif name in published:
+                rec = published[name]
+                if not Path(rec["path"]).is_file() or sha256_file(rec["path"]) != rec["sha256"]:
+                    raise ArtifactError(f"{rec['path']} ({name}) is missing or changed since notebook 02 evaluated it; "
+                                        f"re-run notebook 02: `python -m ctinv_utils.run --preset {self.preset} --only 02`")
+                out[name] = load_denoiser(name, rec["path"], device)
             elif name in info["names"]:
                 out[name] = load_denoiser(name, None, device)
+            elif name.startswith("ldctbench:"):
+                raise ArtifactError(f"notebook 02 did not evaluate the published denoiser {name!r} (it evaluated "
+                                    f"{sorted(published) or 'none'}); add it to notebook 02's `published` list (and "
+                                    f"download it: `python -m ctinv_utils.hub download {name.split(':', 1)[1]}`)")
             else:
                 raise ArtifactError(f"notebook 02 did not make the denoiser {name!r} (it made {info['names']}); "
                                     "add it to the preset's denoisers and re-run notebook 02")
         return out
+
+    def published_denoisers(self) -> list[str]:
+        """The ldct-benchmark networks notebook 02 evaluated (their files were present)."""
+        return list(self.read_json("denoisers").get("published", {}))
 
     def save_object(self, kind: str, obj, keys: dict | None = None) -> Path:
         """An object with ``save(path)`` (a synthesis run, a generator), with its SHA-256 sidecar."""

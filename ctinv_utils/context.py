@@ -97,6 +97,20 @@ class RunContext:
             drawn_from=self.artifacts.pop_reads()))
         return path
 
+    def save_explorer(self, entries: dict, title: str, caption: str = "", name: str = "explorer") -> Path:
+        """The self-contained HTML explorer (``figures_dir/name.html``, opens from the file in any
+        browser) of ``entries`` ({(denoiser, distance): arrays in HU}, see
+        :func:`~ctinv_utils.figures.explorer_html.write_explorer_html`), with its JSON sidecar."""
+        from .figures.explorer_html import write_explorer_html
+        from .provenance import sha256_file
+
+        path = write_explorer_html(entries, self.figures_dir / f"{name}.html", title=title,
+                                   caption=self.caption(caption), provenance=self.provenance())
+        atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
+            figure=name, caption=caption, files=[path.name], data_sha256={"html": sha256_file(path)},
+            drawn_from=self.artifacts.pop_reads()))
+        return path
+
     def show(self, fig, caption: str | None = None, *, name: str, **extra: Any) -> None:
         """``save_figure(fig, name, caption)``, then display the figure once and close it (no stray
         reprs). Takes a panel function's ``(fig, caption)`` as ``ctx.show(*panel, name=...)``."""

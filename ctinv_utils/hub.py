@@ -136,6 +136,22 @@ def checkpoint_path(method: str) -> Path:
                    f"{cache_folder()}/ (SHA-256 {rec['checksum']}){bad}")
 
 
+def present_published(names) -> tuple[dict[str, Path], list[str]]:
+    """``({name: verified local checkpoint}, [names without one])`` for ``ldctbench:<method>`` names;
+    never downloads. A name that is not a published method is a :class:`HubError`."""
+    present, missing = {}, []
+    for name in names:
+        if not str(name).startswith("ldctbench:"):
+            raise HubError(f"{name!r} is not a published denoiser; write ldctbench:<method> "
+                           f"(methods: {', '.join(sorted(published_checkpoints()))})")
+        path = find_checkpoint(name.split(":", 1)[1])
+        if path is None:
+            missing.append(name)
+        else:
+            present[name] = path
+    return present, missing
+
+
 def _one_line(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     return f"{type(exc).__name__}: {' '.join(str(reason).split())}"

@@ -115,6 +115,24 @@ def _inv(art: Artifacts, denoiser: str, distance: str):
     return art.read_arrays("invariance_arrays", denoiser=denoiser, distance=distance)
 
 
+def analysed_denoisers(art: Artifacts, names) -> list[str]:
+    """``names`` plus the published networks notebook 03 analysed besides them, in 03's order."""
+    done = list(dict.fromkeys(r["denoiser"] for r in art.read_json("invariances_summary")["rows"]))
+    return [*names, *(n for n in done if n.startswith("ldctbench:") and n not in names)]
+
+
+def explorer_entries(art: Artifacts, denoisers, distances) -> dict:
+    """{(denoiser, distance): x, f_x, x_inv, f_x_inv (HU), alphas and converged} of every invariance run
+    of notebook 03: the HTML explorer's data."""
+    out = {}
+    for den in denoisers:
+        for dist in distances:
+            inv = _inv(art, den, dist)
+            out[(den, dist)] = {**{k: inv[k] for k in ("x", "f_x", "x_inv", "f_x_inv", "alphas")},
+                                **({"converged": list(inv.meta["converged"])} if "converged" in inv.meta else {})}
+    return out
+
+
 def invariance_rows(art: Artifacts) -> list[dict]:
     """The invariance summary with display names."""
     return [{**r, "denoiser": display_name(r["denoiser"]), "distance": display_name(r["distance"])}

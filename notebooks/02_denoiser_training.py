@@ -38,6 +38,9 @@ cnn10 = {"iterations": 1500, "batch_size": 16, "patch_size": 64, "lr": 3e-4}
 wganvgg = {"iterations": 1700, "pretrain_iterations": 1500, "batch_size": 8, "patch_size": 48, "lr": 6e-4,
            "gan_lr": 2e-5, "critic_lr": 1e-4, "gan_betas": [0.5, 0.9], "critic_warmup": 50,
            "lambda_perceptual": 1e6, "vgg_weights": "imagenet_or_random"}
+# ldct-benchmark's published networks (e.g. "ldctbench:cnn10") evaluated beside ours when their files are
+# in the hub cache (`python -m ctinv_utils.hub download cnn10`); a missing one is skipped with a note
+published = []
 
 # %%
 import warnings
@@ -46,6 +49,9 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from ctinv_utils import build_denoiser, context, denoise_hu, display_name, evaluate, freeze, load_data, panels
+from ctinv_utils.data.ldctbench_split import evaluation_patients
+from ctinv_utils.hub import present_published
+from ctinv_utils.models import load_denoiser
 from ctinv_utils.provenance import config_hash
 from ctinv_utils.training.evaluation import worse_than_input
 from ctinv_utils.training.methods import TrainConfig
@@ -77,7 +83,18 @@ for name, settings in trained.items():
 models["gauss_ri"] = freeze(build_denoiser("gauss_ri").to(ctx.device))
 vgg_note = "WGAN-VGG perceptual loss: " + records["wganvgg"].get("notes", {}).get("vgg", "")
 ctx.add_note("vgg", vgg_note)
-art.save_denoisers(models, {"split": split, "vgg": vgg_note, "train_configs": {n: records[n]["config"] for n in trained}})
+published_files, missing = present_published(published)
+for name in missing:
+    print(f"note: {name} skipped: its checkpoint is not in the hub cache "
+          f"(`python -m ctinv_utils.hub download {name.split(':', 1)[1]}`)")
+if missing:
+    ctx.add_note("published_missing", missing)
+for name, path in published_files.items():
+    models[name] = load_denoiser(name, path, ctx.device)
+    print(f"{display_name(name)}: {path}")
+art.save_denoisers({n: m for n, m in models.items() if n not in published_files},
+                   {"split": split, "vgg": vgg_note, "train_configs": {n: records[n]["config"] for n in trained}},
+                   published=published_files)
 
 # %% [markdown]
 # ## Loss curves
@@ -92,8 +109,9 @@ ctx.show(*panels.loss_curves(art), name="02_loss_curves")
 # invariances of a network that does not denoise answer nothing.
 
 # %%
-rows = evaluate(models, data, split["test"], ctx.device, progress=False)
-not_denoising = worse_than_input(rows, trained)
+test_ids = evaluation_patients(data, split["test"], models)  # ldct-benchmark's test patients for its networks
+rows = evaluate(models, data, test_ids, ctx.device, progress=False)
+not_denoising = worse_than_input(rows, [*trained, *published_files])
 art.write_json("evaluation", {"rows": rows, "not_denoising": not_denoising, "vgg": vgg_note})
 ctx.add_note("denoisers_beat_low_dose", not not_denoising)
 if not_denoising:

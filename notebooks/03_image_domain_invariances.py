@@ -63,7 +63,8 @@ linearised_max_products = 300 # budget in J^T J v products (one jvp + one vjp ea
 vgg_weights = "imagenet_or_random"  # imagenet never falls back (paper preset)
 attack_eps_hu = 10.0          # adversarial budget, L-infinity, HU
 attack_steps = 10             # BIM iterations; step size 2.5 eps over steps
-denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
+denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]  # may name published ones: "ldctbench:redcnn"
+include_published = True      # also analyse every ldct-benchmark network notebook 02 evaluated
 
 # %%
 from IPython.display import Markdown, display
@@ -71,6 +72,7 @@ from IPython.display import Markdown, display
 from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, at_tolerance, context, get_distance, hu_to_norm,
                          linearised_spectrum, load_data, panels)
 from ctinv_utils.data.dataset import pick_slice
+from ctinv_utils.data.ldctbench_split import evaluation_patients
 from ctinv_utils.names import display_name
 from ctinv_utils.synthesis.distances import DISTANCES
 import torch
@@ -83,8 +85,11 @@ for dist, grid in grids.items():
         raise ValueError(f"panel_alpha {panel_alpha} must be one of the alphas of every distance ({dist}: {grid})")
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
-denoisers = art.load_denoisers(denoiser_names, ctx.device)
-low_hu, full_hu, where = pick_slice(data, art.data_split(data)["test"], region, crop)
+names = [*denoiser_names, *(n for n in art.published_denoisers() if include_published and n not in denoiser_names)]
+denoisers = art.load_denoisers(names, ctx.device)
+# a test patient no analysed network was trained on (ldct-benchmark's test patients for its networks on TCIA)
+test_ids = evaluation_patients(data, art.data_split(data)["test"], names)
+low_hu, full_hu, where = pick_slice(data, test_ids, region, crop)
 art.write_arrays("analysis_slice", {"low": low_hu, "full": full_hu}, where)
 x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(ctx.device)
 x_full = torch.from_numpy(hu_to_norm(full_hu))[None, None].float().to(ctx.device)

@@ -25,7 +25,7 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True
-denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
+denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]  # plus the published networks notebook 03 analysed
 distances = ["mse", "dssim", "vgg"]
 panel_alpha = 0.05            # the talk's fixed-α protocol (must be on notebook 03's grid)
 natural_denoisers = ["cnn10"]
@@ -42,6 +42,7 @@ ctx = context.setup("06_figures", globals())
 art = ctx.artifacts
 ctx.data_source = art.read_json("data")["source"]
 print(f"drawing from {art.root} (data: {ctx.data_source})")
+denoiser_names = panels.analysed_denoisers(art, denoiser_names)
 
 # %% [markdown]
 # ## Results: CNN-10, WGAN-VGG, Gaussian + RI
@@ -98,3 +99,15 @@ ctx.show(*panels.evaluation_figure(art), name="06_evaluation_table")
 markdown, csv = panels.evaluation_table(art)
 ctx.save_table("06_evaluation", csv, "PSNR/SSIM/RMSE per region and method on the test patients")
 display(Markdown(markdown))
+
+# %% [markdown]
+# ## The explorer, without Python
+# `explorer.html` beside the figures opens from the file in any browser (no kernel, no server): the
+# alpha grid of every denoiser and distance, with the HU window of choice and both differences.
+
+# %%
+explorer = ctx.save_explorer(panels.explorer_entries(art, denoiser_names, distances),
+                             title=f"Invariances, {preset} preset: x, x_inv, f(x), f(x_inv) over the alpha grid",
+                             caption="alpha grid of notebook 03")
+print(f"open {explorer} in a browser ({explorer.stat().st_size / 1e6:.1f} MB)")
+

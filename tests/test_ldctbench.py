@@ -442,3 +442,49 @@ if __name__ == "__main__":
     import sys
 
     record_transct_reference(sys.argv[1])
+
+
+# ------------------------------------------------------------------ published networks in the notebooks
+
+def test_present_published_finds_verified_files_and_names_the_missing(served, caches):
+    assert hub.present_published(["ldctbench:cnn10"]) == ({}, ["ldctbench:cnn10"])  # not downloaded yet
+    target = hub.download("cnn10", progress=False)
+    assert hub.present_published(["ldctbench:cnn10"]) == ({"ldctbench:cnn10": target}, [])
+    with pytest.raises(hub.HubError, match="'redcnn' is not a published denoiser; write ldctbench:<method>"):
+        hub.present_published(["redcnn"])
+
+
+def test_published_denoiser_is_handed_from_02_to_03_by_file_and_checksum(served, caches, tmp_path):
+    """Notebook 02 records the published file it evaluated; 03 loads that same file (checksum checked),
+    with artifact file names free of ':'."""
+    from ctinv_utils.artifacts import ArtifactError, Artifacts
+
+    path = hub.download("cnn10", progress=False)
+    art = Artifacts(tmp_path / "art", preset="t")
+    art.save_denoisers({"gauss_ri": load_denoiser("gauss_ri")}, {"split": {}}, published={"ldctbench:cnn10": path})
+    assert art.published_denoisers() == ["ldctbench:cnn10"]
+    models = art.load_denoisers(["gauss_ri", "ldctbench:cnn10"])
+    x = torch.rand(1, 1, 32, 32)
+    assert torch.equal(models["ldctbench:cnn10"](x), load_denoiser("ldctbench:cnn10", path)(x))
+    assert art.path("invariance_arrays", denoiser="ldctbench:cnn10", distance="mse").name == "ldctbench-cnn10_mse.npz"
+    with pytest.raises(ArtifactError, match="did not evaluate the published denoiser 'ldctbench:redcnn'.*hub download redcnn"):
+        art.load_denoisers(["ldctbench:redcnn"])
+    path.write_bytes(path.read_bytes()[:-1] + b"x")  # changed since 02 evaluated it
+    with pytest.raises(ArtifactError, match="missing or changed since notebook 02 evaluated it"):
+        art.load_denoisers(["ldctbench:cnn10"])
+
+
+def test_evaluation_patients_use_ldctbench_test_patients_for_its_networks():
+    from types import SimpleNamespace
+
+    from ctinv_utils.data.ldctbench_split import LDCTBenchSplitError, evaluation_patients, ldctbench_split
+
+    split = ldctbench_split()
+    tcia = SimpleNamespace(source="tcia", patient_ids=split["train"][:2] + split["test"][:2])
+    ours = [split["train"][0], split["test"][0]]
+    assert evaluation_patients(tcia, ours, ["cnn10"]) == ours  # no published network: ctinv's split
+    assert evaluation_patients(tcia, ours, ["cnn10", "ldctbench:cnn10"]) == [split["test"][0]]
+    with pytest.raises(LDCTBenchSplitError, match="none of ctinv's test patients"):
+        evaluation_patients(tcia, [split["train"][0]], ["ldctbench:cnn10"])
+    simulated = SimpleNamespace(source="simulated (embedded default)", patient_ids=["L001"])
+    assert evaluation_patients(simulated, ["L001"], ["ldctbench:cnn10"]) == ["L001"]

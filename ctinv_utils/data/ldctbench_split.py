@@ -55,3 +55,19 @@ def ldctbench_test_ids(data_or_ids) -> list[str]:
                                   "the others: add its test patients from TCIA LDCT-and-Projection-data "
                                   "(README: Data)")
     return found
+
+
+def evaluation_patients(data, test_ids, names) -> list[str]:
+    """The test patients on which the denoisers ``names`` can all be judged: ``test_ids`` (ctinv's test
+    split), narrowed to ldct-benchmark's test patients when a published ``ldctbench:`` network is among
+    ``names`` and the data is real TCIA data (it was trained on the others). On the simulated data no
+    published network has seen any patient, so ``test_ids`` stand."""
+    if not any(str(n).startswith("ldctbench:") for n in names) or str(getattr(data, "source", "")).startswith("simulated"):
+        return list(test_ids)
+    shared = sorted(set(test_ids) & set(ldctbench_test_ids(data)))
+    if not shared:
+        raise LDCTBenchSplitError(f"none of ctinv's test patients ({', '.join(sorted(test_ids))}) is in ldct-benchmark's "
+                                  f"test split ({', '.join(_split()['test'])}), so no patient is unseen by both ctinv's "
+                                  "and the published networks: add more TCIA patients, or analyse the published ones "
+                                  "alone")
+    return shared
