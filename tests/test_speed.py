@@ -53,3 +53,20 @@ def test_other_convolutions_are_not_swapped():
     net = freeze(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 1, 3, stride=2, padding=1)))
     with fast_input_gradients(net):
         assert not any("forward" in vars(c) for c in net.modules())
+
+
+def test_vgg_against_equals_the_plain_distance_in_value_and_gradient():
+    """against() skips materialising the normalized features: same value and gradient as forward()."""
+    from ctinv_utils.synthesis.distances import get_distance
+
+    d = get_distance("vgg", vgg_allow_random=True, seed=0)
+    torch.manual_seed(0)
+    a = 1.0 + 0.3 * torch.randn(1, 1, 40, 36)
+    b = (a + 0.1 * torch.randn(3, 1, 40, 36)).requires_grad_(True)
+    plain = d(a.expand(3, -1, -1, -1), b)
+    (g_plain,) = torch.autograd.grad(plain.sum(), b)
+    fast = d.against(a)(b)
+    (g_fast,) = torch.autograd.grad(fast.sum(), b)
+    assert torch.allclose(fast, plain, rtol=1e-4, atol=1e-7), (fast, plain)
+    assert torch.allclose(g_fast, g_plain, rtol=1e-3, atol=1e-4 * g_plain.abs().max())
+    assert float(d.against(a)(a)) == pytest.approx(0.0, abs=1e-6)  # zero at b = a

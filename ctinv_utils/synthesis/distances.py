@@ -134,12 +134,25 @@ class VGGDistance(Distance):
         return self._between(self._features(a), self._features(b))
 
     def against(self, a: torch.Tensor):
+        """``d(a, .)`` with a's normalized features computed once. Per layer and pixel the distance is
+        ``|fa|^2 + |v|^2/(|v|+eps)^2 - 2 fa.v/(|v|+eps)`` for b's raw features ``v``: the same value as
+        ``|fa - v/(|v|+eps)|^2`` (to float rounding), without materialising the normalized features,
+        whose element-wise ops and their backward took as long as the convolutions (measured here:
+        45 % of a VGG16 step at 128 px)."""
         with torch.no_grad():
             fa = self._features(a)  # computed once, not every iteration
+            fa_sq = {k: v.square().sum(1) for k, v in fa.items()}
 
         def d(b):
             self.check(a, b)
-            return self._between(fa, self._features(b))
+            raw = self.vgg(ct_to_vgg_input(b), self.LAYERS)
+            total = 0.0
+            for name in self.LAYERS:
+                v = raw[name]
+                scale = v.norm(dim=1) + self.eps  # (B, h, w)
+                per_px = fa_sq[name] + (scale - self.eps).square() / scale.square() - 2 * (fa[name] * v).sum(1) / scale
+                total = total + per_px.flatten(1).mean(1)
+            return total / (4 * len(self.LAYERS))
 
         return d
 
