@@ -83,6 +83,11 @@ SPECS: dict[str, Spec] = {
                             "contrast-detail curves: threshold contrast (HU) against diameter (mm) per image kind"),
     "lesion_invariance": Spec("05_lesions", "lesions/invariance_{denoiser}.npz",
                               "how much of a lesion x_inv removes, per alpha"),
+    # sweeps (python -m ctinv_utils.sweep, not a notebook)
+    "sweep_item": Spec("sweep", "sweep/items/{item}.npz",
+                       "one work item of a sharded sweep: x, x_inv, f(x), f(x_inv) and histories in HU"),
+    "sweep_summary": Spec("sweep", "sweep/summary.json",
+                          "a sweep's account and, per denoiser, distance and alpha, the medians over the slices"),
 }
 
 
@@ -140,6 +145,9 @@ class Artifacts:
             shown = path.relative_to(REPO_ROOT)
         except ValueError:
             shown = path
+        if nb == "sweep":
+            return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: a sweep makes it; run "
+                                 f"`python -m ctinv_utils.sweep --preset {self.preset}`")
         return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: notebook {nb} makes it; run "
                              f"`python -m ctinv_utils.run --preset {self.preset} --only {nb[:2]}`")
 

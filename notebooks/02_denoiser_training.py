@@ -52,10 +52,9 @@ from ctinv_utils import build_denoiser, context, denoise_hu, display_name, evalu
 from ctinv_utils.data.ldctbench_split import evaluation_patients
 from ctinv_utils.hub import present_published
 from ctinv_utils.models import load_denoiser
-from ctinv_utils.provenance import config_hash
 from ctinv_utils.training.evaluation import worse_than_input
 from ctinv_utils.training.methods import TrainConfig
-from ctinv_utils.training.model_cache import train_or_load
+from ctinv_utils.training.model_cache import train_or_load, training_data_key
 from ctinv_utils.units import ABDOMEN, LUNG
 
 ctx = context.setup("02_denoiser_training", globals())
@@ -64,7 +63,7 @@ data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
 split = art.data_split(data)
 train_data = data.subset(split["train"])
-data_key = config_hash({"source": data.source, "root": str(data.root), "train": split["train"]})
+data_key = training_data_key(data, split)
 print(f"data: {data.source}; training patients: {split['train']}; test patients: {split['test']}")
 
 # %% [markdown]

@@ -57,7 +57,7 @@ from IPython.display import Markdown, display
 from ctinv_utils import context, hu_to_norm, load_data, norm_to_hu, panels
 from ctinv_utils.analysis.natural import change_metrics, verdicts
 from ctinv_utils.names import display_name
-from ctinv_utils.provenance import config_hash
+from ctinv_utils.training.model_cache import training_data_key
 from ctinv_utils.synthesis.natural import NaturalInvariance, train_or_load_natural
 
 ctx = context.setup("04_natural_invariances", globals())
@@ -68,7 +68,7 @@ split = art.data_split(data)
 denoisers = art.load_denoisers(natural_denoisers, ctx.device)
 sl = art.read_arrays("analysis_slice")  # the slice of notebook 03, for the side-by-side
 x = torch.from_numpy(hu_to_norm(sl["low"]))[None, None].float().to(ctx.device)
-data_key = config_hash({"source": data.source, "root": str(data.root), "train": split["train"]})
+data_key = training_data_key(data, split)
 print(f"x: {sl.meta}; generators for {[display_name(n) for n in denoisers]}")
 
 # %% [markdown]

@@ -76,10 +76,16 @@ def test_synthesis_unchanged():
     inv = Invariance(x, cnn, "vgg", alpha=[0.5], seed=0, hu_range=None,
                      distance_module=get_distance("vgg", vgg_allow_random=True, seed=0))
     inv.synthesize(3, progress=False)
-    close([inv.result.double().sum(), inv.result.double().abs().sum()], REF["inv_cnn_vgg"])
+    # CNN-10 runs take the fast paths (the first conv's input gradient by matmul + col2im, the VGG
+    # distance without normalized features): another float summation order, so Adam's sign-like
+    # first steps in directions of ~0 gradient can flip. The signed sum cancels to ~1 % of the sum of
+    # |x_inv|: it is compared on the scale of the latter (as the training weights are).
+    ref = REF["inv_cnn_vgg"]
+    close([inv.result.double().sum(), inv.result.double().abs().sum()], ref, rtol=1e-4, atol=1e-4 * ref[1])
     inv = Invariance(x, cnn, "mse", alpha=[0.05, 1.0], seed=0, hu_range=None)
     inv.synthesize(10, progress=False)
-    close([inv.result.double().sum(), inv.result.double().abs().sum()], REF["inv_cnn_mse"])
+    ref = REF["inv_cnn_mse"]
+    close([inv.result.double().sum(), inv.result.double().abs().sum()], ref, rtol=1e-4, atol=1e-4 * ref[1])
     for row, ref in zip(inv.summary(), REF["inv_cnn_mse_summary"]):
         for k, v in ref.items():  # (newer summaries carry more keys)
             close(row[k], v, rtol=1e-3)

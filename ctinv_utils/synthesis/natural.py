@@ -20,7 +20,9 @@ represent and everything the generator adds is visible as ``g - x``. Fully convo
 **Training** runs through :class:`~ctinv_utils.training.loop.Trainer`: tqdm with every loss term,
 atomic checkpoints with optimizer and RNG states, exact resume, NaN stop. Real images for the critic
 are low-dose patches of the patient-balanced sampler (or the user's own patches); the denoiser is
-frozen and never receives gradients in its weights.
+frozen and never receives gradients in its weights. Under ``torchrun`` the generator and the critic
+train data-parallel (:mod:`~ctinv_utils.training.distributed`): each rank draws its own patches and
+noise, gradients are averaged over the ranks, rank 0 writes checkpoints and the cached generator.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ from ..models import WGANCritic, freeze, module_device
 from ..provenance import config_hash, versions
 from ..speed import channels_last, tune_allocator
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm
+from ..training import distributed
+from ..training.distributed import average_gradients, rank_seed
 from ..training.gan import adversarial_loss, critic_step
 from ..training.loop import Trainer, seeded_init
-from ..atomic import writer_lock
 from .base import check_denoiser, check_image
 from .distances import DISTANCES, get_distance
 
@@ -223,7 +226,8 @@ class _NaturalMethod:
         d_in = nat.distance(x[inner], g[inner]).mean()
         adv = adversarial_loss(nat.critic, g)
         loss = d_out - cfg.alpha * d_in + cfg.beta * adv
-        loss.backward()
+        loss.backward()  # the critic's parameters get gradients too: not stepped, zeroed by its next step
+        average_gradients(nat.net, batch=len(x))
         self.opt_g.step()
         return {"loss": loss.item(), "output_distance": d_out.item(), "input_distance": d_in.item(),
                 "adversarial": adv.item(), **critic}
@@ -269,10 +273,11 @@ class NaturalInvariance:
         from ..data.dataset import PairedCTData
         from ..data.sampling import PatchSampler
 
+        # several ranks: each draws its own patches (one process: the config's seed)
         if isinstance(source, PairedCTData):
-            return PatchSampler(source, self.config.patch_size, seed=self.config.seed)
+            return PatchSampler(source, self.config.patch_size, seed=rank_seed(self.config.seed))
         if isinstance(source, (torch.Tensor, np.ndarray)):
-            src = TensorPatches(source, self.config.seed)
+            src = TensorPatches(source, rank_seed(self.config.seed))
             if src.patch_size != self.config.patch_size:
                 raise ValueError(f"patches are {src.patch_size} px, the generator trains on {self.config.patch_size} px "
                                  "patches; pass patch_size= to NaturalInvariance")
@@ -402,11 +407,13 @@ def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iteration
     """``nat`` trained for ``iterations`` on low-dose patches of ``data`` (a PairedCTData): loaded
     from the cache when this configuration (settings, denoiser, data, iterations) was trained before,
     else trained (resuming an interrupted run from its checkpoint) and cached. Returns (the trained
-    object, the cache file, whether it was loaded)."""
+    object, the cache file, whether it was loaded). Under ``torchrun`` every rank calls this: they
+    train together (data-parallel), rank 0 holds the writer lock and writes the cache file."""
     from ..paths import cache_dir
 
     path = cache_dir() / "natural" / f"{nat.cache_key(data_key, iterations, batch_size)}.pt"
-    with writer_lock(path.parent, path.stem):  # a second run of this configuration waits, then loads
+    # a second run of this configuration waits, then loads (one process: the plain writer lock)
+    with distributed.main_rank_lock(path.parent, path.stem):
         return _train_or_load_natural(nat, data, path, iterations, batch_size, progress)
 
 
@@ -415,8 +422,11 @@ def _train_or_load_natural(nat, data, path: Path, iterations, batch_size, progre
         try:
             return NaturalInvariance.load(path, nat.denoiser, nat.device, distance_module=nat.distance), path, True
         except CTInvError:
-            path.unlink()  # a damaged cache entry is retrained, not trusted
+            if distributed.is_main():
+                path.unlink()  # a damaged cache entry is retrained, not trusted
     nat.train(data, iterations, batch_size, checkpoint=path.with_suffix(".ckpt"), progress=progress)
-    nat.save(path)
-    path.with_suffix(".ckpt").unlink(missing_ok=True)
+    if distributed.is_main():
+        nat.save(path)
+        path.with_suffix(".ckpt").unlink(missing_ok=True)
+    distributed.barrier()
     return nat, path, False

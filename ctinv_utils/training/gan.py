@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .distributed import average_gradients
+
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
@@ -27,13 +29,15 @@ def critic_step(critic: nn.Module, optimizer: torch.optim.Optimizer, real: torch
     """One critic update. Zeroes the critic's gradients first and detaches ``fake`` (both are easy
     to get wrong: gradients of the generator step would leak into the critic update, and the critic
     step would backpropagate into the generator). Returns the critic loss, the Wasserstein estimate
-    ``E[C(real)] - E[C(fake)]`` and the gradient penalty."""
+    ``E[C(real)] - E[C(fake)]`` and the gradient penalty. With several ranks the critic's gradients
+    (penalty included) are averaged over the ranks before the step (one process: nothing happens)."""
     optimizer.zero_grad(set_to_none=True)
     fake = fake.detach()
     wdist = critic(real).mean() - critic(fake).mean()
     gp = gradient_penalty(critic, real, fake, generator)
     loss = -wdist + lambda_gp * gp
     loss.backward()
+    average_gradients(critic, batch=len(real))
     optimizer.step()
     return {"critic": loss.item(), "wasserstein": wdist.item(), "gradient_penalty": gp.item()}
 

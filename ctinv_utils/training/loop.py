@@ -18,6 +18,13 @@
 Checkpoints hold the networks, optimizers, the method's generator, the source's state and the
 history, written to a temporary file and renamed; a killed run resumes from the last one and ends on
 the same weights as an uninterrupted run (CPU).
+
+**Data-parallel** (under ``torchrun``, when a process group of several ranks is initialised; see
+:mod:`~ctinv_utils.training.distributed`): each rank draws its share of ``batch_size`` from its own
+source, the methods average their gradients over the ranks before each optimizer step, the reported
+losses are the batch-weighted means over the ranks, only rank 0 shows the progress bar and writes
+checkpoints (holding every rank's random state; a checkpoint resumes with the number of ranks that
+wrote it). In one process none of this runs.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from ..models.checkpoints import CheckpointError, check_finite, load_file, save_
 from ..progress import progress_bar
 from ..settings import SettingsError, check_device
 from ..speed import tune_allocator
+from . import distributed
 
 
 class TrainingDiverged(CTInvError):
@@ -62,12 +70,17 @@ class Method(Protocol):
 def seeded_init(seed: int):
     """Build modules from ``seed`` without touching the global RNG. Yields a holder whose
     ``generator`` (set when the block ends) continues the same random stream, for the method's
-    later draws (e.g. the gradient penalty's mixing weights)."""
+    later draws (e.g. the gradient penalty's mixing weights). With several ranks the modules are the
+    same on every rank and the generator is the rank's own (seeded by
+    :func:`~ctinv_utils.training.distributed.rank_seed`)."""
     holder = SimpleNamespace(generator=None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield holder
         holder.generator = torch.Generator().set_state(torch.get_rng_state())
+    r = distributed.ranks()
+    if r.active:
+        holder.generator.manual_seed(distributed.rank_seed(seed, r))
 
 
 #: Why a training argument must be at least 1 (said in the error).
@@ -105,6 +118,8 @@ class Trainer:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
         self.device = check_device(device, "Trainer device")
+        self.ranks = distributed.ranks()
+        self.local_batch = distributed.local_batch_size(self.batch_size, self.ranks)  # batch_size in one process
         tune_allocator()
         self.method, self.source = method, source
         self.checkpoint_path = Path(checkpoint_path)
@@ -114,12 +129,24 @@ class Trainer:
         self._checkpoint_at: int | None = None  # the iteration of the checkpoint on disk (None: none yet)
         if self.checkpoint_path.exists():
             self._load_checkpoint()
+        if self.ranks.active:
+            self._check_ranks()
+
+    def _check_ranks(self) -> None:
+        """Several ranks: the same start everywhere, a different random source on each."""
+        fix = (f"every rank must see the same checkpoint {self.checkpoint_path} (put it, i.e. CTINV_CACHE, on a "
+               "filesystem all nodes share)")
+        distributed.check_same("the iteration to start from", self.iteration, fix)
+        distributed.broadcast_modules(*self.method.modules().values())
+        distributed.check_distinct("random state of the training source (they would draw the same patches)",
+                                   json.dumps(self.source.state_dict()),
+                                   "seed each rank's source with training.distributed.rank_seed(seed)")
 
     def _next_batch(self):
-        return tuple(t.to(self.device) for t in self.source.next_batch(self.batch_size))
+        return tuple(t.to(self.device) for t in self.source.next_batch(self.local_batch))
 
     def _save_checkpoint(self) -> None:
-        save_file(self.checkpoint_path, {
+        state = {
             "iteration": self.iteration,
             "modules": {k: m.state_dict() for k, m in self.method.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers().items()},
@@ -127,7 +154,18 @@ class Trainer:
             "source": json.dumps(self.source.state_dict()),  # numpy PCG64 states hold 128-bit ints
             "history": self.history,
             "config": self.method.config,
-        }, what=f"training checkpoint of {self.method.name}")
+        }
+        if self.ranks.active:  # rank 0 writes every rank's random state; the others wait
+            distributed.check_same(f"the weights of {self.method.name} at iteration {self.iteration}",
+                                   distributed.fingerprint(*self.method.modules().values()),
+                                   "every optimizer step must follow training.distributed.average_gradients")
+            per_rank = distributed.gather_to_main({"generator": state["generator"], "source": state["source"]})
+            if self.ranks.main:
+                save_file(self.checkpoint_path, {**state, "world_size": self.ranks.world, "ranks": per_rank},
+                          what=f"training checkpoint of {self.method.name}")
+            distributed.barrier()
+        else:
+            save_file(self.checkpoint_path, state, what=f"training checkpoint of {self.method.name}")
         self._checkpoint_at = self.iteration
 
     def _load_checkpoint(self) -> None:
@@ -147,13 +185,20 @@ class Trainer:
         iteration = int(ck["iteration"])
         if iteration < 0:
             raise CheckpointError(f"training checkpoint {path} is at iteration {iteration}; {fix}")
+        written = int(ck.get("world_size", 1))
+        if written != self.ranks.world:
+            by = "one process" if written == 1 else f"{written} ranks"
+            raise CheckpointError(f"training checkpoint {path} was written by {by}, this run has "
+                                  f"{self.ranks.world} rank(s); resume it with {by} (each rank holds its own random "
+                                  f"state), or {fix}")
+        own = ck["ranks"][self.ranks.rank] if self.ranks.active else ck
         try:
             for k, m in self.method.modules().items():
                 m.load_state_dict(ck["modules"][k])
             for k, o in self.method.optimizers().items():
                 o.load_state_dict(ck["optimizers"][k])
-            self.method.generator.set_state(ck["generator"])
-            self.source.load_state_dict(json.loads(ck["source"]))
+            self.method.generator.set_state(own["generator"])
+            self.source.load_state_dict(json.loads(own["source"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             detail = (str(exc).strip().splitlines() or [""])[0][:120]
             raise CheckpointError(f"training checkpoint {path} does not fit {self.method.name} "
@@ -165,12 +210,14 @@ class Trainer:
         """Train up to ``iterations``; returns the loss history ``{name: [float, ...]}``."""
         check_positive_int("iterations", self.iterations)  # also when set on the object after __init__
         bar = progress_bar(total=self.iterations, initial=self.iteration, desc=f"training {self.method.name}",
-                           disable=not progress, mininterval=1.0)
+                           disable=not progress or not self.ranks.main, mininterval=1.0)
         t0 = time.perf_counter()
         for m in self.method.modules().values():
             m.train()
         while self.iteration < self.iterations:
             losses = self.method.step(self._next_batch, self.iteration)
+            # several ranks: the combined batch's losses, the same on every rank (a NaN stops them all)
+            losses = distributed.average_scalars(losses, self.local_batch)
             bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
             if bad:
                 bar.close()

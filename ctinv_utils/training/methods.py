@@ -6,7 +6,8 @@ optimizers and step together) and their settings.
   plus a VGG19 perceptual loss; optionally an L2 warm start of the generator.
 
 Both are method objects for :class:`~ctinv_utils.training.loop.Trainer`; :func:`denoiser_trainer`
-wires one to patient-balanced patches of a data set.
+wires one to patient-balanced patches of a data set. Under ``torchrun`` they train data-parallel
+(:mod:`~ctinv_utils.training.distributed`): every update averages its gradients over the ranks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..data.sampling import PatchSampler
 from ..models import WGANCritic, build_denoiser
 from ..models.vgg import ct_to_vgg_input, load_vgg
 from ..speed import channels_last
+from .distributed import average_gradients, rank_seed, ranks
 from .gan import adversarial_loss, critic_step
 from .loop import Trainer, TrainingSettingsError, check_learning_rate, check_positive_int, seeded_init
 
@@ -141,7 +143,7 @@ class CNN10Method:
             self.model = channels_last(build_denoiser("cnn10").to(device))
         self.generator = rng.generator
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas))
-        self.notes: dict = {}
+        self.notes: dict = _parallel_notes()
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
@@ -154,6 +156,7 @@ class CNN10Method:
         self.opt.zero_grad(set_to_none=True)
         loss = F.mse_loss(self.model(low), full)
         loss.backward()
+        average_gradients(self.model, batch=len(low))
         self.opt.step()
         return {"loss": loss.item()}
 
@@ -181,7 +184,7 @@ class WGANVGGMethod:
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
         critic_lr = self.gan_lr if cfg.critic_lr is None else cfg.critic_lr
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, betas=self.gan_betas)
-        self.notes = {"vgg": self.vgg.weights_source}
+        self.notes = {"vgg": self.vgg.weights_source, **_parallel_notes()}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model, "critic": self.critic}
@@ -198,6 +201,7 @@ class WGANVGGMethod:
             self.opt_g.zero_grad(set_to_none=True)
             mse = F.mse_loss(self.model(low), full)
             mse.backward()
+            average_gradients(self.model, batch=len(low))
             self.opt_g.step()
             return {"mse": mse.item()}
         if iteration == self.cfg.pretrain_iterations > 0 and self.separate_gan_optimizer:
@@ -217,13 +221,20 @@ class WGANVGGMethod:
         adv = adversarial_loss(self.critic, fake)
         perc = F.mse_loss(self._features(fake), self._features(full))
         g_loss = adv + self.cfg.lambda_perceptual * perc
-        g_loss.backward()
+        g_loss.backward()  # the critic's parameters get gradients too: not stepped, zeroed by its next step
+        average_gradients(self.model, batch=len(low))
         self.opt_g.step()
         return {"loss": g_loss.item(), **critic, "perceptual": perc.item(),
                 "mse": F.mse_loss(fake.detach(), full).item()}
 
 
 METHODS = {"cnn10": CNN10Method, "wganvgg": WGANVGGMethod}
+
+
+def _parallel_notes() -> dict:
+    """What a trained model's record says about data parallelism (nothing in one process)."""
+    r = ranks()
+    return {"data_parallel_ranks": r.world} if r.active else {}
 
 
 def build_method(cfg: TrainConfig, device: str = "cpu"):
@@ -243,5 +254,6 @@ def denoiser_trainer(cfg: TrainConfig, data: PairedCTData, checkpoint_path: str 
     else:  # a config changed after it was made (cfg.iterations = 0) is checked again
         type(cfg).__post_init__(cfg)
     device = check_device(device, "training device")
-    return Trainer(build_method(cfg, device), PatchSampler(data, cfg.patch_size, seed=cfg.seed), checkpoint_path,
-                   cfg.iterations, cfg.batch_size, cfg.checkpoint_every, device)
+    # several ranks: each its own patient-balanced stream (one process: seed=cfg.seed)
+    return Trainer(build_method(cfg, device), PatchSampler(data, cfg.patch_size, seed=rank_seed(cfg.seed)),
+                   checkpoint_path, cfg.iterations, cfg.batch_size, cfg.checkpoint_every, device)

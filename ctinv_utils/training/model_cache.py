@@ -10,13 +10,22 @@ from torch import nn
 
 from .. import atomic
 from ..data.dataset import PairedCTData
-from ..atomic import writer_lock
+from .distributed import barrier, is_main, main_rank_lock
 from ..models import load_denoiser
 from ..models.checkpoints import CheckpointError, check_finite, load_file
 from ..paths import cache_dir
 from ..provenance import config_hash, provenance
 from .methods import TrainConfig, denoiser_trainer
 
+
+
+def training_data_key(data: PairedCTData, split: dict) -> str:
+    """The key of a training set in the model caches (data source, root and training patients): the
+    one place notebooks 02 and 04 and ``python -m ctinv_utils.sweep train`` compute it, so a model
+    trained by one is found by the others."""
+    from ..provenance import config_hash
+
+    return config_hash({"source": data.source, "root": str(data.root), "train": split["train"]})
 
 def model_cache_path(cfg: TrainConfig, data_key: str) -> Path:
     """Where the finished model of ``cfg`` trained on the data set ``data_key`` is cached."""
@@ -26,11 +35,13 @@ def model_cache_path(cfg: TrainConfig, data_key: str) -> Path:
 def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: str = "cpu",
                   progress: bool = True) -> tuple[nn.Module, dict, Path]:
     """The frozen denoiser for ``cfg``: loaded from the model cache, else trained (resuming an
-    interrupted run) and cached. Returns (model, record with history and provenance, path)."""
+    interrupted run) and cached. Returns (model, record with history and provenance, path). Under
+    ``torchrun`` every rank calls this: they train together (data-parallel), rank 0 holds the writer
+    lock and writes the cached model."""
     final = model_cache_path(cfg, data_key)
     # one writer per configuration: a second run of the same config waits, then loads the cached model
     # (it never trains beside the first and deletes its checkpoint)
-    with writer_lock(final.parent, final.stem):
+    with main_rank_lock(final.parent, final.stem):
         return _train_or_load(cfg, data, data_key, final, device, progress)
 
 
@@ -42,7 +53,8 @@ def _train_or_load(cfg, data, data_key, final: Path, device, progress):
             return load_denoiser(cfg.method, final, device), rec, final
         except CheckpointError as exc:  # damaged cache entry: say so, and recompute it
             warnings.warn(str(exc), stacklevel=2)
-            final.unlink(missing_ok=True)
+            if is_main():
+                final.unlink(missing_ok=True)
     trainer = denoiser_trainer(cfg, data, final.with_suffix(".ckpt"), device)
     history = trainer.fit(progress)
     model = trainer.method.model
@@ -51,8 +63,10 @@ def _train_or_load(cfg, data, data_key, final: Path, device, progress):
            "notes": trainer.method.notes,
            "provenance": json.dumps(provenance(seed=cfg.seed, config=cfg.to_dict(), device=device,
                                                train_seconds=round(trainer.seconds, 1)))}
-    atomic.torch_save(final, rec)
-    final.with_suffix(".ckpt").unlink(missing_ok=True)
+    if is_main():  # several ranks: rank 0 writes, the others wait for the file
+        atomic.torch_save(final, rec)
+        final.with_suffix(".ckpt").unlink(missing_ok=True)
+    barrier()
     # the model goes back to the caller the way a cache hit does (read from the file, default memory
     # layout): the trained in-memory copy is channels_last, whose convolutions round differently in
     # the last bits, and the same seed must give the same numbers whether or not the cache was warm
