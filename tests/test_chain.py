@@ -47,8 +47,8 @@ def test_figure_manifest_is_complete_and_true(chain):
     manifest = json.loads((figs / "manifest.json").read_text())
     run_manifest = json.loads((root / "papermill_runs" / "smoke" / "manifest.json").read_text())
     hashes = {e["notebook"]: e["config_hash"] for e in run_manifest["notebooks"]}
-    on_disk = {p.name for p in figs.iterdir() if p.suffix in (".png", ".pdf", ".csv")}
-    assert set(manifest["files"]) == on_disk and len(on_disk) > 40
+    on_disk = {p.name for p in figs.iterdir() if p.suffix in (".png", ".pdf", ".csv", ".html")}
+    assert set(manifest["files"]) == on_disk and len(on_disk) > 40 and "explorer.html" in on_disk
     for name, rec in manifest["files"].items():
         path = figs / name
         assert path.stat().st_size > 0 and sha256_file(path) == rec["sha256"], name
@@ -57,6 +57,11 @@ def test_figure_manifest_is_complete_and_true(chain):
         assert rec["data_sha256"], f"{name}: no checksum of the arrays behind it"
     # the talk's panels of notebook 05 are drawn from artifacts, and say which
     assert any(k.startswith("invariances/cnn10_") for k in manifest["files"]["06_results_cnn10.png"]["drawn_from"])
+    # the explorer holds every denoiser x distance of notebook 03, and says what it was drawn from
+    explorer = manifest["files"]["explorer.html"]
+    assert len([k for k in explorer["drawn_from"] if k.startswith("invariances/")]) == 9
+    html = (figs / "explorer.html").read_text()
+    assert "http://" not in html and "https://" not in html and "CNN-10" in html
 
 
 def test_same_seed_gives_the_same_figure_data(chain):
