@@ -494,3 +494,23 @@ def test_session_cache_is_removed_when_the_session_ends(tmp_path):
     cache = Path((project / "cache_path.txt").read_text())
     assert cache.parent == tmp and not cache.exists()
     assert not orphan.exists() and foreign.exists()
+
+
+def test_cache_and_output_files_get_the_users_normal_permissions(tmp_path):
+    """Temp-file-then-rename must not leave mkstemp's 0600 / mkdtemp's 0700: a group sharing a cache
+    reads what another member wrote (umask 022 -> 0644 files, 0755 folders; 002 -> 0664/0775)."""
+    import stat
+
+    from ctinv_utils import atomic
+
+    old = os.umask(0o022)
+    try:
+        for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o002, 0o664, 0o775)):
+            os.umask(umask)
+            f = atomic.write_bytes(tmp_path / f"f{umask}.bin", b"x")
+            with atomic.atomic_directory(tmp_path / f"d{umask}") as d:
+                (d / "a").write_text("a")
+            assert stat.S_IMODE(f.stat().st_mode) == file_mode
+            assert stat.S_IMODE((tmp_path / f"d{umask}").stat().st_mode) == dir_mode
+    finally:
+        os.umask(old)
