@@ -23,7 +23,6 @@ number of iterations from the same start (relative to the objective's scale; see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource

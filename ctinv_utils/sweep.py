@@ -392,6 +392,19 @@ def notebook_settings(preset: dict, stem: str, data_path: str | None, device: st
     return resolved_parameters(preset, _notebook(stem), runtime)
 
 
+def _start(args):
+    """Thread count, preset, process group (when under torchrun) and the rank's logger of a command."""
+    import torch
+
+    from .training import distributed
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    preset = load_preset(args.preset)
+    r, device = distributed.init_from_env(args.device, args.timeout_min)
+    return preset, r, device, _log(r)
+
+
 # -- the command line ------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ctinv_utils.sweep", description=(
@@ -463,11 +476,7 @@ def sweep_main(args) -> int:
 
     for name in ("patients", "slices", "max_iter", "threads"):
         _positive(name.replace("_", "-"), getattr(args, name))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset)
-    r, device = distributed.init_from_env(args.device, args.timeout_min)
-    log = _log(r)
+    preset, r, device, log = _start(args)
     try:
         nb = notebook_settings(preset, "03_image_domain_invariances", args.data, device)
         crop = nb["crop"] if args.crop is None else (args.crop or None)
@@ -546,8 +555,6 @@ def sweep_main(args) -> int:
 
 
 def train_main(args) -> int:
-    import torch
-
     from .data.dataset import load_data
     from .models import build_denoiser, freeze
     from .synthesis.natural import NaturalInvariance, train_or_load_natural
@@ -555,11 +562,7 @@ def train_main(args) -> int:
     from .training.methods import TrainConfig
 
     _positive("threads", args.threads)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset)
-    r, device = distributed.init_from_env(args.device, args.timeout_min)
-    log = _log(r)
+    preset, r, device, log = _start(args)
     try:
         nb02 = notebook_settings(preset, "02_denoiser_training", args.data, device)
         art = Artifacts(Path(args.artifacts) if args.artifacts else run_dir(args.preset) / "artifacts", args.preset)

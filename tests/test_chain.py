@@ -3,7 +3,6 @@ figure manifests are complete and true, the same seed gives the same figure data
 are not executed again, and the committed quick figures are the set the code makes."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

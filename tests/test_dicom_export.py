@@ -1,7 +1,6 @@
 """DICOM export for a radiologist's viewer: HU round trip (pydicom and ctinv's loader), window presets,
 valid and unique UIDs, one study per case, deterministic and atomic re-export, the CLI on a tiny run."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

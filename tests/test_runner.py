@@ -1,7 +1,6 @@
 """The papermill runner: typed parameters, clear failures, preset and --only errors, and a smoke
 run of every notebook."""
 
-import json
 import os
 import textwrap
 

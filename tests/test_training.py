@@ -119,8 +119,6 @@ def test_two_runs_of_one_config_at_once_train_once(smoke_data, tmp_path, monkeyp
     import threading
     import time
 
-    from ctinv_utils.training import model_cache
-
     monkeypatch.setenv("CTINV_CACHE", str(tmp_path))
     calls, real = [], model_cache.denoiser_trainer
 
