@@ -20,7 +20,8 @@ from . import atomic
 from .artifacts import Artifacts
 from .paths import NOTEBOOK_DIR, REPO_ROOT
 from .presets import declared_parameters, parameters_hash
-from .provenance import provenance, resolve_device, set_seed
+from .provenance import provenance, set_seed
+from .settings import check_device
 
 
 @dataclass
@@ -160,7 +161,7 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
     for name in ("preset", "seed", "device", "figures_dir", "artifacts_dir", "interactive"):
         if name not in params:
             raise NameError(f"{notebook}: the parameters cell must declare {name!r}")
-    params["device"] = resolve_device(params["device"])
+    params["device"] = check_device(params["device"], "notebook parameter device")
     set_seed(int(params["seed"]))
     figures, artifacts = Path(params["figures_dir"]), Path(params["artifacts_dir"])
     figures = figures if figures.is_absolute() else REPO_ROOT / figures

@@ -69,10 +69,12 @@ def pixel_size_mm(art: Artifacts, slice_meta: dict) -> float:
             return FOV_MM[region] / float(size)
         why = "data.json lacks the simulation's image_size or the slice's region"
     elif info.get("root") and patient:
-        root = Path(info["root"])
-        base = root / dicom_io.TCIA_FOLDER if (root / dicom_io.TCIA_FOLDER).is_dir() else root
         try:
-            _, _, _, _, full_files = dicom_io._locate_series(base / patient)
+            located, _ = dicom_io.locate_patients(Path(info["root"]))
+            found = [full for d, _, _, _, _, full in located if d.name == patient]
+            if not found:
+                raise CTInvError(f"no pairable series of patient {patient} under {info['root']}")
+            full_files = found[0]
             mm = dicom_io.read_slice_header(full_files[0]).pixel_mm
             if mm == mm:  # not nan
                 return mm

@@ -65,19 +65,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is present, else 'cpu'. 'cuda' without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use --device cpu or auto")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return device
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries that change numbers."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}

@@ -30,7 +30,8 @@ from .progress import HEADLESS_ENV
 from .preflight import params_of, preflight
 from .presets import (list_notebooks, load_preset, notebook_parameters, parameters_hash, resolved_parameters,
                       select_notebooks)
-from .provenance import provenance, resolve_device
+from .provenance import provenance
+from .settings import check_device
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 TCP_WARNING = "Kernel is running over TCP without encryption"
@@ -239,7 +240,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
     ``figures/<preset>``."""
     preset = load_preset(preset_name)
     notebooks = select_notebooks(only)
-    device = resolve_device(device)
+    device = check_device(device, "--device")
     data = data or os.environ.get("CTINV_DATA") or None
     if data:
         root = Path(data).expanduser()

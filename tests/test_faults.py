@@ -65,6 +65,15 @@ def _run(script, out: Path, kill_after: float | None = None) -> subprocess.Popen
     return proc
 
 
+def _reference_and_killed(script: str, tmp_path: Path, kill_after: float):
+    """Run ``script`` to the end in ``ref/`` and SIGKILL a second run of it in ``hurt/`` after
+    ``kill_after`` s: (ref, hurt, the killed process)."""
+    ref, hurt = tmp_path / "ref", tmp_path / "hurt"
+    ref.mkdir(), hurt.mkdir()
+    _run(script, ref)
+    return ref, hurt, _run(script, hurt, kill_after=kill_after)
+
+
 def _no_leftovers(folder: Path):
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
 
@@ -72,10 +81,7 @@ def _no_leftovers(folder: Path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [3])
 def test_training_killed_at_a_random_point_resumes_to_the_same_weights(tmp_path, seed):
-    ref, hurt = tmp_path / "ref", tmp_path / "hurt"
-    ref.mkdir(), hurt.mkdir()
-    _run(TRAIN, ref)
-    killed = _run(TRAIN, hurt, kill_after=random.Random(seed).uniform(0.5, 3.0))
+    ref, hurt, killed = _reference_and_killed(TRAIN, tmp_path, random.Random(seed).uniform(0.5, 3.0))
     assert killed.returncode == -signal.SIGKILL
     _run(TRAIN, hurt)  # the same command again: resumes from the checkpoint
     a, b = (torch.load(d / "nat.pt", weights_only=True) for d in (ref, hurt))
@@ -87,10 +93,7 @@ def test_training_killed_at_a_random_point_resumes_to_the_same_weights(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [3])
 def test_synthesis_killed_at_a_random_point_leaves_a_whole_file_and_reruns_identically(tmp_path, seed):
-    ref, hurt = tmp_path / "ref", tmp_path / "hurt"
-    ref.mkdir(), hurt.mkdir()
-    _run(SYNTH, ref)
-    _run(SYNTH, hurt, kill_after=random.Random(seed).uniform(0.2, 2.0))
+    ref, hurt, _ = _reference_and_killed(SYNTH, tmp_path, random.Random(seed).uniform(0.2, 2.0))
     if (hurt / "inv.pt").exists():  # whatever was saved before the kill is a whole, loadable file
         state = torch.load(hurt / "inv.pt", weights_only=True)
         assert state["iteration"] % 25 == 0
