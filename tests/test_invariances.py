@@ -230,3 +230,28 @@ def test_synthesis_arguments_that_do_nothing_or_the_wrong_thing(x):
         Invariance(x, GaussRI(), alpha="0.5")
     with pytest.raises(ValueError, match="alpha must be a number"):
         Invariance(x, GaussRI(), alpha=["0.5", 1.0])
+
+
+def test_relative_change_scales_a_decayed_rate_back_to_the_rate_that_moved_the_loss():
+    from ctinv_utils.synthesis.base import relative_change
+    rates = np.r_[np.full(90, 0.1), np.full(10, 0.001)]  # the rate fell 100x for the last 10 %
+    loss = -np.cumsum(rates)[:, None]  # a loss that moves in proportion to the rate: never settles
+    raw = relative_change(loss)
+    assert raw[0] < 0.01  # the literal criterion calls it converged ...
+    assert relative_change(loss, lr_history=rates)[0] == pytest.approx(raw[0] * 100)  # ... scaled it is not
+    constant = np.full(100, 0.1)
+    assert relative_change(loss, lr_history=constant) == pytest.approx(raw)  # constant rate: unchanged
+
+
+def test_a_run_the_decay_stopped_is_not_called_converged(x):
+    """ZeroSquare ignores its square entirely, so the invariance there grows until the bound: a short
+    cosine run has settled (its rate fell to 1 %) but not converged, which continuing proves."""
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, lr=0.01, hu_range=None)
+    inv.synthesize(40, progress=False, lr_schedule="cosine")
+    assert inv.history["lr"][0] == pytest.approx(0.01) and inv.history["lr"][-1] == pytest.approx(1e-4)
+    from ctinv_utils.synthesis.base import relative_change
+    assert relative_change(inv.history["loss"])[0] < 0.01  # settled by the literal criterion
+    assert inv.convergence() == [False]
+    before = inv.history["loss"][-1][0]
+    inv.synthesize(40, progress=False)  # at the base rate it is still moving
+    assert abs(inv.history["loss"][-1][0] - before) > 0.01 * abs(before)
