@@ -42,8 +42,10 @@ class InvarianceExplorer:
     def __init__(self, image: torch.Tensor, denoisers: dict, distances=("mse", "dssim", "vgg"),
                  alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float = 1e-2,
                  seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
-                 progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE):
+                 progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE,
+                 adam_betas=(0.9, 0.999)):
         self.image = image
+        self.adam_betas = [float(b) for b in adam_betas]
         self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
@@ -53,7 +55,7 @@ class InvarianceExplorer:
         # on disk, results are keyed by everything that determines them besides the three choices: the
         # image, the settings, and each denoiser's and distance's weights (not their names)
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
-                           "lr_schedule": lr_schedule, "hu_range": self.hu_range,
+                           "lr_schedule": lr_schedule, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
                            "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
@@ -93,7 +95,8 @@ class InvarianceExplorer:
             self.results[key] = np.load(disk)
             return self.results[key]
         inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed, lr=self.lr,
-                         distance_module=self.distance_modules.get(distance), hu_range=self.hu_range)
+                         distance_module=self.distance_modules.get(distance), hu_range=self.hu_range,
+                         adam_betas=self.adam_betas)
         inv.synthesize(self.max_iter, progress=self.progress, lr_schedule=self.lr_schedule)
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:

@@ -88,7 +88,8 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
         alphas = sorted({float(guess * s) for s in np.geomspace(0.8, 1.0, candidates)}) if candidates > 1 else [guess]
         run = Invariance(grid_run.image, grid_run.denoiser, grid_run.distance_name, alphas, grid_run.init_noise_std,
                          grid_run.seed, grid_run.lr, distance_module=grid_run.distance,
-                         hu_range=grid_run.hu_range, range_mode=grid_run.range_mode, range_penalty=grid_run.range_penalty)
+                         hu_range=grid_run.hu_range, range_mode=grid_run.range_mode, range_penalty=grid_run.range_penalty,
+                         adam_betas=grid_run.adam_betas)
         run.synthesize(max_iter, progress=progress, **synthesize_kw)
         trials += _rows(run)
     ok = [t for t in trials if t["output_rms_hu"] <= tol_hu]
