@@ -59,6 +59,7 @@ adam_betas = [0.9, 0.9]       # Adam's (beta1, beta2); the talk: PyTorch's (0.9,
                               # invariances ~5x slower (README: Converged, and said so)
 hu_range = [-1024, 3071]      # x_inv projected onto this HU range after each step; None: unconstrained (talk)
 compare_unconstrained = True  # also run bounded MSE without the range, shown side by side
+unconstrained_alphas = None   # the alphas of that comparison (None: alphas; must include panel_alpha)
 tol_hu = 5.0                  # output tolerance (RMS f(x_inv) - f(x), HU) of the "at the tolerance" panels
 tolerance_refine_steps = 1    # batched runs refining alpha between grid points (0: read off the grid)
 tolerance_refine_steps_vgg = 0
@@ -89,6 +90,9 @@ grids = {dist: list(alphas_vgg if dist == "vgg" and alphas_vgg else alphas) for 
 for dist, grid in grids.items():
     if not any(abs(a - panel_alpha) <= 1e-9 * abs(a) for a in grid):
         raise ValueError(f"panel_alpha {panel_alpha} must be one of the alphas of every distance ({dist}: {grid})")
+if compare_unconstrained and unconstrained_alphas and not any(abs(a - panel_alpha) <= 1e-9 * abs(a) for a in unconstrained_alphas):
+    raise ValueError(f"panel_alpha {panel_alpha} must be one of unconstrained_alphas {unconstrained_alphas} (the "
+                     "comparison panel shows it); add it or set unconstrained_alphas to None")
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
 names = [*denoiser_names, *(n for n in art.published_denoisers() if include_published and n not in denoiser_names)]
@@ -174,13 +178,14 @@ for name in denoisers:
 # %% [markdown]
 # ## Physically valid against the talk's unconstrained form
 # Without a range, bounded MSE pushes x_inv below −1024 HU (negative attenuation, which no scanner
-# measures). Bounded MSE at every α, with and without the projection:
+# measures). Bounded MSE at every α (of `unconstrained_alphas`), with and without the projection:
 
 # %%
 if compare_unconstrained and hu_range is not None:
     free_rows = []
     for name, f in denoisers.items():
-        free = Invariance(x, f, "mse", alpha=list(alphas), seed=seed, lr=lr, hu_range=None, adam_betas=adam_betas)
+        free = Invariance(x, f, "mse", alpha=list(unconstrained_alphas or alphas), seed=seed, lr=lr, hu_range=None,
+                          adam_betas=adam_betas)
         free.synthesize(max_iter, progress=True, lr_schedule=lr_schedule)
         art.write_arrays("unconstrained_arrays", free.figure_arrays(),
                          {"denoiser": name, "distance": "mse", "iterations": free.iteration, "hu_range": None},

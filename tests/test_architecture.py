@@ -34,6 +34,8 @@ ALLOWED = {
     # checks before the long work (VGG weights, data root, a GPU preset on a CPU)
     "preflight": {"base", "presets", "models", "data"},
     "bench": {"base", "data", "models", "synthesis", "training"},
+    # a preset's invariance settings against a long run of the talk's Adam (CLI)
+    "bench_convergence": {"base", "presets", "artifacts", "synthesis"},
     # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
     "export": {"base", "artifacts", "data"},
     # sharded invariance sweeps under torchrun (CLI)
