@@ -66,3 +66,12 @@ def test_slice_cache_is_bounded(smoke_data):
     assert small._cached_bytes <= 3 * pair_bytes and len(small._cache) == 3
     assert (0, 0) not in small._cache  # least recently used went first
     assert all(np.array_equal(a, b) for a, b in zip(small.slice_hu(0, 0), first))
+
+
+def test_the_analysed_slice_records_its_pixel_size(smoke_data):
+    """Notebook 03's slice record carries the PixelSpacing, which the DICOM export then uses as is."""
+    from ctinv_utils.data.dataset import pick_slice
+    from ctinv_utils.data.regions import FOV_MM
+    low, full, where = pick_slice(smoke_data, smoke_data.patient_ids, "chest", 64)
+    assert low.shape == full.shape == (64, 64)
+    assert where["pixel_mm"] == pytest.approx(FOV_MM["chest"] / 128, rel=1e-6)  # the smoke simulation: 128 px

@@ -107,7 +107,8 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
 
 def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The middle slice of the first of ``patient_ids`` in ``region``, centre-cropped: (low_hu,
-    full_hu, where) with ``where`` = {patient, slice, region, crop}."""
+    full_hu, where) with ``where`` = {patient, slice, region, crop, pixel_mm} (pixel_mm: the series'
+    PixelSpacing in mm, None where the headers lack it)."""
     ids = data.patients_of(region, patient_ids)
     if not ids:
         have = sorted({data.patients[data.index_of(p)].region for p in patient_ids})
@@ -115,8 +116,9 @@ def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None 
     p = data.patients[ids[0]]
     s = p.n_slices // 2
     low, full = data.slice_hu(ids[0], s)
+    mm = float(p.pixel_mm)
     return centre_crop(low, crop), centre_crop(full, crop), {"patient": p.patient_id, "slice": s, "region": region,
-                                                          "crop": crop}
+                                                          "crop": crop, "pixel_mm": mm if mm == mm else None}
 
 
 def load_data(data_path: str | Path | None = None, simulation: dict | None = None,

@@ -96,8 +96,9 @@ class Invariance(Synthesis):
     ``adam_betas``: PyTorch's default ``(0.9, 0.999)`` is the talk's Adam. Its second moment remembers
     the large gradients of the first steps (removing the start noise the denoiser sees) for ~1000
     steps, which holds back the growth along the directions it ignores; ``(0.9, 0.9)`` forgets them
-    in ~10 (measured, CNN-10, 96 px, 400 cosine steps: within 1-7 % of the optimal loss of 2000
-    default steps at every alpha, where the default reaches 10 % at alpha 0.002)."""
+    in ~10 (measured, CNN-10, 96 px, bounded MSE, 300 cosine steps from lr 0.1: 77 % of the loss of
+    2000 constant-rate default steps at alpha 0.002, where the default betas reach 9 %; tested on
+    the ideal low-pass)."""
 
     def __init__(self, image, denoiser: nn.Module, distance: str = "mse", alpha=0.5,
                  init_noise_std: float = 0.1, seed: int = 0, lr: float = 1e-2, device: str | None = None,
