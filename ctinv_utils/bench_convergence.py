@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from .progress import progress_bar
@@ -28,54 +27,69 @@ TALK_BETAS = (0.9, 0.999)
 
 def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim"), reference_iters: int = 2000,
             reference_lr: float = 0.03, progress: bool = True) -> dict:
-    """Run the comparison; returns ``{"settings", "reference", "rows"}`` (one row per run and alpha)."""
+    """Run the comparison on the preset's analysed slice and denoisers; returns ``{"settings",
+    "reference", "rows"}`` (one row per run and alpha)."""
     import torch
 
     from .artifacts import Artifacts
-    from .synthesis.distances import get_distance
-    from .synthesis.invariances import Invariance
-    from .units import hu_to_norm
     from .presets import load_preset
     from .provenance import versions
+    from .units import hu_to_norm
 
     preset = load_preset(preset_name)
     nb = preset["notebooks"]["03_image_domain_invariances"]
     art = Artifacts(Path("papermill_runs") / preset_name / "artifacts")
     x = torch.from_numpy(hu_to_norm(art.read_arrays("analysis_slice")["low"]))[None, None].float()
     names = list(denoisers or nb.get("denoiser_names", ["cnn10", "wganvgg", "gauss_ri"]))
-    nets = art.load_denoisers(names, "cpu")
+    rows = compare_settings(x, art.load_denoisers(names, "cpu"), nb, preset["seed"], distances, reference_iters,
+                            reference_lr, progress)
     settings = {k: nb.get(k) for k in ("alphas", "alphas_vgg", "max_iter", "max_iter_vgg", "lr", "lr_schedule",
                                        "adam_betas", "hu_range", "crop")}
-    betas = tuple(nb.get("adam_betas") or TALK_BETAS)
+    return {"preset": preset_name, "settings": settings,
+            "reference": {"iterations": reference_iters, "lr": reference_lr, "schedule": "constant",
+                          "adam_betas": list(TALK_BETAS)},
+            "threads": torch.get_num_threads(), "versions": versions(), "rows": rows}
+
+
+def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distances=("mse", "dssim"),
+                     reference_iters: int = 2000, reference_lr: float = 0.03, progress: bool = False) -> list[dict]:
+    """``x`` ``(1, 1, H, W)`` normalized; ``denoisers`` {name: module}; ``settings`` notebook 03's
+    parameters (alphas, alphas_vgg, max_iter, max_iter_vgg, lr, lr_schedule, adam_betas, hu_range).
+    Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU), rate-scaled
+    loss changes (%) and seconds."""
+    import time
+
+    from .synthesis.distances import get_distance
+    from .synthesis.invariances import Invariance
+
+    betas = tuple(settings.get("adam_betas") or TALK_BETAS)
     rows = []
-    jobs = [(n, d) for n in names for d in distances]
+    jobs = [(n, d) for n in denoisers for d in distances]
     for name, dist in progress_bar(jobs, desc="preset vs reference", disable=not progress):
-        alphas = list(nb["alphas_vgg"] if dist == "vgg" and nb.get("alphas_vgg") else nb["alphas"])
-        module = get_distance("vgg", vgg_allow_random=True, seed=preset["seed"]) if dist == "vgg" else None
+        vgg = dist == "vgg"
+        alphas = list(settings["alphas_vgg"] if vgg and settings.get("alphas_vgg") else settings["alphas"])
+        module = get_distance("vgg", vgg_allow_random=True, seed=seed) if vgg else None
         runs = {}
-        for which, iters, lr, sched, b in (("preset", nb["max_iter_vgg"] if dist == "vgg" else nb["max_iter"],
-                                            nb["lr"], nb["lr_schedule"], betas),
+        for which, iters, lr, sched, b in (("preset", settings["max_iter_vgg"] if vgg else settings["max_iter"],
+                                            settings["lr"], settings.get("lr_schedule", "constant"), betas),
                                            ("reference", reference_iters, reference_lr, "constant", TALK_BETAS)):
-            inv = Invariance(x, nets[name], dist, alpha=alphas, seed=preset["seed"], lr=lr, hu_range=nb.get("hu_range"),
+            inv = Invariance(x, denoisers[name], dist, alpha=alphas, seed=seed, lr=lr, hu_range=settings.get("hu_range"),
                              adam_betas=b, distance_module=module)
             t0 = time.perf_counter()
             inv.synthesize(iters, progress=False, lr_schedule=sched)
             runs[which] = (inv, time.perf_counter() - t0)
         (p, tp), (r, tr) = runs["preset"], runs["reference"]
         for i, (ps, rs) in enumerate(zip(p.summary(), r.summary())):
-            lp, lr_ = p.history["loss"][-1][i], r.history["loss"][-1][i]
+            lp, lref = p.history["loss"][-1][i], r.history["loss"][-1][i]
             rows.append({"denoiser": name, "distance": dist, "alpha": alphas[i],
-                         "loss_fraction": lp / lr_ if lr_ < 0 else float("nan"),
-                         "preset_loss": lp, "reference_loss": lr_,
+                         "loss_fraction": lp / lref if lref < 0 else float("nan"),
+                         "preset_loss": lp, "reference_loss": lref,
                          "preset_input_rms_hu": ps["input_rms_hu"], "reference_input_rms_hu": rs["input_rms_hu"],
                          "preset_output_rms_hu": ps["output_rms_hu"], "reference_output_rms_hu": rs["output_rms_hu"],
                          "preset_change_pct": 100 * float(p.relative_change()[i]),
                          "reference_change_pct": 100 * float(r.relative_change()[i]),
                          "preset_seconds": tp, "reference_seconds": tr})
-    return {"preset": preset_name, "settings": settings,
-            "reference": {"iterations": reference_iters, "lr": reference_lr, "schedule": "constant",
-                          "adam_betas": list(TALK_BETAS)},
-            "threads": torch.get_num_threads(), "versions": versions(), "rows": rows}
+    return rows
 
 
 def table(result: dict) -> str:
@@ -100,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = ap.parse_args(argv)
     from .artifacts import ArtifactError
+    from .errors import PresetError
     try:
         result = compare(args.preset, args.denoisers, args.distances, args.reference_iters, args.reference_lr)
-    except ArtifactError as exc:
+    except (ArtifactError, PresetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(table(result))
