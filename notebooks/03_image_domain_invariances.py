@@ -59,7 +59,7 @@ adam_betas = [0.9, 0.9]       # Adam's (beta1, beta2); the talk: PyTorch's (0.9,
                               # invariances ~5x slower (README: Converged, and said so)
 hu_range = [-1024, 3071]      # x_inv projected onto this HU range after each step; None: unconstrained (talk)
 compare_unconstrained = True  # also run bounded MSE without the range, shown side by side
-unconstrained_alphas = None   # the alphas of that comparison (None: alphas; must include panel_alpha)
+unconstrained_alphas = [0.05, 0.2]  # the alphas of that comparison (None: alphas; must include panel_alpha)
 tol_hu = 5.0                  # output tolerance (RMS f(x_inv) - f(x), HU) of the "at the tolerance" panels
 tolerance_refine_steps = 1    # batched runs refining alpha between grid points (0: read off the grid)
 tolerance_refine_steps_vgg = 0
