@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from .progress import progress_bar
 
@@ -32,13 +31,14 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
     import torch
 
     from .artifacts import Artifacts
+    from .paths import run_dir
     from .presets import load_preset
     from .provenance import versions
     from .units import hu_to_norm
 
     preset = load_preset(preset_name)
     nb = preset["notebooks"]["03_image_domain_invariances"]
-    art = Artifacts(Path("papermill_runs") / preset_name / "artifacts")
+    art = Artifacts(run_dir(preset_name) / "artifacts")  # the repository's, wherever it is run from
     x = torch.from_numpy(hu_to_norm(art.read_arrays("analysis_slice")["low"]))[None, None].float()
     names = list(denoisers or nb.get("denoiser_names", ["cnn10", "wganvgg", "gauss_ri"]))
     rows = compare_settings(x, art.load_denoisers(names, "cpu"), nb, preset["seed"], distances, reference_iters,

@@ -291,3 +291,11 @@ def test_convergence_benchmark_against_itself_and_against_a_short_budget(x):
     short = compare_settings(x, {"lp": IdealLowPass()}, {**talk, "max_iter": 5}, distances=("mse",),
                              reference_iters=60, reference_lr=0.03)
     assert all(r["loss_fraction"] < 0.5 for r in short)
+
+
+def test_early_stop_is_not_fooled_by_a_decayed_rate(x):
+    """stop_criterion uses the same rate-scaled change as convergence(): a cosine run on ZeroSquare,
+    whose invariance keeps growing, must not stop early because the rate fell."""
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, lr=0.01, hu_range=None)
+    inv.synthesize(60, progress=False, lr_schedule="cosine", stop_criterion=0.01, stop_window=5)
+    assert inv.iteration == 60

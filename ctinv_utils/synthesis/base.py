@@ -53,9 +53,10 @@ def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def relative_change(loss_history, fraction: float = 0.1, lr_history=None) -> np.ndarray:
+def relative_change(loss_history, fraction: float = 0.1, lr_history=None, window: int | None = None) -> np.ndarray:
     """Per sample, ``|L[T] - L[T - w]| / max(|L[T]|, |L[T - w]|)`` with ``w`` the last ``fraction``
-    of the ``T`` iterations (at least one): how much the loss still moved at the end of the run.
+    of the ``T`` iterations (at least one; ``window`` iterations when given): how much the loss still
+    moved at the end of the run.
     ``loss_history``: ``(T, A)`` (or a list of per-iteration lists). Infinite before 2 iterations.
 
     ``lr_history`` ``(T,)``, the learning rate of each iteration: the change is scaled to the run's
@@ -70,7 +71,7 @@ def relative_change(loss_history, fraction: float = 0.1, lr_history=None) -> np.
         h = h[:, None]
     if len(h) < 2:
         return np.full(h.shape[1] if h.ndim == 2 else 1, np.inf)
-    w = max(1, int(round(fraction * len(h))))
+    w = max(1, int(round(fraction * len(h)))) if window is None else min(int(window), len(h) - 1)
     now, then = h[-1], h[-1 - w]
     change = np.abs(now - then) / np.maximum(np.maximum(np.abs(now), np.abs(then)), 1e-12)
     if lr_history is not None and len(lr_history) == len(h):
@@ -119,13 +120,12 @@ class Synthesis:
         return grad
 
     def _stop(self, stop_criterion: float | None, window: int) -> bool:
-        """Relative change of every sample's loss over the last ``window`` iterations below the
-        criterion."""
+        """Every sample's loss changed by at most the criterion (relative, scaled to the full rate as
+        in :meth:`convergence`) over the last ``window`` iterations."""
         if stop_criterion is None or len(self.history["loss"]) <= window:
             return False
-        now = np.asarray(self.history["loss"][-1])
-        then = np.asarray(self.history["loss"][-1 - window])
-        return bool(np.all(np.abs(now - then) <= stop_criterion * (np.abs(then) + 1e-12)))
+        return bool(np.all(relative_change(self.history["loss"], lr_history=self.history.get("lr"),
+                                           window=window) <= stop_criterion))
 
     def convergence(self, fraction: float = 0.1, tol: float = 0.01) -> list[bool]:
         """Per sample: did the loss change by less than ``tol`` (relative) over the last ``fraction``

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import atomic
-from .invariances import Invariance
+from .invariances import Invariance, check_betas
 from ..provenance import config_hash
 from ..names import display_name
 from ..units import PHYSICAL_HU_RANGE, WINDOWS, hu_to_norm, norm_to_hu
@@ -45,7 +45,7 @@ class InvarianceExplorer:
                  progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE,
                  adam_betas=(0.9, 0.999)):
         self.image = image
-        self.adam_betas = [float(b) for b in adam_betas]
+        self.adam_betas = list(check_betas(adam_betas))  # a bad pair fails here, not at the first slider move
         self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
