@@ -44,7 +44,7 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
     rows = compare_settings(x, art.load_denoisers(names, "cpu"), nb, preset["seed"], distances, reference_iters,
                             reference_lr, progress)
     settings = {k: nb.get(k) for k in ("alphas", "alphas_vgg", "max_iter", "max_iter_vgg", "lr", "lr_schedule",
-                                       "adam_betas", "hu_range", "crop")}
+                                       "adam_betas", "hu_range", "crop", "stop_early", "min_iter")}
     return {"preset": preset_name, "settings": settings,
             "reference": {"iterations": reference_iters, "lr": reference_lr, "schedule": "constant",
                           "adam_betas": list(TALK_BETAS)},
@@ -54,12 +54,14 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
 def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distances=("mse", "dssim"),
                      reference_iters: int = 2000, reference_lr: float = 0.03, progress: bool = False) -> list[dict]:
     """``x`` ``(1, 1, H, W)`` normalized; ``denoisers`` {name: module}; ``settings`` notebook 03's
-    parameters (alphas, alphas_vgg, max_iter, max_iter_vgg, lr, lr_schedule, adam_betas, hu_range).
+    parameters (alphas, alphas_vgg, max_iter, max_iter_vgg, lr (one rate or {distance: rate}),
+    lr_schedule, adam_betas, hu_range, and optionally stop_early and min_iter, as the notebook stops).
     Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU), rate-scaled
     loss changes (%) and seconds."""
     import time
 
     from .synthesis.distances import get_distance
+    from .synthesis.grid import rate_for
     from .synthesis.invariances import Invariance
 
     betas = tuple(settings.get("adam_betas") or TALK_BETAS)
@@ -70,13 +72,16 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
         alphas = list(settings["alphas_vgg"] if vgg and settings.get("alphas_vgg") else settings["alphas"])
         module = get_distance("vgg", vgg_allow_random=True, seed=seed) if vgg else None
         runs = {}
-        for which, iters, lr, sched, b in (("preset", settings["max_iter_vgg"] if vgg else settings["max_iter"],
-                                            settings["lr"], settings.get("lr_schedule", "constant"), betas),
-                                           ("reference", reference_iters, reference_lr, "constant", TALK_BETAS)):
+        stop = ({"stop_criterion": 0.01, "stop_window": None, "min_iter": int(settings.get("min_iter") or 0)}
+                if settings.get("stop_early") else {})
+        for which, iters, lr, sched, b, kw in (
+                ("preset", settings["max_iter_vgg"] if vgg else settings["max_iter"], rate_for(settings["lr"], dist),
+                 settings.get("lr_schedule", "constant"), betas, stop),
+                ("reference", reference_iters, reference_lr, "constant", TALK_BETAS, {})):
             inv = Invariance(x, denoisers[name], dist, alpha=alphas, seed=seed, lr=lr, hu_range=settings.get("hu_range"),
                              adam_betas=b, distance_module=module)
             t0 = time.perf_counter()
-            inv.synthesize(iters, progress=False, lr_schedule=sched)
+            inv.synthesize(iters, progress=False, lr_schedule=sched, **kw)
             runs[which] = (inv, time.perf_counter() - t0)
         (p, tp), (r, tr) = runs["preset"], runs["reference"]
         for i, (ps, rs) in enumerate(zip(p.summary(), r.summary())):
@@ -88,7 +93,7 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
                          "preset_output_rms_hu": ps["output_rms_hu"], "reference_output_rms_hu": rs["output_rms_hu"],
                          "preset_change_pct": 100 * float(p.relative_change()[i]),
                          "reference_change_pct": 100 * float(r.relative_change()[i]),
-                         "preset_seconds": tp, "reference_seconds": tr})
+                         "preset_iterations": p.iteration, "preset_seconds": tp, "reference_seconds": tr})
     return rows
 
 

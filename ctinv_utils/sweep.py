@@ -366,13 +366,19 @@ class SweepSettings:
     alphas_vgg: list | None
     max_iter: int
     max_iter_vgg: int
-    lr: float
+    lr: float | dict  # one rate, or {distance: rate}
     lr_schedule: str
     hu_range: list | None
     crop: int | None
     vgg_weights: str
     seed: int
     init_noise_std: float = 0.1
+    adam_betas: list | None = None  # None: PyTorch's (0.9, 0.999)
+    stop: dict | None = None  # synthesize()'s early stop, as notebook 03 (None: every iteration runs)
+
+    def rate(self, distance: str) -> float:
+        from .synthesis.grid import rate_for
+        return rate_for(self.lr, distance)
 
     def grid(self, distance: str) -> list[float]:
         return [float(a) for a in (self.alphas_vgg if distance == "vgg" and self.alphas_vgg else self.alphas)]
@@ -484,9 +490,13 @@ def sweep_main(args) -> int:
             alphas=list(args.alphas or nb["alphas"]),
             alphas_vgg=None if args.alphas else (list(nb["alphas_vgg"]) if nb.get("alphas_vgg") else None),
             max_iter=args.max_iter or nb["max_iter"], max_iter_vgg=args.max_iter or nb["max_iter_vgg"],
-            lr=float(nb["lr"]), lr_schedule=nb["lr_schedule"],
+            lr=nb["lr"], lr_schedule=nb["lr_schedule"],
             hu_range=list(nb["hu_range"]) if nb["hu_range"] is not None else None, crop=crop,
-            vgg_weights=nb["vgg_weights"], seed=int(preset["seed"]))
+            vgg_weights=nb["vgg_weights"], seed=int(preset["seed"]), adam_betas=list(nb["adam_betas"]),
+            stop={"stop_criterion": 0.01, "stop_window": None, "min_iter": int(nb["min_iter"])}
+            if nb["stop_early"] else None)
+        for dist in DISTANCES:
+            settings.rate(dist)  # a bad lr fails before any work is handed out
         denoiser_names = list(args.denoisers or nb["denoiser_names"])
         distances = list(args.distances or DISTANCES)
         unknown = sorted(set(distances) - set(DISTANCES))
@@ -521,8 +531,8 @@ def sweep_main(args) -> int:
         def item_settings(item: WorkItem) -> dict:
             return {"data": data_id, "patient": item.patient, "slice": item.slice_index,
                     "denoiser": identity[item.denoiser], "distance": item.distance, "alphas": settings.grid(item.distance),
-                    "iterations": settings.iterations(item.distance), "lr": settings.lr,
-                    "lr_schedule": settings.lr_schedule, "hu_range": settings.hu_range, "crop": settings.crop,
+                    "iterations": settings.iterations(item.distance), "lr": settings.rate(item.distance),
+                    "adam_betas": settings.adam_betas, "stop": settings.stop, "lr_schedule": settings.lr_schedule, "hu_range": settings.hu_range, "crop": settings.crop,
                     "init_noise_std": settings.init_noise_std, "seed": item.seed(settings.seed),
                     "vgg": vgg.weights_source if item.distance == "vgg" else None, "images": not args.metrics_only}
 
@@ -531,16 +541,18 @@ def sweep_main(args) -> int:
             low_hu = centre_crop(low_hu, settings.crop)
             x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(device)
             inv = Invariance(x, denoisers[item.denoiser], item.distance, alpha=settings.grid(item.distance),
-                             init_noise_std=settings.init_noise_std, seed=item.seed(settings.seed), lr=settings.lr,
-                             device=device, distance_module=vgg if item.distance == "vgg" else None,
-                             hu_range=settings.hu_range)
-            inv.synthesize(settings.iterations(item.distance), progress=False, lr_schedule=settings.lr_schedule)
+                             init_noise_std=settings.init_noise_std, seed=item.seed(settings.seed),
+                             lr=settings.rate(item.distance), device=device, hu_range=settings.hu_range,
+                             distance_module=vgg if item.distance == "vgg" else None,
+                             adam_betas=settings.adam_betas or (0.9, 0.999))
+            inv.synthesize(settings.iterations(item.distance), progress=False, lr_schedule=settings.lr_schedule,
+                           **(settings.stop or {}))
             arrays = inv.figure_arrays()
             if args.metrics_only:
                 arrays = {k: v for k, v in arrays.items() if k not in IMAGE_ARRAYS}
             rows = [{**row, "converged": c} for row, c in zip(inv.summary(), inv.convergence())]
             meta = {**asdict(item), "slice_id": item.slice_id, "seed": item.seed(settings.seed),
-                    "iterations": inv.iteration, "lr": settings.lr, "lr_schedule": settings.lr_schedule,
+                    "iterations": inv.iteration, "lr": settings.rate(item.distance), "lr_schedule": settings.lr_schedule,
                     "hu_range": settings.hu_range, "crop": settings.crop, "rows": rows,
                     "vgg": vgg.weights_source if item.distance == "vgg" else ""}
             return arrays, meta

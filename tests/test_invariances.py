@@ -132,6 +132,24 @@ def test_dssim_matches_scikit_image():
     assert abs(float(d[0]) - (1 - s) / 2) < 1e-3
 
 
+def test_our_dssim_equals_pytorch_msssim_in_value_and_gradient():
+    """The banded-matrix filtering (our speed-up) computes pytorch-msssim's SSIM: values and input
+    gradients, for d(a, b) and against(a), on a rectangular image (rows and columns not swapped) and
+    a broadcast batch."""
+    from pytorch_msssim import ssim
+    g = torch.Generator().manual_seed(0)
+    a = 0.3 * torch.randn(1, 1, 40, 56, generator=g)
+    b = (a + 0.1 * torch.randn(3, 1, 40, 56, generator=g) + 0.2 * torch.linspace(0, 1, 56)).requires_grad_()
+    ref = (1 - ssim(a.expand(3, -1, -1, -1), b, data_range=1.0, size_average=False)) / 2
+    g_ref, = torch.autograd.grad(ref.sum(), b)
+    d = get_distance("dssim")
+    for ours in (d(a, b), d.against(a)(b)):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        g_ours, = torch.autograd.grad(ours.sum(), b)
+        torch.testing.assert_close(g_ours, g_ref, rtol=1e-4, atol=1e-7)
+    assert float(ref.detach().min()) > 0.01  # the images differ: the comparison is not of two zeros
+
+
 def test_bounded_mse_saturates_smoothly():
     d = get_distance("mse")
     a = torch.zeros(3, 1, 8, 8)
@@ -299,3 +317,51 @@ def test_early_stop_is_not_fooled_by_a_decayed_rate(x):
     inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, lr=0.01, hu_range=None)
     inv.synthesize(60, progress=False, lr_schedule="cosine", stop_criterion=0.01, stop_window=5)
     assert inv.iteration == 60
+
+
+def test_early_stop_over_the_last_tenth_is_the_convergence_test(x):
+    """stop_window=None stops on convergence()'s own test: the stopped run is called converged, it ran
+    at least min_iter iterations, and without the stop it would have run them all."""
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=[0.2, 0.5], lr=0.05)
+    inv.synthesize(1000, progress=False, stop_criterion=0.01, stop_window=None, min_iter=60)
+    assert 60 <= inv.iteration < 1000
+    assert inv.convergence() == [True, True]
+    late = Invariance(x, ZeroSquare(), "mse", alpha=[0.2, 0.5], lr=0.05)
+    late.synthesize(inv.iteration + 40, progress=False, stop_criterion=0.01, stop_window=None,
+                    min_iter=inv.iteration + 40)
+    assert late.iteration == inv.iteration + 40  # min_iter holds the stop back
+    early = Invariance(x, ZeroSquare(), "mse", alpha=[0.2, 0.5], lr=0.05)
+    early.synthesize(inv.iteration - 1, progress=False)
+    assert not all(early.convergence())  # one step earlier the test fails: the stop is not premature
+    with pytest.raises(ValueError, match="min_iter must be an integer >= 0"):
+        inv.synthesize(1, progress=False, min_iter=-1)
+
+
+def test_a_rate_per_distance_and_alphas_a_panel_needs():
+    from ctinv_utils.synthesis.grid import rate_for, require_in_grid
+    assert rate_for(0.1, "dssim") == 0.1
+    assert rate_for({"mse": 0.1, "dssim": 0.01}, "dssim") == 0.01
+    with pytest.raises(ValueError, match="lr gives no rate for the 'vgg' distance"):
+        rate_for({"mse": 0.1, "dssim": 0.01}, "vgg")
+    with pytest.raises(ValueError, match=r"lr names unknown distances \['ssim'\]"):
+        rate_for({"mse": 0.1, "ssim": 0.01}, "mse")
+    for bad in (0, -0.1, float("nan"), True, "0.1", {"mse": 0}):
+        with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+            rate_for(bad, "mse")
+    require_in_grid(0.05, {"mse": [0.01, 0.05], "vgg": [0.05000000001]})
+    with pytest.raises(ValueError, match=r"panel_alpha 0.05 must be one of the alphas of vgg \(\[0.003\]\)"):
+        require_in_grid(0.05, {"mse": [0.05], "vgg": [0.003]})
+
+
+def test_the_explorer_runs_a_slider_value_with_its_distance_rate_and_stop(x, tmp_path):
+    from ctinv_utils.synthesis.explorer import InvarianceExplorer
+    with pytest.raises(ValueError, match="lr gives no rate for the 'dssim' distance"):
+        InvarianceExplorer(x, {"zs": ZeroSquare()}, ("mse", "dssim"), lr={"mse": 0.05})
+    stop = {"stop_criterion": 0.01, "stop_window": None, "min_iter": 30}
+    ex = InvarianceExplorer(x, {"zs": ZeroSquare()}, ("mse",), alphas=(0.5,), max_iter=1000, lr={"mse": 0.05},
+                            progress=False, synthesize_kw=stop)
+    got = ex.result("zs", "mse", 0.3)
+    ref = Invariance(x, ZeroSquare(), "mse", alpha=0.3, lr=0.05)
+    ref.synthesize(1000, progress=False, **stop)
+    assert ref.iteration < 1000
+    np.testing.assert_array_equal(got, ref.result[0, 0].numpy())

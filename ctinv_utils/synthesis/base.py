@@ -119,10 +119,12 @@ class Synthesis:
         self.optimizer.step()
         return grad
 
-    def _stop(self, stop_criterion: float | None, window: int) -> bool:
+    def _stop(self, stop_criterion: float | None, window: int | None, min_iter: int = 0) -> bool:
         """Every sample's loss changed by at most the criterion (relative, scaled to the full rate as
-        in :meth:`convergence`) over the last ``window`` iterations."""
-        if stop_criterion is None or len(self.history["loss"]) <= window:
+        in :meth:`convergence`) over the last ``window`` iterations (None: the last 10 % of the run so
+        far, exactly :meth:`convergence`'s test), and the run has at least ``min_iter`` iterations."""
+        n = len(self.history["loss"])
+        if stop_criterion is None or n < max(min_iter, 2) or (window is not None and n <= window):
             return False
         return bool(np.all(relative_change(self.history["loss"], lr_history=self.history.get("lr"),
                                            window=window) <= stop_criterion))
@@ -138,10 +140,13 @@ class Synthesis:
         return relative_change(self.history["loss"], fraction, self.history.get("lr"))
 
     def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
-                   stop_window: int = 50, store_progress: int | None = None, progress: bool = True,
-                   lr_schedule: str = "constant", lr_final: float = 0.01):
+                   stop_window: int | None = 50, store_progress: int | None = None, progress: bool = True,
+                   lr_schedule: str = "constant", lr_final: float = 0.01, min_iter: int = 0):
         """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
-        sample's loss changed by less than this fraction over ``stop_window`` iterations.
+        sample's loss changed by less than this fraction over ``stop_window`` iterations; with
+        ``stop_window=None`` over the last 10 % of the iterations so far, so that a run stopped with
+        ``stop_criterion=0.01`` is one :meth:`convergence` calls converged; never before the run has
+        ``min_iter`` iterations in all (a 10 % window of a short run is a few steps).
         ``store_progress=k`` keeps the image every k iterations in ``saved``. ``lr_schedule``:
         ``"constant"`` (the talk's Adam), or ``"cosine"``: the learning rate falls from ``lr`` to
         ``lr_final * lr`` over this call's iterations (large early steps, then settling: the loss stops
@@ -152,8 +157,12 @@ class Synthesis:
             raise ValueError(f"lr_final must be a fraction in (0, 1], got {lr_final!r}")
         if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
             raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
-        if isinstance(stop_window, bool) or not isinstance(stop_window, int) or stop_window < 1:
-            raise ValueError(f"stop_window must be an integer >= 1, got {stop_window!r}")
+        if stop_window is not None and (isinstance(stop_window, bool) or not isinstance(stop_window, int)
+                                        or stop_window < 1):
+            raise ValueError(f"stop_window must be an integer >= 1 or None (the last 10 % of the run), got "
+                             f"{stop_window!r}")
+        if isinstance(min_iter, bool) or not isinstance(min_iter, int) or min_iter < 0:
+            raise ValueError(f"min_iter must be an integer >= 0, got {min_iter!r}")
         if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         if stop_criterion is not None and not (isinstance(stop_criterion, (int, float)) and stop_criterion >= 0):
@@ -191,7 +200,7 @@ class Synthesis:
             if self.iteration % 10 == 0 or self.iteration == 1:
                 bar.set_postfix({k: f"{np.mean(v[-1]):.4g}" for k, v in self.history.items()
                                  if k not in ("grad_norm", "pixel_change", "lr")}, refresh=False)
-            if self._stop(stop_criterion, stop_window):
+            if self._stop(stop_criterion, stop_window, min_iter):
                 break
         bar.close()
         for g, base in zip(self.optimizer.param_groups, lr0):  # a later call starts from the base rate

@@ -7,9 +7,10 @@ Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
   beyond 1, freezing a perturbation at the bound; tanh keeps a gradient everywhere that shrinks as
   ``1 - tanh²``, so ``-alpha * d(x, x_inv)`` cannot grow without limit and the output term wins
   eventually.
-* ``dssim`` structural dissimilarity ``(1 - SSIM) / 2`` in [0, 1], with pytorch-msssim's SSIM
-  (Gaussian window 11 px, sigma 1.5, K = (0.01, 0.03), valid region; equal to scikit-image's
-  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``). The data
+* ``dssim`` structural dissimilarity ``(1 - SSIM) / 2`` in [0, 1], pytorch-msssim's SSIM (Gaussian
+  window 11 px, sigma 1.5, K = (0.01, 0.03), valid region; equal to scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``), computed
+  our way for speed (:func:`gaussian_filter_valid`; equal to pytorch-msssim to float rounding, tested). The data
   range is fixed at 1 normalized unit (~502 HU, a soft-tissue window) because the image leaves any
   fixed range during optimisation; a range computed from the images would move with them.
 * ``vgg``  VGG16 perceptual distance: channel-normalized features at relu1_2, relu2_2, relu3_3,
@@ -19,8 +20,9 @@ Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
 
 from __future__ import annotations
 
+import functools
+
 import torch
-from pytorch_msssim import ssim
 from torch import nn
 
 from ..models.vgg import ct_to_vgg_input, load_vgg
@@ -84,7 +86,38 @@ class BoundedMSE(Distance):
         return lambda b: self(a, b)  # broadcasts
 
 
+def gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    """The normalised 1-D Gaussian ``(size,)`` of pytorch-msssim's SSIM window."""
+    c = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-(c ** 2) / (2 * sigma ** 2))
+    return (g / g.sum()).float()
+
+
+@functools.lru_cache(maxsize=32)
+def _band(n: int, size: int, sigma: float, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(n - size + 1, n)``: row i holds the window at columns i..i+size-1 (valid filtering as a product)."""
+    g = gaussian_window(size, sigma)
+    m = torch.zeros(n - size + 1, n, dtype=torch.float32)
+    for i in range(n - size + 1):
+        m[i, i:i + size] = g
+    return m.to(device=device, dtype=dtype)
+
+
+def gaussian_filter_valid(t: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """pytorch-msssim's separable Gaussian filter (valid region) of ``(B, C, H, W)`` as two banded
+    matrix products ``G_H @ t @ G_W^T``. Our own because it is the step's cost: measured on 2 cores,
+    forward + backward of 4x3 maps at 96 px, 0.7 ms against 5.1 ms for the grouped 1-D convolutions
+    (CPU depthwise convolutions are slow), 77 against 381 ms at 512 px; equal to float rounding (tested)."""
+    h, w = t.shape[-2:]
+    dev, dt = str(t.device), t.dtype
+    return _band(h, size, sigma, dev, dt) @ t @ _band(w, size, sigma, dev, dt).T
+
+
 class DSSIM(Distance):
+    """``(1 - SSIM) / 2`` with pytorch-msssim's definition (equal to it to float rounding; tested),
+    computed from one filtering of the stacked maps (b, b^2, a*b) by :func:`gaussian_filter_valid`;
+    ``against(a)`` filters a's maps once."""
+
     display = "(1-SSIM)/2"
 
     def __init__(self, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5):
@@ -98,11 +131,33 @@ class DSSIM(Distance):
         self.min_size = win_size
         self.why_min_size = f"its {win_size} px Gaussian window"
 
+    def _filter(self, t: torch.Tensor) -> torch.Tensor:
+        return gaussian_filter_valid(t, self.win_size, float(self.win_sigma))
+
+    def _from_moments(self, mu_a, e_aa, mu_b, e_bb, e_ab) -> torch.Tensor:
+        c1, c2 = (0.01 * self.data_range) ** 2, (0.03 * self.data_range) ** 2
+        mu_ab = mu_a * mu_b
+        cs = (2 * (e_ab - mu_ab) + c2) / ((e_aa - mu_a ** 2) + (e_bb - mu_b ** 2) + c2)
+        ssim_map = (2 * mu_ab + c1) / (mu_a ** 2 + mu_b ** 2 + c1) * cs
+        return (1 - ssim_map.flatten(1).mean(1)) / 2
+
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         self.check(a, b)
-        s = ssim(a, b, data_range=self.data_range, size_average=False, win_size=self.win_size,
-                 win_sigma=self.win_sigma)
-        return (1 - s) / 2
+        a, b = torch.broadcast_tensors(a, b)
+        m = self._filter(torch.cat([a, a * a, b, b * b, a * b], 1))
+        return self._from_moments(*m.unbind(1))
+
+    def against(self, a: torch.Tensor):
+        self.check(a)
+        with torch.no_grad():
+            mu_a, e_aa = self._filter(torch.cat([a, a * a], 1)).unbind(1)
+
+        def d(b):
+            self.check(a, b)
+            mu_b, e_bb, e_ab = self._filter(torch.cat([b, b * b, a * b], 1)).unbind(1)
+            return self._from_moments(mu_a, e_aa, mu_b, e_bb, e_ab)
+
+        return d
 
 
 class VGGDistance(Distance):

@@ -17,6 +17,7 @@ import torch
 
 from .. import atomic
 from .invariances import Invariance, check_betas
+from .grid import rate_for
 from ..provenance import config_hash
 from ..names import display_name
 from ..units import PHYSICAL_HU_RANGE, WINDOWS, hu_to_norm, norm_to_hu
@@ -40,12 +41,19 @@ class InvarianceExplorer:
     {(denoiser, distance, alpha): x_inv (H, W) normalized numpy}."""
 
     def __init__(self, image: torch.Tensor, denoisers: dict, distances=("mse", "dssim", "vgg"),
-                 alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float = 1e-2,
+                 alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float | dict = 1e-2,
                  seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
                  progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE,
-                 adam_betas=(0.9, 0.999)):
+                 adam_betas=(0.9, 0.999), synthesize_kw: dict | None = None):
+        """``lr``: one rate, or {distance: rate} (:func:`~ctinv_utils.synthesis.grid.rate_for`);
+        ``synthesize_kw``: more arguments of each on-demand run's ``synthesize`` (e.g. the notebook's
+        early stop), so that a slider value is optimised as the grid was."""
         self.image = image
-        self.adam_betas = list(check_betas(adam_betas))  # a bad pair fails here, not at the first slider move
+        # bad settings fail here, not at the first slider move
+        self.adam_betas = list(check_betas(adam_betas))
+        for d in distances:
+            rate_for(lr, d)
+        self.synthesize_kw = dict(synthesize_kw or {})
         self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
@@ -55,7 +63,7 @@ class InvarianceExplorer:
         # on disk, results are keyed by everything that determines them besides the three choices: the
         # image, the settings, and each denoiser's and distance's weights (not their names)
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
-                           "lr_schedule": lr_schedule, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
+                           "lr_schedule": lr_schedule, "synthesize_kw": self.synthesize_kw, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
                            "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
@@ -94,10 +102,11 @@ class InvarianceExplorer:
         if disk is not None and disk.is_file():
             self.results[key] = np.load(disk)
             return self.results[key]
-        inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed, lr=self.lr,
+        inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed,
+                         lr=rate_for(self.lr, distance),
                          distance_module=self.distance_modules.get(distance), hu_range=self.hu_range,
                          adam_betas=self.adam_betas)
-        inv.synthesize(self.max_iter, progress=self.progress, lr_schedule=self.lr_schedule)
+        inv.synthesize(self.max_iter, progress=self.progress, lr_schedule=self.lr_schedule, **self.synthesize_kw)
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:
             atomic.write_npy(disk, self.results[key])

@@ -1,0 +1,43 @@
+"""The settings of a sweep over (distance, alpha): a learning rate per distance, and checks that an
+alpha a panel shows was optimised. Each bad value is one ``ValueError`` naming it and the fix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from .distances import DISTANCES
+
+
+def rate_for(lr, distance: str) -> float:
+    """Adam's learning rate for ``distance``: ``lr`` itself (a number, every distance), or
+    ``lr[distance]`` (a mapping {distance: rate}). Measured on the quick preset's CNN-10 slice with a
+    constant rate: bounded MSE gets furthest with 0.1 (0.03 is slower), (1-SSIM)/2 with 0.01 (at 0.1
+    its small-alpha runs jitter above the loss of x itself: SSIM weighs a few HU in flat tissue)."""
+    if isinstance(lr, Mapping):
+        unknown = sorted(set(lr) - set(DISTANCES))
+        if unknown:
+            raise ValueError(f"lr names unknown distances {unknown}; use a subset of {list(DISTANCES)}")
+        if distance not in lr:
+            raise ValueError(f"lr gives no rate for the {distance!r} distance (it has {sorted(lr)}); add "
+                             f"{distance!r}: <rate> or give one number for all distances")
+        value = lr[distance]
+    else:
+        value = lr
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"lr must be a finite number > 0 (or a mapping {{distance: rate}}), got {value!r} for "
+                         f"{distance!r}")
+    return float(value)
+
+
+def in_grid(alpha: float, grid: Sequence[float]) -> bool:
+    """Is ``alpha`` one of ``grid`` (to a relative 1e-9: values read back from YAML or JSON)?"""
+    return any(abs(a - alpha) <= 1e-9 * abs(a) for a in grid)
+
+
+def require_in_grid(alpha: float, grids: Mapping[str, Sequence[float]], name: str = "panel_alpha",
+                    fix: str = "add it to every grid or pick one of them") -> None:
+    """``alpha`` must be in each of ``grids`` ({what: alphas}): a panel shows a run that exists."""
+    for what, grid in grids.items():
+        if not in_grid(alpha, grid):
+            raise ValueError(f"{name} {alpha:g} must be one of the alphas of {what} ({list(grid)}); {fix}")
