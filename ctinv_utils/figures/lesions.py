@@ -118,12 +118,17 @@ def lesion_invariance_figure(art, denoisers):
     gs = fig.add_gridspec(len(runs), n + 2, width_ratios=[1] * (n + 1) + [1.4])
     for row, (name, a) in enumerate(runs.items()):
         alphas, c = a["alphas"], float(a.meta.get("contrast_hu", 40.0))
+        converged = a.meta.get("converged") or [True] * n
         show_ct(fig.add_subplot(gs[row, 0]), a["x"], LIVER, f"{display_name(name)}: x (low dose, lesion)")
         for k in range(n):
             show_ct(fig.add_subplot(gs[row, k + 1]), a["x_inv"][k].astype(np.float64) - a["x"],
-                    Window("difference", 0, max(100.0, 4 * abs(c))), f"x_inv - x, α={alphas[k]:g}")
+                    Window("difference", 0, max(100.0, 4 * abs(c))),
+                    f"x_inv - x, α={alphas[k]:g}" + ("" if converged[k] else "\nNOT converged"))
         ax = fig.add_subplot(gs[row, n + 1])
         ax.plot(alphas, a["removed"], "o-", label="lesion removed by x_inv")
+        late = [k for k in range(n) if not converged[k]]
+        if late:
+            ax.plot(alphas[late], a["removed"][late], "x", color="red", ms=9, label="not converged")
         ax.plot(alphas, a["output_removed"], "s--", label="lesion lost in f(x_inv) vs f(x)")
         ax.fill_between(alphas, a["removed_elsewhere"].min(1), a["removed_elsewhere"].max(1), color="0.8",
                         label="same projection, lesion-free places")
@@ -177,19 +182,22 @@ def invariance_rows(art, denoisers) -> list[dict]:
     rows = []
     for name in denoisers:
         a = art.read_arrays("lesion_invariance", denoiser=name)
+        converged = a.meta.get("converged") or [None] * len(a["alphas"])
         for k, alpha in enumerate(a["alphas"]):
             el = a["removed_elsewhere"][k]
             rows.append(dict(denoiser=display_name(name), alpha=float(alpha), removed=float(a["removed"][k]),
                              chance=float(np.abs(el).max()), output_removed=float(a["output_removed"][k]),
                              input_rms_hu=float(a["input_rms_hu"][k]), output_rms_hu=float(a["output_rms_hu"][k]),
-                             out_of_range=float(a["out_of_range_fraction"][k])))
+                             out_of_range=float(a["out_of_range_fraction"][k]),
+                             iterations=a.meta.get("iterations"), converged=converged[k]))
     return rows
 
 
 INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("alpha", "α", "g"), ("removed", "lesion removed by x_inv", ".3f"),
                       ("chance", "max |same| at lesion-free places", ".3f"),
                       ("output_removed", "lesion lost in f(x_inv)", ".3f"), ("input_rms_hu", "RMS x_inv - x (HU)", ".1f"),
-                      ("output_rms_hu", "RMS f(x_inv) - f(x) (HU)", ".2f"), ("out_of_range", "out of range", ".3f")]
+                      ("output_rms_hu", "RMS f(x_inv) - f(x) (HU)", ".2f"), ("out_of_range", "out of range", ".3f"),
+                      ("iterations", "iterations", ""), ("converged", "converged", "")]
 
 
 def invariance_table(art, denoisers) -> tuple[str, str]:
