@@ -68,6 +68,9 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
         raise ValueError(f"tol_hu must be a finite number > 0 (HU), got {tol_hu!r}")
     trials = _rows(grid_run)
     max_iter = grid_run.iteration if max_iter is None else max_iter
+    # aim at the middle of the accepted band [0.9, 1] x tol_hu: a secant aimed at tol_hu itself lands
+    # above it half the time (measured: WGAN-VGG at 5.03 and 5.20 HU for a 5 HU tolerance)
+    target = 0.95 * tol_hu
     for _ in range(refine_steps):
         ok = [t for t in trials if t["output_rms_hu"] <= tol_hu]
         over = [t for t in trials if t["output_rms_hu"] > tol_hu]
@@ -79,11 +82,11 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
             break  # close enough: within 10 % of the tolerance
         if lo is None:  # below the grid: extrapolate down along the curve's slope (or by 10x)
             a_hi, r_hi = hi["alpha"], hi["output_rms_hu"]
-            guess = a_hi * (tol_hu / r_hi) ** 2 if r_hi > 0 else a_hi / 10
+            guess = a_hi * (target / r_hi) ** 2 if r_hi > 0 else a_hi / 10
         else:  # secant in log-log between the bracketing alphas
             la, lb = math.log(lo["alpha"]), math.log(hi["alpha"])
             ra, rb = math.log(max(lo["output_rms_hu"], 1e-9)), math.log(hi["output_rms_hu"])
-            t = (math.log(tol_hu) - ra) / (rb - ra) if rb != ra else 0.5
+            t = (math.log(target) - ra) / (rb - ra) if rb != ra else 0.5
             guess = math.exp(la + min(max(t, 0.05), 0.95) * (lb - la))
         alphas = sorted({float(guess * s) for s in np.geomspace(0.8, 1.0, candidates)}) if candidates > 1 else [guess]
         run = Invariance(grid_run.image, grid_run.denoiser, grid_run.distance_name, alphas, grid_run.init_noise_std,
