@@ -56,7 +56,7 @@ lr = {"mse": 0.1, "dssim": 0.01, "vgg": 0.1}  # Adam's learning rate (normalized
                               # or one per distance ((1-SSIM)/2 weighs a few HU in flat tissue: a 10x smaller step)
 lr_schedule = "constant"      # "constant": the talk; "cosine": decays to 1% of lr over the run
 stop_early = True             # stop a run once every alpha converged (loss change < 1% over the last 10%)
-min_iter = 100                # ... but not before this many iterations (10% of a short run is a few steps)
+min_iter = 300                # ... but not before this many (a small alpha's plateau before its invariance grows passes the test)
 adam_betas = [0.9, 0.9]       # Adam's (beta1, beta2); the talk: PyTorch's (0.9, 0.999), which grows small-alpha
                               # invariances ~5x slower (README: Converged, and said so)
 hu_range = [-1024, 3071]      # x_inv projected onto this HU range after each step; None: unconstrained (talk)

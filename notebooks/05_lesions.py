@@ -55,7 +55,7 @@ invariance_iterations = 600    # at most: a run stops once every alpha converged
 invariance_lr = 0.1            # constant rate (bounded MSE: notebook 03's quick rate)
 invariance_adam_betas = [0.9, 0.9]  # as notebook 03's quick preset (the talk: 0.9, 0.999)
 invariance_stop_early = True   # stop when every alpha's loss changed < 1% over the last 10% of the run
-invariance_min_iter = 100      # ... not before this many iterations
+invariance_min_iter = 300      # ... not before this many iterations (a plateau passes the test)
 
 # %%
 import torch
