@@ -61,7 +61,7 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
     import time
 
     from .synthesis.distances import get_distance
-    from .synthesis.grid import rate_for
+    from .synthesis.grid import early_stop, rate_for
     from .synthesis.invariances import Invariance
 
     betas = tuple(settings.get("adam_betas") or TALK_BETAS)
@@ -72,8 +72,7 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
         alphas = list(settings["alphas_vgg"] if vgg and settings.get("alphas_vgg") else settings["alphas"])
         module = get_distance("vgg", vgg_allow_random=True, seed=seed) if vgg else None
         runs = {}
-        stop = ({"stop_criterion": 0.01, "stop_window": None, "min_iter": int(settings.get("min_iter") or 0)}
-                if settings.get("stop_early") else {})
+        stop = early_stop(bool(settings.get("stop_early")), settings.get("min_iter") or 0)
         for which, iters, lr, sched, b, kw in (
                 ("preset", settings["max_iter_vgg"] if vgg else settings["max_iter"], rate_for(settings["lr"], dist),
                  settings.get("lr_schedule", "constant"), betas, stop),

@@ -476,6 +476,7 @@ def sweep_main(args) -> int:
     from .data.dataset import centre_crop, load_data
     from .synthesis.base import SynthesisDiverged
     from .synthesis.distances import DISTANCES, get_distance
+    from .synthesis.grid import early_stop
     from .synthesis.invariances import Invariance
     from .training import distributed
     from .units import hu_to_norm
@@ -493,8 +494,7 @@ def sweep_main(args) -> int:
             lr=nb["lr"], lr_schedule=nb["lr_schedule"],
             hu_range=list(nb["hu_range"]) if nb["hu_range"] is not None else None, crop=crop,
             vgg_weights=nb["vgg_weights"], seed=int(preset["seed"]), adam_betas=list(nb["adam_betas"]),
-            stop={"stop_criterion": 0.01, "stop_window": None, "min_iter": int(nb["min_iter"])}
-            if nb["stop_early"] else None)
+            stop=early_stop(nb["stop_early"], nb["min_iter"]) or None)
         for dist in DISTANCES:
             settings.rate(dist)  # a bad lr fails before any work is handed out
         denoiser_names = list(args.denoisers or nb["denoiser_names"])

@@ -78,8 +78,8 @@ include_published = True      # also analyse every ldct-benchmark network notebo
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, at_tolerance, context, get_distance, hu_to_norm,
-                         linearised_spectrum, load_data, panels, rate_for, require_in_grid)
+from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, at_tolerance, context, early_stop, get_distance,
+                         hu_to_norm, linearised_spectrum, load_data, panels, rate_for, require_in_grid)
 from ctinv_utils.data.dataset import pick_slice
 from ctinv_utils.data.ldctbench_split import evaluation_patients
 from ctinv_utils.names import display_name
@@ -94,7 +94,7 @@ if compare_unconstrained and unconstrained_alphas:
     require_in_grid(panel_alpha, {"unconstrained_alphas (the comparison panel shows it)": unconstrained_alphas},
                     fix="add it or set unconstrained_alphas to None")
 rates = {dist: rate_for(lr, dist) for dist in DISTANCES}
-stop = {"stop_criterion": 0.01, "stop_window": None, "min_iter": min_iter} if stop_early else {}
+stop = early_stop(stop_early, min_iter)  # synthesize()'s arguments (none when stop_early is False)
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
 names = [*denoiser_names, *(n for n in art.published_denoisers() if include_published and n not in denoiser_names)]

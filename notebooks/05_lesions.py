@@ -61,7 +61,7 @@ invariance_min_iter = 300      # ... not before this many iterations (a plateau 
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import Invariance, context, hu_to_norm
+from ctinv_utils import Invariance, context, early_stop, hu_to_norm
 from ctinv_utils.analysis import lesion_removal as lr
 from ctinv_utils.data.lesions import LesionSetConfig, crop, lesion_set
 from ctinv_utils.figures import lesions as lesion_panels
@@ -143,8 +143,7 @@ x = torch.from_numpy(hu_to_norm(x_crop))[None, None].float().to(ctx.device)
 for name, f in inv_dens.items():
     inv = Invariance(x, f, invariance_distance, alpha=list(invariance_alphas), seed=seed, lr=invariance_lr,
                      adam_betas=invariance_adam_betas)
-    inv.synthesize(invariance_iterations, progress=False, **({"stop_criterion": 0.01, "stop_window": None,
-                                                              "min_iter": invariance_min_iter} if invariance_stop_early else {}))
+    inv.synthesize(invariance_iterations, progress=False, **early_stop(invariance_stop_early, invariance_min_iter))
     arrays, inv_meta = lr.invariance_lesion_removal(inv, s_crop)
     art.write_arrays("lesion_invariance", arrays, {**meta, **inv_meta, "lr_schedule": "constant", "adam_betas": invariance_adam_betas,
                                                    "denoiser": name,

@@ -348,6 +348,9 @@ def test_a_rate_per_distance_and_alphas_a_panel_needs():
     for bad in (0, -0.1, float("nan"), True, "0.1", {"mse": 0}):
         with pytest.raises(ValueError, match="lr must be a finite number > 0"):
             rate_for(bad, "mse")
+    from ctinv_utils.synthesis.grid import early_stop
+    assert early_stop(False, 300) == {}
+    assert early_stop(True, 300) == {"stop_criterion": 0.01, "stop_window": None, "min_iter": 300}
     require_in_grid(0.05, {"mse": [0.01, 0.05], "vgg": [0.05000000001]})
     with pytest.raises(ValueError, match=r"panel_alpha 0.05 must be one of the alphas of vgg \(\[0.003\]\)"):
         require_in_grid(0.05, {"mse": [0.05], "vgg": [0.003]})

@@ -1,5 +1,6 @@
-"""The settings of a sweep over (distance, alpha): a learning rate per distance, and checks that an
-alpha a panel shows was optimised. Each bad value is one ``ValueError`` naming it and the fix."""
+"""The settings of a sweep over (distance, alpha): a learning rate per distance, the early stop, and
+checks that an alpha a panel shows was optimised. Each bad value is one ``ValueError`` naming it and
+the fix."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def require_in_grid(alpha: float, grids: Mapping[str, Sequence[float]], name: st
     for what, grid in grids.items():
         if not in_grid(alpha, grid):
             raise ValueError(f"{name} {alpha:g} must be one of the alphas of {what} ({list(grid)}); {fix}")
+
+
+def early_stop(enabled: bool = True, min_iter: int = 0, tol: float = 0.01) -> dict:
+    """``synthesize()`` arguments that stop a run once every alpha converged by
+    :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence`'s own test (loss change < ``tol`` over
+    the last 10 % of the run), not before ``min_iter`` iterations; ``{}`` when not ``enabled``."""
+    return {"stop_criterion": tol, "stop_window": None, "min_iter": int(min_iter)} if enabled else {}
