@@ -17,6 +17,7 @@ from .figures.ct import ct_grid
 from .units import DIFFERENCE, LUNG, PHYSICAL_HU_RANGE, Window
 from .figures.tables import csv_text, markdown_table
 from .names import display_name
+from .settings import value_index
 
 EVALUATION_COLUMNS = [("region", "region", ""), ("method", "method", ""), ("slices", "slices", ""),
                       ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".3f"), ("rmse_hu", "RMSE (HU)", ".1f")]
@@ -29,11 +30,11 @@ METHOD_ORDER = ["low dose", "cnn10", "wganvgg", "gauss_ri"]
 
 
 def alpha_index(alphas, alpha: float) -> int:
-    """Index of ``alpha`` in a run's alpha grid (to 1e-9 relative)."""
-    hits = np.flatnonzero(np.isclose(np.asarray(alphas, dtype=float), float(alpha), rtol=1e-9, atol=0))
-    if not len(hits):
+    """Index of ``alpha`` in a run's alpha grid (to 1e-9 relative, :func:`~ctinv_utils.settings.value_index`)."""
+    k = value_index(alphas, alpha)
+    if k is None:
         raise ValueError(f"alpha {alpha:g} was not optimised; the grid is {[float(a) for a in alphas]}")
-    return int(hits[0])
+    return k
 
 
 # -- notebook 02 ---------------------------------------------------------------------------------

@@ -112,3 +112,12 @@ def check_device(device: Any, what: str = "device") -> str:
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise DeviceError(f"{what} 'mps' was asked for, but torch sees no Apple GPU; pass device='cpu'")
     return str(dev)
+
+
+def value_index(values, value: float, rtol: float = 1e-9) -> int | None:
+    """Index of the number ``value`` in ``values`` to a relative ``rtol`` (numbers read back from YAML
+    or JSON, e.g. an alpha of a grid), or None. The one matching rule of the panels and the notebooks."""
+    for i, v in enumerate(values):
+        if abs(float(v) - float(value)) <= rtol * abs(float(v)):
+            return i
+    return None

@@ -354,6 +354,10 @@ def test_a_rate_per_distance_and_alphas_a_panel_needs():
     require_in_grid(0.05, {"mse": [0.01, 0.05], "vgg": [0.05000000001]})
     with pytest.raises(ValueError, match=r"panel_alpha 0.05 must be one of the alphas of vgg \(\[0.003\]\)"):
         require_in_grid(0.05, {"mse": [0.05], "vgg": [0.003]})
+    from ctinv_utils.panels import alpha_index  # the panels find an alpha by the same rule
+    assert alpha_index([0.002, 0.05], 0.05000000001) == 1
+    with pytest.raises(ValueError, match="alpha 0.05 was not optimised"):
+        alpha_index([0.002, 0.0501], 0.05)
 
 
 def test_the_explorer_runs_a_slider_value_with_its_distance_rate_and_stop(x, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from ..settings import value_index
 from .distances import DISTANCES
 
 
@@ -33,7 +34,7 @@ def rate_for(lr, distance: str) -> float:
 
 def in_grid(alpha: float, grid: Sequence[float]) -> bool:
     """Is ``alpha`` one of ``grid`` (to a relative 1e-9: values read back from YAML or JSON)?"""
-    return any(abs(a - alpha) <= 1e-9 * abs(a) for a in grid)
+    return value_index(grid, alpha) is not None
 
 
 def require_in_grid(alpha: float, grids: Mapping[str, Sequence[float]], name: str = "panel_alpha",
