@@ -5,12 +5,17 @@
   faults for its large tensors again: measured here, a third of the CPU time. ``tune_allocator()``
   raises both thresholds with ``mallopt`` at run time (what ``GLIBC_TUNABLES`` does before start-up).
   The memory stays with the process instead of going back to the OS between iterations.
-* **Input gradients of single-channel convolutions** (:func:`fast_input_gradients`): an invariance
-  needs dL/dx only. For a frozen convolution with one input channel (CNN-10's 1->64 9x9, WGAN-VGG's
-  first layer) oneDNN's backward-data kernel is slow on CPU (measured here at 256 px, batch 8: 450-580
-  ms against 120 ms for the forward), so within :func:`fast_input_gradients` such layers compute it as
-  one matmul and a col2im (``F.fold``): about 160 ms, and one CNN-10 step in about half the time. The
-  values agree to float rounding (another summation order).
+* **Single-channel convolutions in an input-gradient pass** (:func:`fast_input_gradients`): an
+  invariance needs dL/dx only, through frozen weights. oneDNN is slow on CPU wherever a convolution
+  has one channel on the side it reduces into: the backward-data of a 1-input-channel convolution
+  (CNN-10's 1->64 9x9, WGAN-VGG's first layer; measured at 256 px, batch 8: 450-580 ms against
+  120 ms for the forward) and the forward of a 1-output-channel one (CNN-10's 32->1 5x5: 53 ms, 16
+  GFLOP/s, a quarter of its cost in FLOPs). Within the block both run as one batched matmul over the
+  channels, read in place from either memory layout, and a sum of kh*kw shifted planes (fast: each
+  add is a contiguous slice). Measured, CNN-10 at 256 px, batch 8: the first layer's input gradient
+  225 -> 45 ms (it was matmul + col2im after an NCHW copy of the 64-channel gradient: the copy cost
+  110 ms, col2im 90), the last layer's forward 53 -> ~15 ms. The values agree to float rounding
+  (another summation order).
 * **channels_last** convolutions: oneDNN's fastest layout on CPU (about 1.5x for CNN-10 here) and the
   tensor-core layout on GPU. ``channels_last(module)`` converts a module's 4-D weights in place; its
   values do not change, the conv algorithm does (results agree to float rounding).
@@ -51,41 +56,97 @@ def channels_last(module):
     return module.to(memory_format=__import__("torch").channels_last)
 
 
-def _input_grad_conv():
+def _channel_matrix(t):
+    """``(B, C, H, W)`` as a ``(B, C, H*W)`` matrix, a view for both NCHW and channels_last (a matmul
+    reads the transposed layout in place: a copy of a 64-channel map cost more than the matmul)."""
+    B, C, H, W = t.shape
+    if t.is_contiguous():
+        return t.reshape(B, C, H * W)
+    if t.is_contiguous(memory_format=__import__("torch").channels_last):
+        return t.permute(0, 2, 3, 1).reshape(B, H * W, C).transpose(1, 2)
+    return t.reshape(B, C, H * W)
+
+
+def _sum_shifted(maps, offsets, size):
+    """``out[b, p] = sum_k maps[b, k, p + offsets[k]]``, zero where ``p + offset`` falls outside
+    ``maps``; ``maps`` ``(B, K, h, w)``, ``size`` = (H, W) of ``out``; returns ``(B, 1, H, W)``."""
+    import torch
+
+    B, _, h, w = maps.shape
+    H, W = size
+    out = torch.zeros(B, H, W, dtype=maps.dtype, device=maps.device)
+    for k, (di, dj) in enumerate(offsets):
+        y0, y1, x0, x1 = max(0, -di), min(H, h - di), max(0, -dj), min(W, w - dj)
+        if y0 < y1 and x0 < x1:
+            out[:, y0:y1, x0:x1] += maps[:, k, y0 + di:y1 + di, x0 + dj:x1 + dj]
+    return out.unsqueeze(1)
+
+
+def _offsets(kernel, padding, sign):
+    kh, kw = kernel
+    ph, pw = padding
+    return [(sign * (i - ph), sign * (j - pw)) for i in range(kh) for j in range(kw)]
+
+
+def _single_channel_functions():
     import torch
     import torch.nn.functional as F
 
-    class FrozenConvInputGrad(torch.autograd.Function):
-        """``conv2d(x, w, b, padding)`` (stride 1, one input channel, frozen ``w``) whose backward
-        returns dL/dx only: ``w^T g`` as a matmul, then col2im."""
+    class InputChannelConv(torch.autograd.Function):
+        """``conv2d(x, w, b, padding)`` (stride 1, **one input channel**, frozen ``w``) whose backward
+        returns dL/dx only: ``w^T g`` as one matmul over the output channels, then the kh*kw planes
+        summed at their shifts (the transposed convolution)."""
 
         @staticmethod
         def forward(ctx, x, weight, bias, padding):
             ctx.save_for_backward(weight)
-            ctx.padding, ctx.size = padding, tuple(x.shape[-2:])
+            ctx.padding, ctx.size = tuple(padding), tuple(x.shape[-2:])
             return F.conv2d(x, weight, bias, padding=padding)
 
         @staticmethod
         def backward(ctx, grad):
             (weight,) = ctx.saved_tensors
-            B, C, H, W = grad.shape
-            w = weight.reshape(C, -1)  # (C, kh*kw)
-            # (a channels_last gradient is copied to NCHW: cheaper than col2im on a transposed matrix)
-            cols = torch.matmul(w.t(), grad.contiguous().reshape(B, C, H * W))
-            return F.fold(cols, ctx.size, weight.shape[-2:], padding=ctx.padding), None, None, None
+            B, C, Ho, Wo = grad.shape
+            kernel = tuple(weight.shape[-2:])
+            cols = torch.matmul(weight.reshape(C, -1).t(), _channel_matrix(grad))  # (B, kh*kw, Ho*Wo)
+            dx = _sum_shifted(cols.view(B, -1, Ho, Wo), _offsets(kernel, ctx.padding, -1), ctx.size)
+            return dx, None, None, None
 
-    return FrozenConvInputGrad
+    class OutputChannelConv(torch.autograd.Function):
+        """``conv2d(x, w, b, padding)`` (stride 1, **one output channel**, frozen ``w``): the forward as
+        one matmul over the input channels and the kh*kw planes summed at their shifts; the backward
+        returns dL/dx only (oneDNN's backward-data, fast for this shape)."""
+
+        @staticmethod
+        def forward(ctx, x, weight, bias, padding):
+            ctx.save_for_backward(weight)
+            ctx.padding, ctx.shape = tuple(padding), tuple(x.shape)
+            B, C, H, W = x.shape
+            kernel = tuple(weight.shape[-2:])
+            size = (H + 2 * ctx.padding[0] - kernel[0] + 1, W + 2 * ctx.padding[1] - kernel[1] + 1)
+            planes = torch.matmul(weight.reshape(C, -1).t(), _channel_matrix(x))  # (B, kh*kw, H*W)
+            out = _sum_shifted(planes.view(B, -1, H, W), _offsets(kernel, ctx.padding, 1), size)
+            return out if bias is None else out + bias.view(1, 1, 1, 1)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (weight,) = ctx.saved_tensors
+            dx = torch.nn.grad.conv2d_input(ctx.shape, weight, grad, padding=ctx.padding)
+            return dx, None, None, None
+
+    return InputChannelConv, OutputChannelConv
 
 
-_FUNCTION = None
+_FUNCTIONS = None
 
 
 def _eligible(m) -> bool:
     import torch
 
-    return (isinstance(m, torch.nn.Conv2d) and m.in_channels == 1 and m.groups == 1 and m.stride == (1, 1)
-            and m.dilation == (1, 1) and m.padding_mode == "zeros" and not isinstance(m.padding, str)
-            and not m.weight.requires_grad and (m.bias is None or not m.bias.requires_grad))
+    return (isinstance(m, torch.nn.Conv2d) and (m.in_channels == 1 or m.out_channels == 1) and m.groups == 1
+            and m.stride == (1, 1) and m.dilation == (1, 1) and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str) and not m.weight.requires_grad
+            and (m.bias is None or not m.bias.requires_grad))
 
 
 def _fast_forward(conv, x):
@@ -93,18 +154,20 @@ def _fast_forward(conv, x):
 
     if not (torch.is_grad_enabled() and x.requires_grad) or conv.weight.requires_grad or x.device.type != "cpu":
         return conv._conv_forward(x, conv.weight, conv.bias)
-    return _FUNCTION.apply(x, conv.weight, conv.bias, conv.padding)
+    input_channel, output_channel = _FUNCTIONS
+    function = input_channel if conv.in_channels == 1 else output_channel
+    return function.apply(x, conv.weight, conv.bias, conv.padding)
 
 
 @contextlib.contextmanager
 def fast_input_gradients(module):
-    """Within the block, calls of ``module`` compute input gradients of its frozen single-channel
-    convolutions by matmul + col2im on the CPU (module docstring); on exit the layers are as before.
-    Forward values are unchanged; layers with trainable weights, other devices and forward-mode AD
-    outside the block are untouched."""
-    global _FUNCTION
-    if _FUNCTION is None:
-        _FUNCTION = _input_grad_conv()
+    """Within the block, calls of ``module`` that need an input gradient run its frozen convolutions
+    with one input or one output channel by matmul and shifted sums on the CPU (module docstring); on
+    exit the layers are as before. Values agree to float rounding; calls without an input gradient,
+    layers with trainable weights, other devices and forward-mode AD outside the block are untouched."""
+    global _FUNCTIONS
+    if _FUNCTIONS is None:
+        _FUNCTIONS = _single_channel_functions()
     patched = [m for m in module.modules() if _eligible(m) and "forward" not in vars(m)]
     for m in patched:
         m.forward = types.MethodType(_fast_forward, m)

@@ -1,4 +1,5 @@
-"""The speed-ups that must keep results: the input gradient of frozen single-channel convolutions."""
+"""The speed-ups that must keep results: frozen convolutions with one input or one output channel in
+an input-gradient pass."""
 
 from __future__ import annotations
 
@@ -29,7 +30,34 @@ def test_fast_input_gradient_equals_autograd(build, layout):
         fast = _input_grad(m, x, g)
         assert any("forward" in vars(c) for c in model.modules())  # the first conv is swapped in the block
     assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-5 * ref.abs().max())
+    with fast_input_gradients(model) as m:  # the forward of the last (one-output-channel) conv too
+        y = m(x.clone().requires_grad_(True))
+    assert torch.allclose(y, model(x), rtol=1e-5, atol=1e-6)
     assert not any("forward" in vars(c) for c in model.modules())  # restored on exit
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(1, 6, (5, 3), padding=(2, 0)), nn.Conv2d(5, 1, (3, 5), padding=(0, 2)),
+                                  nn.Conv2d(1, 3, 3, padding=0, bias=False), nn.Conv2d(4, 1, 1, padding=1)])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_single_channel_convolutions_equal_conv2d_in_value_and_input_gradient(conv, layout):
+    """Ground truth is PyTorch's own conv2d, for kernels, paddings and output sizes other than
+    'same' (the shifted sums must place every plane where the convolution puts it)."""
+    torch.manual_seed(0)
+    conv = freeze(conv)
+    x = torch.randn(2, conv.in_channels, 11, 9)
+    if layout == "channels_last":
+        channels_last(conv)
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref_x, fast_x = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ref = conv(ref_x)
+    with fast_input_gradients(conv):
+        assert "forward" in vars(conv)
+        fast = conv(fast_x)
+    assert fast.shape == ref.shape
+    assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    (g_ref,), (g_fast,) = torch.autograd.grad(ref, ref_x, g), torch.autograd.grad(fast, fast_x, g)
+    assert torch.allclose(g_fast, g_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_fast_input_gradients_leave_trainable_layers_and_forward_mode_alone():
