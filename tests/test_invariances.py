@@ -262,6 +262,24 @@ def test_relative_change_scales_a_decayed_rate_back_to_the_rate_that_moved_the_l
     assert relative_change(loss, lr_history=constant) == pytest.approx(raw)  # constant rate: unchanged
 
 
+def test_a_loss_whose_ends_coincide_is_not_called_converged():
+    """The criterion is the loss's spread over the window, not its two endpoints: a loss that swings
+    by 20 % with the window's period has equal ends (the endpoint test says 0) and is not converged.
+    For a threshold below 1 the spread is the stricter test (checked on random walks and swings)."""
+    from ctinv_utils.synthesis.base import relative_change
+    t = np.arange(100)
+    swing = (-1 + 0.1 * np.sin(2 * np.pi * t / 10))[:, None]  # window: the last 10 steps, one period
+    assert swing[-1, 0] == pytest.approx(swing[-11, 0])
+    assert relative_change(swing)[0] == pytest.approx(0.2 / 1.1, rel=0.05)
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h = rng.normal(rng.normal(0, 3), rng.uniform(0.001, 2), size=(rng.integers(2, 60), 3)).cumsum(0)
+        spread = relative_change(h)
+        w = max(1, round(0.1 * len(h)))
+        ends = np.abs(h[-1] - h[-1 - w]) / np.maximum(np.abs(h[-1]), np.abs(h[-1 - w]))
+        assert np.all((spread >= 1) | (ends <= spread + 1e-12))
+
+
 def test_a_run_the_decay_stopped_is_not_called_converged(x):
     """ZeroSquare ignores its square entirely, so the invariance there grows until the bound: a short
     cosine run has settled (its rate fell to 1 %) but not converged, which continuing proves."""
