@@ -45,6 +45,13 @@ def test_answer_is_the_largest_input_change_within_the_tolerance(grid):
     row = res.run.summary()[res.index]
     assert np.isclose(row["output_rms_hu"], res.output_rms_hu) and np.isclose(row["alpha"], res.alpha)
     assert res.summary()["alphas_tried"] == [t["alpha"] for t in res.trials]
+    assert res.run.iteration == grid.iteration  # refined or not, the answer was optimised as long as the grid
+
+
+def test_refinements_are_not_stopped_early(grid):
+    """Trials must compare along alpha: an early-stopped refinement ran shorter than the grid."""
+    with pytest.raises(ValueError, match="drop stop_criterion"):
+        at_tolerance(grid, tol_hu=1.0, stop_criterion=0.01, stop_window=None)
 
 
 def test_the_whole_grid_within_the_tolerance_needs_no_refinement(grid):

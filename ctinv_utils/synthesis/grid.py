@@ -47,6 +47,6 @@ def require_in_grid(alpha: float, grids: Mapping[str, Sequence[float]], name: st
 
 def early_stop(enabled: bool = True, min_iter: int = 0, tol: float = 0.01) -> dict:
     """``synthesize()`` arguments that stop a run once every alpha converged by
-    :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence`'s own test (loss change < ``tol`` over
+    :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence`'s own test (loss spread < ``tol`` over
     the last 10 % of the run), not before ``min_iter`` iterations; ``{}`` when not ``enabled``."""
     return {"stop_criterion": tol, "stop_window": None, "min_iter": int(min_iter)} if enabled else {}
