@@ -134,7 +134,8 @@ for name, f in denoisers.items():
                     for row, c, change in zip(inv.summary(), converged, inv.relative_change())]
         # the same question at a stated output tolerance: refine alpha where the grid is too coarse
         tol = at_tolerance(inv, tol_hu, refine_steps=tolerance_refine_steps_vgg if dist == "vgg" else tolerance_refine_steps,
-                           candidates=tolerance_candidates, lr_schedule=lr_schedule)  # each as long as this run
+                           candidates=tolerance_candidates, max_iter=n_iter, lr_schedule=lr_schedule,
+                           **stop)  # each at least as long as this run, then until converged
         art.write_arrays("tolerance_arrays", tol.figure_arrays(), {**meta, **tol.summary(), "alpha": tol.alpha,
                          "input_rms_hu": tol.input_rms_hu, "output_rms_hu": tol.output_rms_hu},
                          {"denoiser": name, "distance": dist})
