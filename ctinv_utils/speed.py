@@ -59,10 +59,12 @@ def channels_last(module):
 def _channel_matrix(t):
     """``(B, C, H, W)`` as a ``(B, C, H*W)`` matrix, a view for both NCHW and channels_last (a matmul
     reads the transposed layout in place: a copy of a 64-channel map cost more than the matmul)."""
+    import torch
+
     B, C, H, W = t.shape
     if t.is_contiguous():
         return t.reshape(B, C, H * W)
-    if t.is_contiguous(memory_format=__import__("torch").channels_last):
+    if t.is_contiguous(memory_format=torch.channels_last):
         return t.permute(0, 2, 3, 1).reshape(B, H * W, C).transpose(1, 2)
     return t.reshape(B, C, H * W)
 

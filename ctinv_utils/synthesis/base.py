@@ -138,9 +138,9 @@ class Synthesis:
                                            window=window) <= stop_criterion))
 
     def convergence(self, fraction: float = 0.1, tol: float = 0.01) -> list[bool]:
-        """Per sample: did the loss stay within ``tol`` (its spread relative to its magnitude, see
-        :func:`relative_change`) over the last ``fraction`` of the iterations run so far, scaled to the largest learning rate of the run (so a decayed
-        rate cannot hide a run that is still moving; see :func:`relative_change`)?"""
+        """Per sample: did the loss stay within ``tol`` (its spread relative to its magnitude) over the
+        last ``fraction`` of the iterations run so far, scaled to the largest learning rate of the run
+        (so a decayed rate cannot hide a run that is still moving; see :func:`relative_change`)?"""
         return [bool(c < tol) for c in self.relative_change(fraction)]
 
     def relative_change(self, fraction: float = 0.1) -> np.ndarray:
