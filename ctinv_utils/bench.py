@@ -43,6 +43,17 @@ INIT_STD = 0.1
 # different float summation orders (channels_last, batching) drift apart by ~lr per step exactly
 # where the invariance lives, while reaching the same objective.
 TOLERANCE = 1e-2
+# ... except where ctinv's VGG16 features run in bf16 ("auto" on hardware with bf16 matrix units, the
+# fast path there): its objective, judged in fp32, within this fraction instead.
+TOLERANCE_BF16_VGG = 5e-2
+
+
+def tolerance_for(distance: str, device: str = "cpu") -> float:
+    """The objective tolerance of ctinv against the baseline for ``distance`` on ``device``."""
+    from .speed import resolve_precision
+
+    bf16 = distance == "vgg" and resolve_precision("auto", device) == "bf16"
+    return TOLERANCE_BF16_VGG if bf16 else TOLERANCE
 
 
 def _setup(denoiser: str, size: int, seed: int = 0):
@@ -80,7 +91,7 @@ def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
 
     x, f = _setup(denoiser, size)
     x, f = x.to(device), f.to(device)
-    d = get_distance(distance, vgg_allow_random=True).to(device)
+    d = get_distance(distance, vgg_allow_random=True, vgg_precision="fp32").to(device)  # PyTorch's default
     noise = _noise(x).to(device)
     results = []
     for a in alphas:
@@ -113,7 +124,7 @@ def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
 
     x, f = _setup(denoiser, size)
     x, f = x.to(device), f.to(device)
-    d = get_distance(distance, vgg_allow_random=True).to(device)
+    d = get_distance(distance, vgg_allow_random=True, vgg_precision="fp32").to(device)
     noise = _noise(x).to(device)
     f.requires_grad_(False)  # plenoptic requires it (po.remove_grad)
     results = []
@@ -174,7 +185,7 @@ def objective_difference(denoiser, distance, size, alphas, x_inv_a, x_inv_b) -> 
     from .synthesis.distances import get_distance
 
     x, f = _setup(denoiser, size)
-    d = get_distance(distance, vgg_allow_random=True)
+    d = get_distance(distance, vgg_allow_random=True, vgg_precision="fp32")  # both judged in fp32
     with torch.no_grad():
         fx, start = f(x), x + _noise(x)
         scale0 = float(d(x, start).reshape(-1)[0])
@@ -252,7 +263,8 @@ def benchmark(sizes=(128, 256), denoisers=DENOISERS, distances=DISTANCES, n_alph
                                               if with_plenoptic else None),
                        "objective_rel_diff_after_check_iters": err, "max_abs_pixel_diff": pixel,
                        "check_iters": check_iters,
-                       "within_tolerance": max(err) <= TOLERANCE}
+                       "tolerance": tolerance_for(dist, device),
+                       "within_tolerance": max(err) <= tolerance_for(dist, device)}
                 if den == "cnn10":
                     row["gflops"] = rec["ctinv"]["throughput"] * cnn10_flop_per_step(size) / 1e9
                     row["fraction_of_conv_peak"] = row["gflops"] / peak
@@ -305,12 +317,14 @@ def plot(result: dict, path_without_suffix: Path) -> None:
 
 def gpu_check(out_dir: str | Path = "bench_results") -> dict:
     """The GPU check of the README (one GPU, well under 5 minutes): 3000 iterations of CNN-10 + bounded
-    MSE at 512x512 for 8 alphas, the same with the VGG distance, each against an fp32 reference of
-    100 iterations without TF32 (tolerance stated), and a short training burst of each denoiser at the
+    MSE at 512x512 for 8 alphas, the same with the VGG distance (its features in bf16: the default
+    on a GPU with bf16), each against an fp32 reference of 100 iterations without TF32 (tolerance
+    stated), and a short training burst of each denoiser at the
     paper preset's batch sizes. Prints throughput and memory."""
     import torch
 
     from . import atomic
+    from .synthesis.distances import get_distance
     from .synthesis.invariances import Invariance
 
     if not torch.cuda.is_available():
@@ -322,7 +336,8 @@ def gpu_check(out_dir: str | Path = "bench_results") -> dict:
         x, f = _setup("cnn10", 512)
         x, f = x.cuda(), f.cuda()
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        ref = Invariance(x, f, dist, alpha=alphas, lr=LR, vgg_allow_random=True)
+        fp32_vgg = get_distance("vgg", vgg_allow_random=True, vgg_precision="fp32").cuda() if dist == "vgg" else None
+        ref = Invariance(x, f, dist, alpha=alphas, lr=LR, vgg_allow_random=True, distance_module=fp32_vgg)
         ref.synthesize(100, progress=False)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         inv = Invariance(x, f, dist, alpha=alphas, lr=LR, vgg_allow_random=True)
@@ -339,7 +354,8 @@ def gpu_check(out_dir: str | Path = "bench_results") -> dict:
                                 "peak_mb": torch.cuda.max_memory_allocated() / 2**20,
                                 "tf32_max_abs_diff_to_fp32_after_100": err}
         print(f"{name}: CNN-10 + {dist} 512 px, 8 alphas, 3000 iterations: {out[f'cnn10_{dist}']['seconds_3000_iterations_8_alphas']:.1f} s "
-              f"(target < 10 s for mse), peak {out[f'cnn10_{dist}']['peak_mb']:.0f} MB, TF32 vs fp32 after 100 it: {err:.1e}",
+              f"(target < 10 s for mse), peak {out[f'cnn10_{dist}']['peak_mb']:.0f} MB, TF32{'/bf16' if dist == 'vgg' else ''} "
+              f"vs fp32 after 100 it: {err:.1e}",
               flush=True)
     from .data.sampling import PatchSampler  # noqa: F401  (the training burst uses random patches)
     from .training.methods import TrainConfig, build_method
@@ -410,9 +426,11 @@ def main(argv: list[str] | None = None) -> int:
                         a.device, a.out, None if not a.no_plenoptic else False)
     bad = [r for r in res["rows"] if not r["within_tolerance"]]
     if bad:
-        print(f"FAILED: {len(bad)} cases miss the baseline's objective by more than {TOLERANCE:.0%}")
+        print(f"FAILED: {len(bad)} cases miss the baseline's objective by more than their tolerance "
+              f"({TOLERANCE:.0%}; VGG16 in bf16: {TOLERANCE_BF16_VGG:.0%})")
         return 1
-    print(f"all {len(res['rows'])} cases reach the baseline's objective within {TOLERANCE:.0%}; {Path(a.out) / 'bench.json'}")
+    print(f"all {len(res['rows'])} cases reach the baseline's objective within their tolerance ({TOLERANCE:.0%}; "
+          f"VGG16 in bf16: {TOLERANCE_BF16_VGG:.0%}); {Path(a.out) / 'bench.json'}")
     return 0
 
 

@@ -19,6 +19,15 @@
 * **channels_last** convolutions: oneDNN's fastest layout on CPU (about 1.5x for CNN-10 here) and the
   tensor-core layout on GPU. ``channels_last(module)`` converts a module's 4-D weights in place; its
   values do not change, the conv algorithm does (results agree to float rounding).
+* **bf16 matrix units** (:func:`autocast`, ``precision="auto"``): where the hardware multiplies
+  bfloat16 matrices (AMX on recent Xeons, checked at run time; bf16 on CUDA GPUs), the two parts
+  whose precision is not a result get bf16 autocast: the VGG16 feature stack of the perceptual
+  *distance* (a loss, normalised and compared in fp32) and the forward passes of *training* (fp32
+  master weights, loss and optimizer: standard mixed precision). Measured on this project's 2-core
+  Xeon with AMX: VGG16 forward + input gradient at 96 px, batch 4, 200 -> 78 ms; a CNN-10 training
+  step (batch 16, 64 px) 67 -> 25 ms. The invariance of a denoiser itself (the denoiser's forward
+  and input gradient, bounded MSE, (1-SSIM)/2) always runs in fp32: its targets are 1e-3 network
+  units. Elsewhere ``"auto"`` is fp32, so machines without such units compute what they did.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import sys
 import types
 
 _ALLOCATOR_TUNED: bool | None = None
+PRECISIONS = ("auto", "fp32", "bf16")
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = 2**31 - 1
@@ -49,6 +59,68 @@ def tune_allocator() -> bool:
             except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
                 pass
     return _ALLOCATOR_TUNED
+
+
+def bf16_matrix_units(device="cpu") -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware: AMX tiles on a CPU (what PyTorch's
+    oneDNN uses for bf16 convolutions; without them bf16 is emulated and slower than fp32), bf16
+    support on a CUDA GPU; never elsewhere."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx is not None and amx())
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device="cpu") -> str:
+    """``"auto"`` -> ``"bf16"`` where :func:`bf16_matrix_units`, else ``"fp32"``; the others as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_matrix_units(device) else "fp32"
+    return precision
+
+
+def _image_layer(m) -> bool:
+    """A convolution that reads an image (at most 3 input channels) or writes one (1 output channel)."""
+    import torch
+
+    return isinstance(m, torch.nn.Conv2d) and (m.in_channels <= 3 or m.out_channels == 1)
+
+
+def _fp32_forward(conv, x):
+    import torch
+
+    with torch.autocast(x.device.type, enabled=False):
+        return conv._conv_forward(x.float(), conv.weight, conv.bias)
+
+
+@contextlib.contextmanager
+def autocast(precision: str, module, device="cpu"):
+    """Calls of ``module`` within the block run in bf16 autocast on ``device`` when ``precision``
+    resolves to bf16 (else the block changes nothing), except its image layers (convolutions with at
+    most 3 input channels or 1 output channel), which stay fp32: bf16 keeps 8 bits of mantissa, so an
+    image of ~1000 HU rounded to bf16 moves by up to 4 HU, the size of what a denoiser is trained to
+    remove (measured: CNN-10 trained fully in bf16 lost 1.2 dB in the head window). Those layers
+    hold few of the FLOPs. Cast the outputs to fp32 for what follows."""
+    import torch
+
+    if resolve_precision(precision, device) != "bf16":
+        yield module
+        return
+    patched = [m for m in module.modules() if _image_layer(m) and "forward" not in vars(m)]
+    for m in patched:
+        m.forward = types.MethodType(_fp32_forward, m)
+    try:
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield module
+    finally:
+        for m in patched:
+            del m.forward
 
 
 def channels_last(module):

@@ -375,13 +375,15 @@ class SweepSettings:
     init_noise_std: float = 0.1
     adam_betas: list | None = None  # None: PyTorch's (0.9, 0.999)
     stop: dict | None = None  # synthesize()'s early stop, as notebook 03 (None: every iteration runs)
+    alphas_dssim: list | None = None  # (1-SSIM)/2's own grid (None: alphas)
 
     def rate(self, distance: str) -> float:
         from .synthesis.grid import rate_for
         return rate_for(self.lr, distance)
 
     def grid(self, distance: str) -> list[float]:
-        return [float(a) for a in (self.alphas_vgg if distance == "vgg" and self.alphas_vgg else self.alphas)]
+        from .synthesis.grid import alphas_for
+        return alphas_for(distance, self.alphas, self.alphas_dssim, self.alphas_vgg)
 
     def iterations(self, distance: str) -> int:
         return int(self.max_iter_vgg if distance == "vgg" else self.max_iter)
@@ -490,6 +492,7 @@ def sweep_main(args) -> int:
         settings = SweepSettings(
             alphas=list(args.alphas or nb["alphas"]),
             alphas_vgg=None if args.alphas else (list(nb["alphas_vgg"]) if nb.get("alphas_vgg") else None),
+            alphas_dssim=None if args.alphas else (list(nb["alphas_dssim"]) if nb.get("alphas_dssim") else None),
             max_iter=args.max_iter or nb["max_iter"], max_iter_vgg=args.max_iter or nb["max_iter_vgg"],
             lr=nb["lr"], lr_schedule=nb["lr_schedule"],
             hu_range=list(nb["hu_range"]) if nb["hu_range"] is not None else None, crop=crop,
@@ -534,7 +537,7 @@ def sweep_main(args) -> int:
                     "iterations": settings.iterations(item.distance), "lr": settings.rate(item.distance),
                     "adam_betas": settings.adam_betas, "stop": settings.stop, "lr_schedule": settings.lr_schedule, "hu_range": settings.hu_range, "crop": settings.crop,
                     "init_noise_std": settings.init_noise_std, "seed": item.seed(settings.seed),
-                    "vgg": vgg.weights_source if item.distance == "vgg" else None, "images": not args.metrics_only}
+                    "vgg": vgg.describe(device) if item.distance == "vgg" else None, "images": not args.metrics_only}
 
         def compute(item: WorkItem) -> tuple[dict, dict]:
             low_hu, _ = data.slice_hu(data.index_of(item.patient), item.slice_index)
@@ -554,7 +557,7 @@ def sweep_main(args) -> int:
             meta = {**asdict(item), "slice_id": item.slice_id, "seed": item.seed(settings.seed),
                     "iterations": inv.iteration, "lr": settings.rate(item.distance), "lr_schedule": settings.lr_schedule,
                     "hu_range": settings.hu_range, "crop": settings.crop, "rows": rows,
-                    "vgg": vgg.weights_source if item.distance == "vgg" else ""}
+                    "vgg": vgg.describe(device) if item.distance == "vgg" else ""}
             return arrays, meta
 
         record = provenance(seed=settings.seed, config={"preset": args.preset, "settings": asdict(settings)},

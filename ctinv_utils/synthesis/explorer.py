@@ -18,6 +18,7 @@ import torch
 from .. import atomic
 from .invariances import Invariance, check_betas
 from .grid import rate_for
+from ..speed import resolve_precision
 from ..provenance import config_hash
 from ..names import display_name
 from ..units import PHYSICAL_HU_RANGE, WINDOWS, hu_to_norm, norm_to_hu
@@ -65,7 +66,10 @@ class InvarianceExplorer:
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
                            "lr_schedule": lr_schedule, "synthesize_kw": self.synthesize_kw, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
-                           "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()}})
+                           "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()},
+                           # a module's weights do not say in what precision it computes (VGG16: bf16 on AMX)
+                           "distance_precision": {n: resolve_precision(m.precision, image.device)
+                                                  for n, m in (distance_modules or {}).items() if hasattr(m, "precision")}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self.distance_modules = distance_modules or {}
         self._outputs: dict = {}
