@@ -34,7 +34,7 @@ _API = {
     "tradeoff_curve": "synthesis.invariances", "FGSM": "synthesis.adversarial", "BIM": "synthesis.adversarial",
     "InvarianceExplorer": "synthesis.explorer", "NaturalInvariance": "synthesis.natural",
     "train_or_load_natural": "synthesis.natural", "at_tolerance": "synthesis.tolerance",
-    "linearised_spectrum": "synthesis.linearised", "rate_for": "synthesis.grid", "require_in_grid": "synthesis.grid",
+    "linearised_spectrum": "synthesis.linearised", "rate_for": "synthesis.grid", "alphas_for": "synthesis.grid", "require_in_grid": "synthesis.grid",
     "early_stop": "synthesis.grid",
     # hand-off between notebooks
     "Artifacts": "artifacts",

@@ -43,7 +43,7 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
     names = list(denoisers or nb.get("denoiser_names", ["cnn10", "wganvgg", "gauss_ri"]))
     rows = compare_settings(x, art.load_denoisers(names, "cpu"), nb, preset["seed"], distances, reference_iters,
                             reference_lr, progress)
-    settings = {k: nb.get(k) for k in ("alphas", "alphas_vgg", "max_iter", "max_iter_vgg", "lr", "lr_schedule",
+    settings = {k: nb.get(k) for k in ("alphas", "alphas_dssim", "alphas_vgg", "max_iter", "max_iter_vgg", "lr", "lr_schedule",
                                        "adam_betas", "hu_range", "crop", "stop_early", "min_iter")}
     return {"preset": preset_name, "settings": settings,
             "reference": {"iterations": reference_iters, "lr": reference_lr, "schedule": "constant",
@@ -54,14 +54,14 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
 def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distances=("mse", "dssim"),
                      reference_iters: int = 2000, reference_lr: float = 0.03, progress: bool = False) -> list[dict]:
     """``x`` ``(1, 1, H, W)`` normalized; ``denoisers`` {name: module}; ``settings`` notebook 03's
-    parameters (alphas, alphas_vgg, max_iter, max_iter_vgg, lr (one rate or {distance: rate}),
+    parameters (alphas, alphas_dssim, alphas_vgg, max_iter, max_iter_vgg, lr (one rate or {distance: rate}),
     lr_schedule, adam_betas, hu_range, and optionally stop_early and min_iter, as the notebook stops).
     Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU), rate-scaled
     loss changes (%) and seconds."""
     import time
 
     from .synthesis.distances import get_distance
-    from .synthesis.grid import early_stop, rate_for
+    from .synthesis.grid import alphas_for, early_stop, rate_for
     from .synthesis.invariances import Invariance
 
     betas = tuple(settings.get("adam_betas") or TALK_BETAS)
@@ -69,7 +69,7 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
     jobs = [(n, d) for n in denoisers for d in distances]
     for name, dist in progress_bar(jobs, desc="preset vs reference", disable=not progress):
         vgg = dist == "vgg"
-        alphas = list(settings["alphas_vgg"] if vgg and settings.get("alphas_vgg") else settings["alphas"])
+        alphas = alphas_for(dist, settings["alphas"], settings.get("alphas_dssim"), settings.get("alphas_vgg"))
         module = get_distance("vgg", vgg_allow_random=True, seed=seed) if vgg else None
         runs = {}
         stop = early_stop(bool(settings.get("stop_early")), settings.get("min_iter") or 0)

@@ -49,10 +49,11 @@ simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "
 region = "chest"              # a test slice of this region; shown in the lung and abdomen windows
 crop = 96                     # centre crop in px (None: the whole slice)
 alphas = [0.002, 0.01, 0.05, 0.2]  # optimised as one batch per (denoiser, distance): panels + trade-off
-alphas_vgg = [0.003, 0.05]    # the VGG distance's grid (None: alphas); it costs ~10x the others per alpha
+alphas_dssim = [0.005, 0.01, 0.05, 0.2]  # (1-SSIM)/2's grid (None: alphas): at 0.002 it does not converge
+alphas_vgg = [0.01, 0.05]     # the VGG distance's grid (None: alphas); it costs ~5x the others per alpha
 panel_alpha = 0.05            # the alpha shown in the talk-style panels (must be in alphas)
 max_iter = 1200               # Adam iterations at most (the talk: 3k at a constant rate; the paper preset)
-max_iter_vgg = 50             # iterations with the VGG distance (the most expensive)
+max_iter_vgg = 600            # iterations at most with the VGG distance (the most expensive)
 lr = {"mse": 0.1, "dssim": 0.01, "vgg": 0.1}  # Adam's learning rate (normalized units per step): one number,
                               # or one per distance ((1-SSIM)/2 weighs a few HU in flat tissue: a 10x smaller step)
 lr_schedule = "constant"      # "constant": the talk; "cosine": decays to 1% of lr over the run
@@ -79,7 +80,7 @@ include_published = True      # also analyse every ldct-benchmark network notebo
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, at_tolerance, context, early_stop, get_distance,
+from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, alphas_for, at_tolerance, context, early_stop, get_distance,
                          hu_to_norm, linearised_spectrum, load_data, panels, rate_for, require_in_grid)
 from ctinv_utils.data.dataset import pick_slice
 from ctinv_utils.data.ldctbench_split import evaluation_patients
@@ -89,7 +90,7 @@ import torch
 
 ctx = context.setup("03_image_domain_invariances", globals())
 art = ctx.artifacts
-grids = {dist: list(alphas_vgg if dist == "vgg" and alphas_vgg else alphas) for dist in DISTANCES}
+grids = {dist: alphas_for(dist, alphas, alphas_dssim, alphas_vgg) for dist in DISTANCES}
 require_in_grid(panel_alpha, {f"the {dist} distance": grid for dist, grid in grids.items()})
 if compare_unconstrained and unconstrained_alphas:
     require_in_grid(panel_alpha, {"unconstrained_alphas (the comparison panel shows it)": unconstrained_alphas},
@@ -107,7 +108,7 @@ art.write_arrays("analysis_slice", {"low": low_hu, "full": full_hu}, where)
 x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(ctx.device)
 x_full = torch.from_numpy(hu_to_norm(full_hu))[None, None].float().to(ctx.device)
 vgg_distance = get_distance("vgg", vgg_allow_random=vgg_weights == "imagenet_or_random", seed=seed).to(ctx.device)
-vgg_note = f"VGG16 distance: {vgg_distance.weights_source}"
+vgg_note = f"VGG16 distance: {vgg_distance.describe(ctx.device)}"
 ctx.add_note("vgg", vgg_note)
 print(f"x: low-dose {region} slice {where['slice']} of test patient {where['patient']}, {tuple(x.shape)}; {vgg_note}")
 

@@ -366,6 +366,13 @@ def test_a_rate_per_distance_and_alphas_a_panel_needs():
     for bad in (0, -0.1, float("nan"), True, "0.1", {"mse": 0}):
         with pytest.raises(ValueError, match="lr must be a finite number > 0"):
             rate_for(bad, "mse")
+    from ctinv_utils.synthesis.grid import alphas_for
+    grid = [0.002, 0.01]
+    assert alphas_for("mse", grid, [0.005], [0.05]) == grid and alphas_for("dssim", grid, [0.005], [0.05]) == [0.005]
+    assert alphas_for("vgg", grid, [0.005], [0.05]) == [0.05] and alphas_for("dssim", grid) == grid
+    for bad in ([], [0.0], ["0.1"], [float("inf")], "0.1"):
+        with pytest.raises(ValueError, match="the alpha grid of the 'dssim' distance must be a non-empty list"):
+            alphas_for("dssim", grid, bad)
     from ctinv_utils.synthesis.grid import early_stop
     assert early_stop(False, 300) == {}
     assert early_stop(True, 300) == {"stop_criterion": 0.01, "stop_window": None, "min_iter": 300}
