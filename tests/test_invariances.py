@@ -126,10 +126,34 @@ def test_dssim_matches_scikit_image():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(N, N))
     b = a + 0.3 * rng.normal(size=(N, N)) + 0.5 * np.sin(np.arange(N) / 4)[None, :]
-    d = get_distance("dssim")(torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None])
+    ta, tb = torch.from_numpy(a)[None, None], torch.from_numpy(b)[None, None]
+    valid = get_distance("dssim", ssim_padding="valid")(ta, tb)
     s = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    assert d.shape == (1,)
-    assert abs(float(d[0]) - (1 - s) / 2) < 1e-3
+    assert valid.shape == (1,)
+    assert abs(float(valid[0]) - (1 - s) / 2) < 1e-3
+    # the default: scikit-image's SSIM map over every pixel (before it crops the border), rectangular
+    b2 = b[:, : N - 7]
+    full = get_distance("dssim")(ta[..., : N - 7], torch.from_numpy(b2)[None, None])
+    _, s_map = structural_similarity(a[:, : N - 7], b2, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, full=True)
+    assert abs(float(full[0]) - (1 - s_map.mean()) / 2) < 1e-6
+    assert abs(float(full[0]) - float(valid[0])) > 1e-4  # the ring counts: a different number
+
+
+def test_dssim_weighs_every_pixel_of_the_crop():
+    """With the default padding a change at the image's edge moves the distance about as much as one
+    inside; with pytorch-msssim's valid region it barely registers (the ring Adam let wander)."""
+    a = 0.3 * torch.randn(1, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    for padding, ratio_range in (("reflect", (0.3, 3.0)), ("valid", (0.0, 0.05))):
+        d = get_distance("dssim", ssim_padding=padding).against(a)
+        edge, inner = a.clone(), a.clone()
+        edge[..., 0, 24] += 0.5
+        inner[..., 24, 24] += 0.5
+        ratio = float(d(edge)) / float(d(inner))
+        assert ratio_range[0] < ratio < ratio_range[1], (padding, ratio)
+        torch.testing.assert_close(d(edge), get_distance("dssim", ssim_padding=padding)(a, edge))
+    with pytest.raises(ValueError, match="padding must be one of reflect, valid"):
+        get_distance("dssim", ssim_padding="same")
 
 
 def test_our_dssim_equals_pytorch_msssim_in_value_and_gradient():
@@ -142,7 +166,7 @@ def test_our_dssim_equals_pytorch_msssim_in_value_and_gradient():
     b = (a + 0.1 * torch.randn(3, 1, 40, 56, generator=g) + 0.2 * torch.linspace(0, 1, 56)).requires_grad_()
     ref = (1 - ssim(a.expand(3, -1, -1, -1), b, data_range=1.0, size_average=False)) / 2
     g_ref, = torch.autograd.grad(ref.sum(), b)
-    d = get_distance("dssim")
+    d = get_distance("dssim", ssim_padding="valid")
     for ours in (d(a, b), d.against(a)(b)):
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
         g_ours, = torch.autograd.grad(ours.sum(), b)

@@ -108,8 +108,9 @@ class ConditionalGenerator(nn.Module):
 # wrong (2: generators cached by a build whose generator step ran without gradients are not reused;
 # 3: the (1-SSIM)/2 distance became banded-matrix filtering, equal to pytorch-msssim's to 1e-6, and
 # 400 adversarial updates carry that rounding into a different generator: a cache trained before
-# gave critic scores of -6.9 where the current code gives -5.3 from the same seed and data).
-TRAINER_VERSION = 3
+# gave critic scores of -6.9 where the current code gives -5.3 from the same seed and data;
+# 4: (1-SSIM)/2 averages over every pixel, reflect-padded, instead of pytorch-msssim's valid region).
+TRAINER_VERSION = 4
 
 
 @dataclass
