@@ -66,15 +66,19 @@ def test_training_unchanged(reference_data, tmp_path, method, extra):
 @pytest.mark.filterwarnings("ignore:VGG. random init")
 def test_synthesis_unchanged():
     x = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.3
+    # the references predate two intended changes of the defaults: (1-SSIM)/2 over every pixel
+    # (reflect-padded) and VGG16's features in bf16 on AMX; the definitions they were recorded with
+    # are pinned here (both defaults are tested against them in test_invariances and test_speed)
     for dist in ("mse", "dssim"):
-        inv = Invariance(x, GaussRI(), dist, alpha=[0.2, 1.0], seed=1, hu_range=None)
+        inv = Invariance(x, GaussRI(), dist, alpha=[0.2, 1.0], seed=1, hu_range=None,
+                         distance_module=get_distance("dssim", ssim_padding="valid") if dist == "dssim" else None)
         inv.synthesize(20, progress=False)
         r = inv.result.double()
         close([r.sum(), r.abs().sum(), r[0].pow(2).sum()], REF[f"inv_gauss_{dist}"])
     torch.manual_seed(0)
     cnn = CNN10().eval()
     inv = Invariance(x, cnn, "vgg", alpha=[0.5], seed=0, hu_range=None,
-                     distance_module=get_distance("vgg", vgg_allow_random=True, seed=0))
+                     distance_module=get_distance("vgg", vgg_allow_random=True, seed=0, vgg_precision="fp32"))
     inv.synthesize(3, progress=False)
     # CNN-10 runs take the fast paths (the first conv's input gradient by matmul + col2im, the VGG
     # distance without normalized features): another float summation order, so Adam's sign-like

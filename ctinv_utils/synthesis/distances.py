@@ -11,7 +11,7 @@ Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
   window 11 px, sigma 1.5, K = (0.01, 0.03)) averaged over every pixel of the image mirrored at its
   edges (scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, full=True)`` map; ``DSSIM(padding="valid")``: pytorch-msssim's valid
-  region, see :class:`DSSIM` for why not), computed our way for speed (:func:`gaussian_filter_valid`;
+  region, see :class:`DSSIM` for why not), computed our way for speed (:func:`gaussian_filter`;
   equal to both to float rounding, tested). The data
   range is fixed at 1 normalized unit (~502 HU, a soft-tissue window) because the image leaves any
   fixed range during optimisation; a range computed from the images would move with them.
@@ -124,7 +124,7 @@ def _band(n: int, size: int, sigma: float, device: str, dtype: torch.dtype, padd
     return m.to(device=device, dtype=dtype)
 
 
-def gaussian_filter_valid(t: torch.Tensor, size: int, sigma: float, padding: str = "valid") -> torch.Tensor:
+def gaussian_filter(t: torch.Tensor, size: int, sigma: float, padding: str = "valid") -> torch.Tensor:
     """pytorch-msssim's separable Gaussian filter of ``(B, C, H, W)`` as two banded matrix products
     ``G_H @ t @ G_W^T``: its valid region (``padding="valid"``), or every pixel of a reflect-padded
     image (``"reflect"``, see :func:`_band`). Our own because it is the step's cost: measured on 2 cores,
@@ -137,7 +137,7 @@ def gaussian_filter_valid(t: torch.Tensor, size: int, sigma: float, padding: str
 
 class DSSIM(Distance):
     """``(1 - SSIM) / 2``, computed from one filtering of the stacked maps (b, b^2, a*b) by
-    :func:`gaussian_filter_valid`; ``against(a)`` filters a's maps once.
+    :func:`gaussian_filter`; ``against(a)`` filters a's maps once.
 
     ``padding="reflect"`` (default): the SSIM map covers every pixel, the image mirrored at its edges
     (scikit-image's SSIM map before it crops; tested). ``"valid"``: pytorch-msssim's definition, the
@@ -165,7 +165,7 @@ class DSSIM(Distance):
         self.why_min_size = f"its {win_size} px Gaussian window"
 
     def _filter(self, t: torch.Tensor) -> torch.Tensor:
-        return gaussian_filter_valid(t, self.win_size, float(self.win_sigma), self.padding)
+        return gaussian_filter(t, self.win_size, float(self.win_sigma), self.padding)
 
     def _from_moments(self, mu_a, e_aa, mu_b, e_bb, e_ab) -> torch.Tensor:
         c1, c2 = (0.01 * self.data_range) ** 2, (0.03 * self.data_range) ** 2
