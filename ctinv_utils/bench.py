@@ -48,12 +48,10 @@ TOLERANCE = 1e-2
 TOLERANCE_BF16_VGG = 5e-2
 
 
-def tolerance_for(distance: str, device: str = "cpu") -> float:
-    """The objective tolerance of ctinv against the baseline for ``distance`` on ``device``."""
-    from .speed import resolve_precision
-
-    bf16 = distance == "vgg" and resolve_precision("auto", device) == "bf16"
-    return TOLERANCE_BF16_VGG if bf16 else TOLERANCE
+def tolerance_for(distance: str, precision: str) -> float:
+    """The objective tolerance of ctinv against the baseline for ``distance``, given the precision
+    ctinv's run computed it in (recorded by the run, not derived again)."""
+    return TOLERANCE_BF16_VGG if distance == "vgg" and precision == "bf16" else TOLERANCE
 
 
 def _setup(denoiser: str, size: int, seed: int = 0):
@@ -103,7 +101,7 @@ def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
             loss.backward()
             opt.step()
         results.append(x_inv.detach().cpu())
-    return torch.cat(results)
+    return torch.cat(results), "fp32"
 
 
 def run_ctinv(denoiser, distance, size, alphas, iters, device="cpu"):
@@ -113,7 +111,7 @@ def run_ctinv(denoiser, distance, size, alphas, iters, device="cpu"):
     inv = Invariance(x.to(device), f.to(device), distance, alpha=list(alphas), seed=0, lr=LR,
                      init_noise_std=INIT_STD, vgg_allow_random=True, hu_range=None)  # the talk's objective
     inv.synthesize(iters, progress=False)
-    return inv.result.cpu()
+    return inv.result.cpu(), inv.distance.precision_on(device)
 
 
 def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
@@ -134,9 +132,10 @@ def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
         met.setup(initial_image=(x + noise).clone(), optimizer=torch.optim.Adam, optimizer_kwargs={"lr": LR})
         met.synthesize(max_iter=iters, store_progress=False, stop_criterion=0.0)
         results.append(met.metamer.detach().cpu())
-    return torch.cat(results)
+    return torch.cat(results), "fp32"  # its distance built with vgg_precision="fp32"
 
 
+# each runner returns (x_inv (A, 1, H, W), the precision its distance computed in)
 RUNNERS = {"baseline": run_baseline, "ctinv": run_ctinv, "plenoptic": run_plenoptic}
 
 
@@ -150,13 +149,13 @@ def _child(method, denoiser, distance, size, n_alphas, iters, device, out_file) 
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    x_inv = RUNNERS[method](denoiser, distance, size, alphas, iters, device)
+    x_inv, precision = RUNNERS[method](denoiser, distance, size, alphas, iters, device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    torch.save({"seconds": seconds, "peak_mb": peak, "x_inv": x_inv}, out_file)
+    torch.save({"seconds": seconds, "peak_mb": peak, "x_inv": x_inv, "precision": precision}, out_file)
 
 
 def measure(method, denoiser, distance, size, n_alphas, iters, device="cpu", workdir: Path | None = None) -> dict:
@@ -252,7 +251,8 @@ def benchmark(sizes=(128, 256), denoisers=DENOISERS, distances=DISTANCES, n_alph
                 rec = {m: measure(m, den, dist, size, n_alphas, iters, device) for m in methods}
                 # correctness: the same number of iterations from the same start
                 base = measure("baseline", den, dist, size, n_alphas, check_iters, device)["x_inv"]
-                fast = measure("ctinv", den, dist, size, n_alphas, check_iters, device)["x_inv"]
+                fast_run = measure("ctinv", den, dist, size, n_alphas, check_iters, device)
+                fast, tolerance = fast_run["x_inv"], tolerance_for(dist, fast_run["precision"])
                 pixel = (base - fast).abs().flatten(1).max(1).values.tolist()
                 err = objective_difference(den, dist, size, alpha_grid(n_alphas), base, fast)
                 row = {"denoiser": den, "distance": dist, "size": size, "n_alphas": n_alphas, "iters": iters,
@@ -263,8 +263,8 @@ def benchmark(sizes=(128, 256), denoisers=DENOISERS, distances=DISTANCES, n_alph
                                               if with_plenoptic else None),
                        "objective_rel_diff_after_check_iters": err, "max_abs_pixel_diff": pixel,
                        "check_iters": check_iters,
-                       "tolerance": tolerance_for(dist, device),
-                       "within_tolerance": max(err) <= tolerance_for(dist, device)}
+                       "ctinv_precision": fast_run["precision"], "tolerance": tolerance,
+                       "within_tolerance": max(err) <= tolerance}
                 if den == "cnn10":
                     row["gflops"] = rec["ctinv"]["throughput"] * cnn10_flop_per_step(size) / 1e9
                     row["fraction_of_conv_peak"] = row["gflops"] / peak

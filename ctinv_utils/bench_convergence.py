@@ -90,8 +90,8 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
                          "preset_loss": lp, "reference_loss": lref,
                          "preset_input_rms_hu": ps["input_rms_hu"], "reference_input_rms_hu": rs["input_rms_hu"],
                          "preset_output_rms_hu": ps["output_rms_hu"], "reference_output_rms_hu": rs["output_rms_hu"],
-                         "preset_change_pct": 100 * float(p.relative_change()[i]),
-                         "reference_change_pct": 100 * float(r.relative_change()[i]),
+                         "preset_change_pct": 100 * float(p.relative_spread()[i]),
+                         "reference_change_pct": 100 * float(r.relative_spread()[i]),
                          "preset_iterations": p.iteration, "preset_seconds": tp, "reference_seconds": tr})
     return rows
 

@@ -25,7 +25,8 @@ INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("distance", "distance", "")
                       ("input_distance", "d(x, x_inv)", ".4f"), ("output_distance", "d(f(x), f(x_inv))", ".4f"),
                       ("input_rms_hu", "RMS x_inv − x (HU)", ".1f"), ("output_rms_hu", "RMS f(x_inv) − f(x) (HU)", ".1f"),
                       ("iterations", "iterations", ""),
-                      ("loss_change_pct", "loss spread, last 10 % at full rate (%)", ".2g"), ("converged", "converged", "")]
+                      ("loss_spread_pct", "loss spread, last 10 % at full rate (%)", ".2g"),
+                      ("input_spread_pct", "d(x, x_inv) spread, last 10 % (%)", ".2g"), ("converged", "converged", "")]
 METHOD_ORDER = ["low dose", "cnn10", "wganvgg", "gauss_ri"]
 
 

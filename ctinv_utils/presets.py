@@ -30,7 +30,6 @@ import tokenize
 from pathlib import Path
 from typing import Any
 
-import jupytext
 import yaml
 
 from .errors import PresetError
@@ -152,6 +151,8 @@ def parameter_specs(notebook: Path) -> dict[str, tuple[Any, bool]]:
 
 def _parameter_comments(notebook: Path) -> dict[str, str]:
     """The comments on the lines of each assignment in the ``parameters`` cell."""
+    import jupytext  # here, not at import: it pulls nbformat and jsonschema (~3-4 s in every kernel)
+
     nb = jupytext.read(notebook)
     (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     by_line: dict[int, str] = {}
@@ -336,6 +337,8 @@ def select_notebooks(only: str | None, notebook_dir: Path = NOTEBOOK_DIR) -> lis
 
 def declared_parameters(notebook: Path) -> dict[str, str]:
     """Names (and source text of the defaults) assigned in the notebook's ``parameters`` cell."""
+    import jupytext
+
     nb = jupytext.read(notebook)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:

@@ -111,12 +111,22 @@ def autocast(precision: str, module, device="cpu"):
     if resolve_precision(precision, device) != "bf16":
         yield module
         return
-    patched = [m for m in module.modules() if _image_layer(m) and "forward" not in vars(m)]
+    with _patched_forwards(module, _image_layer, _fp32_forward), \
+            torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        yield module
+
+
+@contextlib.contextmanager
+def _patched_forwards(module, select, forward):
+    """Within the block, every submodule ``m`` of ``module`` with ``select(m)`` runs
+    ``forward(m, *args)`` instead of its class's ``forward``; on exit (also on an error) the
+    instance attribute is removed, so the module is as before. A submodule that already carries an
+    instance ``forward`` (an outer block's, or the user's) is left to it."""
+    patched = [m for m in module.modules() if select(m) and "forward" not in vars(m)]
     for m in patched:
-        m.forward = types.MethodType(_fp32_forward, m)
+        m.forward = types.MethodType(forward, m)
     try:
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            yield module
+        yield module
     finally:
         for m in patched:
             del m.forward
@@ -241,11 +251,5 @@ def fast_input_gradients(module):
     global _FUNCTIONS
     if _FUNCTIONS is None:
         _FUNCTIONS = _single_channel_functions()
-    patched = [m for m in module.modules() if _eligible(m) and "forward" not in vars(m)]
-    for m in patched:
-        m.forward = types.MethodType(_fast_forward, m)
-    try:
+    with _patched_forwards(module, _eligible, _fast_forward):
         yield module
-    finally:
-        for m in patched:
-            del m.forward

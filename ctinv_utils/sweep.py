@@ -489,10 +489,10 @@ def sweep_main(args) -> int:
     try:
         nb = notebook_settings(preset, "03_image_domain_invariances", args.data, device)
         crop = nb["crop"] if args.crop is None else (args.crop or None)
+        # a grid given on the command line is every distance's: it replaces the per-distance ones
+        own_grid = {k: None if args.alphas or not nb.get(k) else list(nb[k]) for k in ("alphas_vgg", "alphas_dssim")}
         settings = SweepSettings(
-            alphas=list(args.alphas or nb["alphas"]),
-            alphas_vgg=None if args.alphas else (list(nb["alphas_vgg"]) if nb.get("alphas_vgg") else None),
-            alphas_dssim=None if args.alphas else (list(nb["alphas_dssim"]) if nb.get("alphas_dssim") else None),
+            alphas=list(args.alphas or nb["alphas"]), **own_grid,
             max_iter=args.max_iter or nb["max_iter"], max_iter_vgg=args.max_iter or nb["max_iter_vgg"],
             lr=nb["lr"], lr_schedule=nb["lr_schedule"],
             hu_range=list(nb["hu_range"]) if nb["hu_range"] is not None else None, crop=crop,

@@ -131,8 +131,9 @@ for name, f in denoisers.items():
                 "hu_range": hu_range, "converged": converged, "vgg": vgg_note if dist == "vgg" else ""}
         art.save_synthesis("invariance", inv, meta, {"denoiser": name, "distance": dist})
         summary += [dict(denoiser=name, distance=dist, iterations=inv.iteration, converged=c,
-                         loss_change_pct=100 * float(change), **row)
-                    for row, c, change in zip(inv.summary(), converged, inv.relative_change())]
+                         loss_spread_pct=100 * float(spread), input_spread_pct=100 * float(creep), **row)
+                    for row, c, spread, creep in zip(inv.summary(), converged, inv.relative_spread(),
+                                                     inv.relative_spread(term="input_distance"))]
         # the same question at a stated output tolerance: refine alpha where the grid is too coarse
         tol = at_tolerance(inv, tol_hu, refine_steps=tolerance_refine_steps_vgg if dist == "vgg" else tolerance_refine_steps,
                            candidates=tolerance_candidates, max_iter=n_iter, lr_schedule=lr_schedule,

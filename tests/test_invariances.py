@@ -275,30 +275,30 @@ def test_synthesis_arguments_that_do_nothing_or_the_wrong_thing(x):
         Invariance(x, GaussRI(), alpha=["0.5", 1.0])
 
 
-def test_relative_change_scales_a_decayed_rate_back_to_the_rate_that_moved_the_loss():
-    from ctinv_utils.synthesis.base import relative_change
+def test_relative_spread_scales_a_decayed_rate_back_to_the_rate_that_moved_the_loss():
+    from ctinv_utils.synthesis.base import relative_spread
     rates = np.r_[np.full(90, 0.1), np.full(10, 0.001)]  # the rate fell 100x for the last 10 %
     loss = -np.cumsum(rates)[:, None]  # a loss that moves in proportion to the rate: never settles
-    raw = relative_change(loss)
+    raw = relative_spread(loss)
     assert raw[0] < 0.01  # the literal criterion calls it converged ...
-    assert relative_change(loss, lr_history=rates)[0] == pytest.approx(raw[0] * 100)  # ... scaled it is not
+    assert relative_spread(loss, lr_history=rates)[0] == pytest.approx(raw[0] * 100)  # ... scaled it is not
     constant = np.full(100, 0.1)
-    assert relative_change(loss, lr_history=constant) == pytest.approx(raw)  # constant rate: unchanged
+    assert relative_spread(loss, lr_history=constant) == pytest.approx(raw)  # constant rate: unchanged
 
 
 def test_a_loss_whose_ends_coincide_is_not_called_converged():
     """The criterion is the loss's spread over the window, not its two endpoints: a loss that swings
     by 20 % with the window's period has equal ends (the endpoint test says 0) and is not converged.
     For a threshold below 1 the spread is the stricter test (checked on random walks and swings)."""
-    from ctinv_utils.synthesis.base import relative_change
+    from ctinv_utils.synthesis.base import relative_spread
     t = np.arange(100)
     swing = (-1 + 0.1 * np.sin(2 * np.pi * t / 10))[:, None]  # window: the last 10 steps, one period
     assert swing[-1, 0] == pytest.approx(swing[-11, 0])
-    assert relative_change(swing)[0] == pytest.approx(0.2 / 1.1, rel=0.05)
+    assert relative_spread(swing)[0] == pytest.approx(0.2 / 1.1, rel=0.05)
     rng = np.random.default_rng(0)
     for _ in range(500):
         h = rng.normal(rng.normal(0, 3), rng.uniform(0.001, 2), size=(rng.integers(2, 60), 3)).cumsum(0)
-        spread = relative_change(h)
+        spread = relative_spread(h)
         w = max(1, round(0.1 * len(h)))
         ends = np.abs(h[-1] - h[-1 - w]) / np.maximum(np.abs(h[-1]), np.abs(h[-1 - w]))
         assert np.all((spread >= 1) | (ends <= spread + 1e-12))
@@ -310,12 +310,28 @@ def test_a_run_the_decay_stopped_is_not_called_converged(x):
     inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, lr=0.01, hu_range=None)
     inv.synthesize(40, progress=False, lr_schedule="cosine")
     assert inv.history["lr"][0] == pytest.approx(0.01) and inv.history["lr"][-1] == pytest.approx(1e-4)
-    from ctinv_utils.synthesis.base import relative_change
-    assert relative_change(inv.history["loss"])[0] < 0.01  # settled by the literal criterion
+    from ctinv_utils.synthesis.base import relative_spread
+    assert relative_spread(inv.history["loss"])[0] < 0.01  # settled by the literal criterion
     assert inv.convergence() == [False]
     before = inv.history["loss"][-1][0]
     inv.synthesize(40, progress=False)  # at the base rate it is still moving
     assert abs(inv.history["loss"][-1][0] - before) > 0.01 * abs(before)
+
+
+def test_the_input_distance_spread_is_reported_from_its_own_history(x):
+    """The spread of d(x, x_inv) is computed from its history, not the loss's: on a synthetic history
+    whose loss is flat while the input distance still creeps by 5 % over the window, the loss spread
+    is 0 and the input spread 5 %/1.05. A term that was not recorded is one clear error."""
+    inv = Invariance(x, ZeroSquare(), "mse", alpha=0.5, lr=0.01, hu_range=None)
+    inv.synthesize(3, progress=False)
+    n = 100
+    inv.history["loss"] = [[-1.0]] * n
+    inv.history["input_distance"] = [[1.0 + 0.05 * max(0, t - (n - 11)) / 10] for t in range(n)]
+    inv.history["lr"] = [0.01] * n
+    assert inv.relative_spread()[0] == 0.0 and inv.convergence() == [True]
+    assert inv.relative_spread(term="input_distance")[0] == pytest.approx(0.05 / 1.05)
+    with pytest.raises(KeyError, match="no history of 'input_change'"):
+        inv.relative_spread(term="input_change")
 
 
 def test_a_short_second_moment_memory_grows_a_small_alpha_invariance_faster(x):

@@ -53,7 +53,7 @@ def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def relative_change(loss_history, fraction: float = 0.1, lr_history=None, window: int | None = None) -> np.ndarray:
+def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window: int | None = None) -> np.ndarray:
     """Per sample, how much the loss still moved at the end of the run: its spread over the last
     ``w + 1`` values, ``(max - min) / max |L|``, with ``w`` the last ``fraction`` of the ``T``
     iterations (at least one; ``window`` iterations when given).
@@ -134,24 +134,29 @@ class Synthesis:
         n = len(self.history["loss"])
         if stop_criterion is None or n < max(min_iter, 2) or (window is not None and n <= window):
             return False
-        return bool(np.all(relative_change(self.history["loss"], lr_history=self.history.get("lr"),
+        return bool(np.all(relative_spread(self.history["loss"], lr_history=self.history.get("lr"),
                                            window=window) <= stop_criterion))
 
     def convergence(self, fraction: float = 0.1, tol: float = 0.01) -> list[bool]:
         """Per sample: did the loss stay within ``tol`` (its spread relative to its magnitude) over the
         last ``fraction`` of the iterations run so far, scaled to the largest learning rate of the run
-        (so a decayed rate cannot hide a run that is still moving; see :func:`relative_change`)?"""
-        return [bool(c < tol) for c in self.relative_change(fraction)]
+        (so a decayed rate cannot hide a run that is still moving; see :func:`relative_spread`)?"""
+        return [bool(c < tol) for c in self.relative_spread(fraction)]
 
-    def relative_change(self, fraction: float = 0.1) -> np.ndarray:
-        """Per sample, the rate-scaled relative spread of the loss over the last ``fraction`` of the run."""
-        return relative_change(self.history["loss"], fraction, self.history.get("lr"))
+    def relative_spread(self, fraction: float = 0.1, term: str = "loss") -> np.ndarray:
+        """Per sample, the rate-scaled relative spread of ``term`` (a history key: the loss, which
+        :meth:`convergence` judges, or one of its terms, e.g. ``"input_distance"``) over the last
+        ``fraction`` of the run. The input distance can still creep where the loss has settled (the
+        objective is flat along the invariance): reported next to the loss, not a stop criterion."""
+        if term not in self.history:
+            raise KeyError(f"no history of {term!r}; recorded: {', '.join(self.history)}")
+        return relative_spread(self.history[term], fraction, self.history.get("lr"))
 
     def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
                    stop_window: int | None = 50, store_progress: int | None = None, progress: bool = True,
                    lr_schedule: str = "constant", lr_final: float = 0.01, min_iter: int = 0):
         """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
-        sample's loss stayed within this fraction (its spread, :func:`relative_change`) over the last
+        sample's loss stayed within this fraction (its spread, :func:`relative_spread`) over the last
         ``stop_window`` iterations; with
         ``stop_window=None`` over the last 10 % of the iterations so far, so that a run stopped with
         ``stop_criterion=0.01`` is one :meth:`convergence` calls converged; never before the run has

@@ -73,6 +73,11 @@ class Distance(nn.Module):
     def check(self, *images: torch.Tensor) -> None:
         check_images(self.display, self.min_size, self.why_min_size, *images)
 
+    def precision_on(self, device="cpu") -> str:
+        """The precision this distance computes in on ``device``: ``"fp32"`` unless a subclass says
+        otherwise (VGG16's feature stack: bf16 where the hardware multiplies bf16)."""
+        return "fp32"
+
     def against(self, a: torch.Tensor):
         self.check(a)  # a too-small image fails here, when the synthesis is set up, not mid-run
         return lambda b: self(a.expand(len(b), -1, -1, -1), b)
@@ -208,9 +213,12 @@ class VGGDistance(Distance):
         resolve_precision(precision)  # a wrong name fails here, not at the first step
         self.precision = precision
 
+    def precision_on(self, device="cpu") -> str:
+        return resolve_precision(self.precision, device)
+
     def describe(self, device="cpu") -> str:
         """The weights and the precision of the feature stack on ``device``, for notes and captions."""
-        return f"{self.weights_source}; features in {resolve_precision(self.precision, device)}"
+        return f"{self.weights_source}; features in {self.precision_on(device)}"
 
     def _raw(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw fp32 features at :attr:`LAYERS` (the stack in bf16 where ``precision`` says so)."""

@@ -18,7 +18,6 @@ import torch
 from .. import atomic
 from .invariances import Invariance, check_betas
 from .grid import rate_for
-from ..speed import resolve_precision
 from ..provenance import config_hash
 from ..names import display_name
 from ..units import PHYSICAL_HU_RANGE, WINDOWS, hu_to_norm, norm_to_hu
@@ -68,8 +67,8 @@ class InvarianceExplorer:
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
                            "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()},
                            # a module's weights do not say in what precision it computes (VGG16: bf16 on AMX)
-                           "distance_precision": {n: resolve_precision(m.precision, image.device)
-                                                  for n, m in (distance_modules or {}).items() if hasattr(m, "precision")}})
+                           "distance_precision": {n: m.precision_on(image.device)
+                                                  for n, m in (distance_modules or {}).items() if hasattr(m, "precision_on")}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self.distance_modules = distance_modules or {}
         self._outputs: dict = {}
