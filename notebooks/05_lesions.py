@@ -135,8 +135,12 @@ ctx.show(*lesion_panels.lesion_examples(art), name="05_lesion_examples")
 # their answer would be set by when one stops them, not by the denoiser (measured on this crop, 3000
 # steps: at α = 1e-4 CNN-10's $x_\mathrm{inv} - x$ still grew from 17 to 251 HU RMS, its loss spread
 # 30-100 %; at 3e-4 it jumped from 170 to 454 HU between steps 500 and 1000; at 1e-3 WGAN-VGG's spread
-# stayed at 1.3-2.1 %). A converged bounded-MSE invariance moves $x$ by 650-950 HU RMS, so the question
-# is whether the 40 HU lesion stands out of that change, not whether a small change happens to hit it.
+# stayed at 1.3-2.1 %). A converged bounded-MSE invariance moves $x$ by 650-960 HU RMS (a pattern at
+# the highest frequencies, which saturates the ±80 HU window below), so the question is whether the
+# 40 HU lesion stands out of that change, not whether a small change happens to hit it. The band comes
+# from 8 lesion-free places: by chance alone the lesion's own projection lies above all of them once
+# in 9 (per denoiser and α), so a single row above the band is not evidence; a denoiser that removed
+# the lesion would put its removal above the band at every α.
 
 # %%
 d_inv, c_inv = invariance_lesion
