@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= quick
+# test workers (pytest-xdist), one file each at a time; each computes on cores / workers threads
+TEST_WORKERS ?= 2
 
 .PHONY: reproduce test lab clean-outputs
 
@@ -19,7 +21,7 @@ reproduce: $(VENV)/.installed
 
 ## test: the test suite (CPU, no network)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## lab: JupyterLab on the notebooks (py:percent files open as notebooks)
 lab: $(VENV)/.installed

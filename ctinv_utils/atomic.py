@@ -106,16 +106,36 @@ def torch_save(path, obj: Any) -> Path:
 
 
 def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 80) -> list[Path]:
-    """Save a matplotlib figure as PNG (screen) and PDF (print), each written atomically."""
+    """Save a matplotlib figure as PNG (screen) and PDF (print), each written atomically, cropped to
+    the figure's tight bounding box."""
+    bbox = _tight_bbox(fig, dpi)
     out = []
     for fmt in formats:
         target = Path(f"{path_without_suffix}.{fmt}")
 
         def _write(fh, fmt=fmt):
-            fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches="tight")
+            fig.savefig(fh, format=fmt, dpi=dpi, bbox_inches=bbox)
 
         out.append(write_with(target, _write))
     return out
+
+
+def _tight_bbox(fig, dpi: int):
+    """The figure's tight bounding box (inches, padded as ``bbox_inches="tight"`` pads it), measured
+    once for every format: "tight" lays the whole figure out once more per format to measure it, as
+    long as drawing it (~2 s for a talk slide's 47 axes on these CPUs). "tight" itself where the canvas
+    cannot measure."""
+    import matplotlib
+
+    if not hasattr(fig.canvas, "get_renderer"):
+        return "tight"
+    old = fig.dpi
+    try:
+        fig.dpi = dpi
+        fig.draw_without_rendering()
+        return fig.get_tightbbox(fig.canvas.get_renderer()).padded(matplotlib.rcParams["savefig.pad_inches"])
+    finally:
+        fig.dpi = old
 
 
 @contextlib.contextmanager

@@ -101,7 +101,7 @@ def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
             loss.backward()
             opt.step()
         results.append(x_inv.detach().cpu())
-    return torch.cat(results), "fp32"
+    return torch.cat(results), d.precision_on(device)
 
 
 def run_ctinv(denoiser, distance, size, alphas, iters, device="cpu"):
@@ -132,7 +132,7 @@ def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
         met.setup(initial_image=(x + noise).clone(), optimizer=torch.optim.Adam, optimizer_kwargs={"lr": LR})
         met.synthesize(max_iter=iters, store_progress=False, stop_criterion=0.0)
         results.append(met.metamer.detach().cpu())
-    return torch.cat(results), "fp32"  # its distance built with vgg_precision="fp32"
+    return torch.cat(results), d.precision_on(device)
 
 
 # each runner returns (x_inv (A, 1, H, W), the precision its distance computed in)

@@ -22,10 +22,11 @@
 * **bf16 matrix units** (:func:`autocast`, ``precision="auto"``): where the hardware multiplies
   bfloat16 matrices (AMX on recent Xeons, checked at run time; bf16 on CUDA GPUs), the VGG16 feature
   stack of the perceptual *distance* runs in bf16: a loss, whose features are normalised and compared
-  in fp32, and whose image layer stays fp32. Measured on this project's 2-core Xeon with AMX: VGG16
-  forward + input gradient at 96 px, batch 4, 200 -> 78 ms. The invariance of a denoiser itself (the
-  denoiser's forward and input gradient, bounded MSE, (1-SSIM)/2) always runs in fp32: its targets
-  are 1e-3 network units. So does training: mixed precision trained the quick CNN-10 in 35.5 s
+  in fp32, and whose image layer stays fp32. Measured on a 2-core Xeon with AMX (one of the two kinds
+  of CI machine this project draws): VGG16 forward + input gradient at 96 px, batch 4, 200 -> 78 ms;
+  on the other, an AMD EPYC with AVX2 only, "auto" is fp32 (bf16 there is emulated and slower).
+  The invariance of a denoiser itself (the denoiser's forward and input gradient, bounded MSE,
+  (1-SSIM)/2) always runs in fp32: its targets are 1e-3 network units. So does training: mixed precision trained the quick CNN-10 in 35.5 s
   instead of 75 s but 1.2 dB worse in the head window (61.5 s and 0.65 dB worse with the image layers
   in fp32; measured). Elsewhere ``"auto"`` is fp32, so machines without such units compute what they did.
 """

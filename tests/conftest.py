@@ -36,6 +36,24 @@ def _remove_orphans(tmp: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+# pytest-xdist (make test): each worker computes on its share of the cores, set before torch is
+# imported so that the notebook kernels and subprocesses a test starts inherit it (two workers with
+# all cores each would fight over them)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+#: The longest test files, first: pytest-xdist (--dist loadfile --no-loadscope-reorder) hands files
+#: to the workers in collection order, so the two start together instead of one after the other.
+LONGEST_FIRST = ("test_training.py", "test_chain.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: (LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST
+                                 else len(LONGEST_FIRST)))  # stable: the order inside a file is kept
+
+
 # one private cache for the whole test session (set before ctinv_utils reads it)
 _remove_orphans(Path(tempfile.gettempdir()))
 _CACHE = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))

@@ -208,11 +208,29 @@ def test_lesion_metrics_of_known_denoisers():
 
 def test_removal_fractions_of_known_changes():
     """x_inv = x - s removes the whole lesion (1) and nothing at lesion-free places; x_inv = x + 0.5 s
-    enhances it (-0.5); a change away from the lesion removes nothing."""
-    from ctinv_utils.analysis.lesion_removal import removal_fractions
+    enhances it (-0.5); a change away from the lesion, or a constant offset, removes (almost) nothing
+    at the lesion: only the profile's mean over the crop couples them (|.| < 0.05 here)."""
+    from ctinv_utils.analysis.lesion_removal import lesion_extent_px, removal_fractions
 
-    s = 20.0 * disc_coverage((48, 48), (23.5, 23.5), 4.0)
-    x = np.random.default_rng(0).normal(60, 20, (48, 48))
-    r = removal_fractions(np.stack([x - s, x + 0.5 * s, x + np.roll(s, 12, axis=1)]), x, s)
-    np.testing.assert_allclose(r["removed"], [1.0, -0.5, 0.0], atol=1e-9)
-    assert r["removed_elsewhere"].shape == (3, 8) and np.abs(r["removed_elsewhere"][:2]).max() < 1e-9
+    s = 20.0 * disc_coverage((49, 49), (24, 24), 4.0)
+    assert lesion_extent_px(s) == pytest.approx(8.0, abs=1.0)
+    x = np.random.default_rng(0).normal(60, 20, (49, 49))
+    r = removal_fractions(np.stack([x - s, x + 0.5 * s, x + np.roll(s, 14, axis=1), x - 300.0]), x, s)
+    np.testing.assert_allclose(r["removed"][:2], [1.0, -0.5], atol=1e-9)
+    np.testing.assert_allclose(r["removed"][2:], 0.0, atol=0.05)
+    # the map's centre is the lesion's place; the places whose copy misses the lesion are the chance set
+    assert r["removal_map"].shape == (4, 49, 49)
+    np.testing.assert_allclose(r["removal_map"][:, 24, 24], r["removed"], atol=1e-6)
+    n_free = r["removed_elsewhere"].shape[1]
+    assert r["removed_elsewhere"].shape[0] == 4 and 49 * 49 - 400 < n_free < 49 * 49 - 100
+    assert np.abs(r["removed_elsewhere"][:2]).max() < 0.05
+    # the copy moved 14 px to the right is removed fully there, and nowhere near the lesion
+    assert r["removal_map"][2, 24, 24 + 14] == pytest.approx(-1.0, abs=0.05)
+    # the lesion ranks above every lesion-free place when it alone is subtracted; a constant offset
+    # is the same everywhere
+    assert r["removed_percentile"][0] == 100.0 and r["removed_percentile"][1] == 0.0
+    assert np.ptp(r["removal_map"][3]) < 1e-9
+    # a change that is white noise ranks the lesion near the middle, as the lesion-free places
+    noise = np.random.default_rng(1).normal(0, 500, (200, 49, 49))
+    pct = removal_fractions(x + noise, x, s)["removed_percentile"]
+    assert 40 < pct.mean() < 60 and 3 < (pct > 95).sum() < 20

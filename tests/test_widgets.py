@@ -31,7 +31,7 @@ def test_new_alpha_is_computed_once_and_cached_on_disk(x, tmp_path):
     ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
                             cache_dir=tmp_path)
     a = ex.result("gauss_ri", "mse", 0.3)
-    assert len(list(tmp_path.glob("*/gauss_ri_mse_0.3.npy"))) == 1
+    assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 1
     fresh = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
                                cache_dir=tmp_path)
     assert np.array_equal(fresh.result("gauss_ri", "mse", 0.3), a)
@@ -39,11 +39,46 @@ def test_new_alpha_is_computed_once_and_cached_on_disk(x, tmp_path):
     other = InvarianceExplorer(x + 0.1, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], max_iter=3, progress=False,
                                cache_dir=tmp_path)
     assert not np.array_equal(other.result("gauss_ri", "mse", 0.3), a)
-    assert len(list(tmp_path.glob("*/gauss_ri_mse_0.3.npy"))) == 2
+    assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 2
     with pytest.raises(ValueError, match="unknown distance"):
         ex.result("gauss_ri", "dssim", 0.3)
     with pytest.raises(ValueError, match="alpha must be finite"):
         ex.result("gauss_ri", "mse", -1.0)
+
+
+def test_disk_key_knows_the_precision_of_the_distance_a_run_uses(x, tmp_path, monkeypatch):
+    """Two distances with equal weights that compute in different precisions (VGG16: bf16 on AMX, fp32
+    elsewhere) never share a cached result, also when the explorer builds the distance itself."""
+    from ctinv_utils.synthesis import explorer as explorer_module
+    from ctinv_utils.synthesis.distances import BoundedMSE
+
+    class Precise(BoundedMSE):
+        def __init__(self, precision):
+            super().__init__()
+            self.precision = precision
+
+        def precision_on(self, device="cpu"):
+            return self.precision
+
+    def explore(**kw):
+        return InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1], max_iter=2, progress=False,
+                                  cache_dir=tmp_path, **kw)
+
+    explore(distance_modules={"mse": Precise("fp32")}).result("gauss_ri", "mse", 0.3)
+    explore(distance_modules={"mse": Precise("bf16")}).result("gauss_ri", "mse", 0.3)
+    assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 2
+    # built by the explorer: keyed by the module it built, which is built once for every run
+    built = []
+    monkeypatch.setattr(explorer_module, "get_distance", lambda name, seed: built.append(name) or Precise("bf16"))
+    ex = explore()
+    with monkeypatch.context() as m:  # the bf16 entry above: read from disk, nothing computed
+        m.setattr(Invariance, "synthesize", lambda *a, **k: pytest.fail("recomputed a cached result"))
+        ex.result("gauss_ri", "mse", 0.3)
+    ex.result("gauss_ri", "mse", 0.4)
+    assert built == ["mse"] and len(list(tmp_path.glob("*/*/gauss_ri_mse_0.*.npy"))) == 3
+    monkeypatch.setattr(explorer_module, "get_distance", lambda name, seed: Precise("fp32 on another machine"))
+    explore().result("gauss_ri", "mse", 0.3)
+    assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 3
 
 
 def test_figure_and_widget_build(x):

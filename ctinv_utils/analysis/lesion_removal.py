@@ -23,7 +23,7 @@ import torch
 from ..data.lesions import LesionSet, crop
 from ..units import hu_to_norm, norm_to_hu
 from .contrast_detail import DEFAULT_THRESHOLD, contrast_detail, dprime_table
-from .observers import ObserverError, lesion_contrast, lesion_projection, structure_transfer
+from .observers import ObserverError, lesion_contrast, structure_transfer
 
 #: Denoisers (class names) whose output depends on where the content sits in the image: denoised
 #: whole. A denoiser can also say so itself with an attribute ``position_dependent = True``.
@@ -207,20 +207,55 @@ def summary_rows(ls: LesionSet, metrics: dict, observer: str = "npw") -> list[di
 
 # -- the lesion and the invariances --------------------------------------------------------------
 
-def removal_fractions(x_inv_hu, x_hu, signal_hu, n_shifts: int = 8) -> dict[str, np.ndarray]:
-    """How much of the lesion each x_inv removes: ``removed`` (A,) = -<x_inv - x, s>/<s, s>
-    (:func:`~.observers.lesion_projection`; 1 = the whole lesion subtracted, 0 = untouched), and a
-    chance level: the same projection onto copies of ``s`` shifted by a quarter of the crop in
-    ``n_shifts`` directions (lesion-free places), ``removed_elsewhere`` (A, n_shifts). A removal within
-    the spread of ``removed_elsewhere`` is what x_inv does anywhere, not to the lesion."""
+def removal_map(delta_hu, signal_hu) -> np.ndarray:
+    """How much of a lesion of profile ``signal_hu`` (H, W) the change ``delta_hu`` (..., H, W) would
+    remove at every place of the crop: ``-<delta, roll(s0, (dy, dx))> / <s, s0>`` for every circular
+    shift, with ``s0 = s - mean(s)`` (so that a constant offset of x_inv, which says nothing about the
+    lesion, removes nothing; ``delta = -s`` still gives exactly 1 at the lesion's place). One FFT
+    cross-correlation instead of H x W projections. Returned fftshifted (..., H, W): the value at a
+    pixel is the removal of a lesion centred there; the map's centre (shift 0) is the lesion's own."""
+    d, s = np.asarray(delta_hu, np.float64), np.asarray(signal_hu, np.float64)
+    s0 = s - s.mean()
+    norm = float((s * s0).sum())
+    if norm <= 0:
+        raise ObserverError("the lesion profile is zero or flat: nothing to project onto")
+    corr = np.fft.ifft2(np.fft.fft2(d) * np.conj(np.fft.fft2(s0))).real
+    return np.fft.fftshift(-corr / norm, axes=(-2, -1))
+
+
+def lesion_extent_px(signal_hu, level: float = 0.05) -> float:
+    """The lesion's equivalent diameter in px: that of a disc with the area where |s| exceeds
+    ``level`` x its maximum (the noise-free reconstruction's blur and ringing stay below)."""
+    s = np.abs(np.asarray(signal_hu, np.float64))
+    area = float((s > level * s.max()).sum())
+    return 2.0 * np.sqrt(area / np.pi)
+
+
+def removal_fractions(x_inv_hu, x_hu, signal_hu) -> dict[str, np.ndarray]:
+    """How much of the lesion each x_inv (A, H, W) removes, against chance.
+
+    * ``removed`` (A,): -<x_inv - x, s0>/<s, s0> at the lesion's place (1 = the whole lesion
+      subtracted, 0 = untouched; s0 the profile less its mean, :func:`removal_map`);
+    * ``removal_map`` (A, H, W): the same at every place of the crop;
+    * ``removed_elsewhere`` (A, P): the map at the P places whose copy of ``s`` does not overlap the
+      lesion (circular shift longer than the lesion's extent + 1 px): the chance distribution, what
+      x_inv does to a lesion-shaped profile where there is none;
+    * ``removed_percentile`` (A,): the share of those places (%) where less is removed than at the
+      lesion. A denoiser that makes x_inv remove the lesion puts it near 100 at every alpha; ~50 is
+      chance, and by chance alone one alpha in 20 lands above 95."""
     x_inv, x, s = (np.asarray(v, np.float64) for v in (x_inv_hu, x_hu, signal_hu))
     delta = x_inv - x
-    step = s.shape[-1] // 4
-    angles = 2 * np.pi * np.arange(n_shifts) / n_shifts
-    shifted = np.stack([np.roll(s, (int(round(step * np.sin(a))), int(round(step * np.cos(a)))), axis=(0, 1))
-                        for a in angles])
-    elsewhere = np.stack([lesion_projection(delta, sh) for sh in shifted], axis=-1)
-    return dict(removed=lesion_projection(delta, s), removed_elsewhere=elsewhere)
+    maps = removal_map(delta, s)
+    h, w = s.shape
+    dy = np.minimum(np.arange(h), h - np.arange(h))[:, None]  # circular shift lengths, unshifted layout
+    dx = np.minimum(np.arange(w), w - np.arange(w))[None, :]
+    free = np.fft.fftshift(np.hypot(dy, dx) > lesion_extent_px(s) + 1.0)
+    elsewhere = maps[..., free]
+    c = (h // 2, w // 2)  # shift 0 after fftshift
+    removed = maps[..., c[0], c[1]]
+    percentile = 100.0 * (elsewhere < removed[..., None]).mean(axis=-1)
+    return dict(removed=removed, removal_map=maps.astype(np.float32), removed_elsewhere=elsewhere,
+                removed_percentile=percentile)
 
 
 def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
@@ -229,26 +264,31 @@ def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
     as the run's image). The notebook runs the synthesis (``hu_range`` default: physical CT values).
 
     Returns (arrays, meta): ``x, f_x, signal`` (H, W); ``x_inv, f_x_inv`` (A, H, W) HU; ``alphas``;
-    ``removed`` (A,) input lesion removed by x_inv (fraction of s); ``removed_elsewhere`` (A, 8)
-    chance level (:func:`removal_fractions`); ``output_removed`` (A,) the same projection of
+    ``removed`` (A,) input lesion removed by x_inv (fraction of s), ``removal_map`` (A, H, W),
+    ``removed_elsewhere`` (A, P) and ``removed_percentile`` (A,): the same at every lesion-free place
+    and where the lesion ranks among them (:func:`removal_fractions`); ``output_removed`` (A,) the
+    same projection of
     f(x_inv) - f(x) (how much of the lesion the *output* loses); ``input_rms_hu, output_rms_hu,
     out_of_range_fraction`` (A,), ``history_loss`` (T, A). ``meta``: distance, iterations, lr,
-    hu_range, convergence per alpha."""
+    hu_range, convergence per alpha, ``lesion_extent_px`` (:func:`lesion_extent_px`)."""
     fig = inv.figure_arrays()
     if np.shape(signal_hu) != fig["x"].shape:
         raise ObserverError(f"the lesion profile {np.shape(signal_hu)} and the invariance's image {fig['x'].shape} "
                             "differ in shape; crop both around the lesion alike")
     rows = inv.summary()
     rem = removal_fractions(fig["x_inv"], fig["x"], signal_hu)
-    out_rem = lesion_projection(fig["f_x_inv"].astype(np.float64) - fig["f_x"], signal_hu)
+    h, w = np.shape(signal_hu)
+    out_rem = removal_map(fig["f_x_inv"].astype(np.float64) - fig["f_x"], signal_hu)[..., h // 2, w // 2]
     arrays = dict(x=fig["x"], f_x=fig["f_x"], x_inv=fig["x_inv"], f_x_inv=fig["f_x_inv"],
                   signal=np.asarray(signal_hu, np.float32), alphas=fig["alphas"], removed=rem["removed"],
-                  removed_elsewhere=rem["removed_elsewhere"], output_removed=out_rem,
+                  removal_map=rem["removal_map"], removed_elsewhere=rem["removed_elsewhere"],
+                  removed_percentile=rem["removed_percentile"], output_removed=out_rem,
                   input_rms_hu=np.array([r["input_rms_hu"] for r in rows]),
                   output_rms_hu=np.array([r["output_rms_hu"] for r in rows]),
                   out_of_range_fraction=np.array([r["out_of_range_fraction"] for r in rows]),
                   history_loss=fig["history_loss"])
     meta = dict(distance=inv.distance_name, iterations=inv.iteration, lr=inv.lr,
+                lesion_extent_px=lesion_extent_px(signal_hu),
                 hu_range=list(inv.hu_range) if inv.hu_range else None, converged=inv.convergence())
     return arrays, meta
 

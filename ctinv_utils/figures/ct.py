@@ -50,13 +50,16 @@ def add_caption(fig, text: str) -> None:
 def figure_data(fig) -> dict[str, np.ndarray]:
     """The arrays behind a figure, read off its artists: every image, line, bar and table cell, named
     by axis. Two figures with equal figure data show the same numbers, whatever the PNG encoder did."""
+    from matplotlib.patches import Rectangle
+
     out: dict[str, np.ndarray] = {}
     for i, ax in enumerate(fig.axes):
         for j, im in enumerate(ax.get_images()):
             out[f"ax{i}_image{j}"] = np.ma.getdata(im.get_array()).astype(np.float64)
         for j, line in enumerate(ax.get_lines()):
             out[f"ax{i}_line{j}"] = np.asarray(line.get_xydata(), dtype=np.float64)
-        bars = [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches if hasattr(p, "get_width")]
+        bars = [(p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in ax.patches
+                if isinstance(p, Rectangle)]  # bars; not the circles and arrows that mark places
         if bars:
             out[f"ax{i}_bars"] = np.asarray(bars, dtype=np.float64)
         for j, table in enumerate(ax.tables):

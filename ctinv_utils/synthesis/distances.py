@@ -19,7 +19,7 @@ Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
   relu4_3 and relu5_3, squared distance averaged over positions and layers, divided by 4: in [0, 1]
   whatever the weights' scale (LPIPS without its learned weights). The feature stack runs in bf16
   where the hardware has bf16 matrix units (``precision="auto"``, :func:`~ctinv_utils.speed.autocast`:
-  2.6x on this project's CPU); the features are normalised and compared in fp32.
+  2.6x on a Xeon with AMX); the features are normalised and compared in fp32.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import atomic
+from .distances import get_distance
 from .invariances import Invariance, check_betas
 from .grid import rate_for
 from ..provenance import config_hash
@@ -61,17 +62,31 @@ class InvarianceExplorer:
         self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
         self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
         # on disk, results are keyed by everything that determines them besides the three choices: the
-        # image, the settings, and each denoiser's and distance's weights (not their names)
+        # image, the settings and each denoiser's weights (not its name) here; each distance's identity
+        # (weights and the precision it computes in) in a subfolder, from the module a run actually uses
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
                            "lr_schedule": lr_schedule, "synthesize_kw": self.synthesize_kw, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
-                           "denoisers": {n: module_sha(m) for n, m in denoisers.items()},
-                           "distance_modules": {n: module_sha(m) for n, m in (distance_modules or {}).items()},
-                           # a module's weights do not say in what precision it computes (VGG16: bf16 on AMX)
-                           "distance_precision": {n: m.precision_on(image.device)
-                                                  for n, m in (distance_modules or {}).items() if hasattr(m, "precision_on")}})
+                           "denoisers": {n: module_sha(m) for n, m in denoisers.items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
-        self.distance_modules = distance_modules or {}
+        self.distance_modules = dict(distance_modules or {})
+        self._distance_keys: dict[str, str] = {}
         self._outputs: dict = {}
+
+    def distance_module(self, distance: str) -> torch.nn.Module:
+        """The module every run of ``distance`` uses: the one passed in ``distance_modules``, else
+        built once on first use (VGG16: its weights are loaded once, not at every slider move)."""
+        if distance not in self.distance_modules:
+            self.distance_modules[distance] = get_distance(distance, seed=self.seed)
+        return self.distance_modules[distance]
+
+    def _distance_key(self, distance: str) -> str:
+        """The distance's part of the disk key: its class and weights, and the precision it computes
+        in on this device (VGG16's weights do not say that it runs in bf16 on AMX, fp32 elsewhere)."""
+        if distance not in self._distance_keys:
+            m = self.distance_module(distance)
+            precision = m.precision_on(self.image.device) if hasattr(m, "precision_on") else "module's own"
+            self._distance_keys[distance] = f"{distance}-" + config_hash({"module": module_sha(m), "precision": precision})
+        return self._distance_keys[distance]
 
     @staticmethod
     def _key(alpha: float) -> float:
@@ -88,7 +103,9 @@ class InvarianceExplorer:
             self.results[(denoiser, distance, self._key(float(a)))] = hu_to_norm(np.asarray(x_inv_hu, dtype=np.float32))
 
     def _disk(self, denoiser, distance, alpha) -> Path | None:
-        return self.cache_dir / f"{denoiser}_{distance}_{alpha:.4g}.npy" if self.cache_dir else None
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / self._distance_key(distance) / f"{denoiser}_{distance}_{alpha:.4g}.npy"
 
     def result(self, denoiser: str, distance: str, alpha: float) -> np.ndarray:
         """x_inv ``(H, W)`` normalized: cached, else computed now."""
@@ -107,7 +124,7 @@ class InvarianceExplorer:
             return self.results[key]
         inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed,
                          lr=rate_for(self.lr, distance),
-                         distance_module=self.distance_modules.get(distance), hu_range=self.hu_range,
+                         distance_module=self.distance_module(distance), hu_range=self.hu_range,
                          adam_betas=self.adam_betas)
         inv.synthesize(self.max_iter, progress=self.progress, lr_schedule=self.lr_schedule, **self.synthesize_kw)
         self.results[key] = inv.result[0, 0].cpu().numpy()
