@@ -135,7 +135,8 @@ ctx.show(*lesion_panels.lesion_examples(art), name="05_lesion_examples")
 # some of the change happens to fall on it. The figure therefore shows the **removal map**: the same
 # projection with the lesion's profile placed at every pixel of the crop (red: a lesion there would
 # be removed, blue: enhanced; the circle is the lesion's own place). The chance distribution is the
-# map at the ~2000 places whose copy of the profile misses the lesion, and the table gives the
+# map at the ~1200 places whose copy of the profile lies inside the crop (at its border $x_\mathrm{inv}$
+# also carries the denoiser's padding effects) and misses the lesion, and the table gives the
 # lesion's **percentile** among them. About 50 is chance; a denoiser whose invariances aim at the
 # lesion puts it near 100 at every α. Neighbouring places are correlated over the lesion's size, so
 # the crop holds a few dozen independent places, not 2000, and the four α of one denoiser start from

@@ -42,7 +42,8 @@ def _remove_orphans(tmp: Path) -> None:
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+        _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ.setdefault(_var, str(max(1, _cores // _WORKERS)))
 
 #: The longest test files, first: pytest-xdist (--dist loadfile --no-loadscope-reorder) hands files
 #: to the workers in collection order, so the two start together instead of one after the other.

@@ -333,11 +333,9 @@ def test_root_without_pairable_patient_fails_before_reading_headers(tmp_path, mo
     def no_headers(path):
         raise AssertionError("read a header before the layout was checked")
 
-    monkeypatch.setattr(dicom_io, "read_slice_header", no_headers)
-    t0 = time.perf_counter()
+    monkeypatch.setattr(dicom_io, "read_slice_header", no_headers)  # what "before" means: no header read
     with pytest.raises(DataRootError) as e:
         load_data(tmp_path, progress=False)
-    assert time.perf_counter() - t0 < 1.0
     msg = _one_line(e)
     assert "none of its 3 patient folders holds a pairable low- and full-dose series" in msg
     assert "patient C002: has" in msg and "patient L001" in msg and "expected the TCIA layout" in msg

@@ -207,13 +207,14 @@ def test_lesion_metrics_of_known_denoisers():
 
 
 def test_removal_fractions_of_known_changes():
-    """x_inv = x - s removes the whole lesion (1) and nothing at lesion-free places; x_inv = x + 0.5 s
-    enhances it (-0.5); a change away from the lesion, or a constant offset, removes (almost) nothing
-    at the lesion: only the profile's mean over the crop couples them (|.| < 0.05 here)."""
+    """x_inv = x - s removes the whole lesion (1) and (almost) nothing at lesion-free places; x_inv =
+    x + 0.5 s enhances it (-0.5); a change away from the lesion removes almost nothing at the lesion
+    (only the profile's mean over the crop couples them: |.| < 0.05 here); a constant offset exactly
+    nothing anywhere."""
     from ctinv_utils.analysis.lesion_removal import lesion_extent_px, removal_fractions
+    from ctinv_utils.analysis.observers import ObserverError
 
     s = 20.0 * disc_coverage((49, 49), (24, 24), 4.0)
-    assert lesion_extent_px(s) == pytest.approx(8.0, abs=1.0)
     x = np.random.default_rng(0).normal(60, 20, (49, 49))
     r = removal_fractions(np.stack([x - s, x + 0.5 * s, x + np.roll(s, 14, axis=1), x - 300.0]), x, s)
     np.testing.assert_allclose(r["removed"][:2], [1.0, -0.5], atol=1e-9)
@@ -221,8 +222,11 @@ def test_removal_fractions_of_known_changes():
     # the map's centre is the lesion's place; the places whose copy misses the lesion are the chance set
     assert r["removal_map"].shape == (4, 49, 49)
     np.testing.assert_allclose(r["removal_map"][:, 24, 24], r["removed"], atol=1e-6)
+    # chance set: copies wholly inside the crop (extent 8.8 px: centres 5..44, 40 x 40) that miss the
+    # lesion (centres more than 9.8 px away: ~300-370 places excluded)
+    assert lesion_extent_px(s) == pytest.approx(8.8, abs=0.1)
     n_free = r["removed_elsewhere"].shape[1]
-    assert r["removed_elsewhere"].shape[0] == 4 and 49 * 49 - 400 < n_free < 49 * 49 - 100
+    assert r["removed_elsewhere"].shape[0] == 4 and 1600 - 450 < n_free < 1600 - 250
     assert np.abs(r["removed_elsewhere"][:2]).max() < 0.05
     # the copy moved 14 px to the right is removed fully there, and nowhere near the lesion
     assert r["removal_map"][2, 24, 24 + 14] == pytest.approx(-1.0, abs=0.05)
@@ -234,3 +238,6 @@ def test_removal_fractions_of_known_changes():
     noise = np.random.default_rng(1).normal(0, 500, (200, 49, 49))
     pct = removal_fractions(x + noise, x, s)["removed_percentile"]
     assert 40 < pct.mean() < 60 and 3 < (pct > 95).sum() < 20
+    # the map's places are read as lesion positions only when the profile is centred on the crop
+    with pytest.raises(ObserverError, match="not the crop's centre"):
+        removal_fractions(x[None], x, np.roll(s, 5, axis=1))

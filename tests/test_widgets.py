@@ -81,6 +81,20 @@ def test_disk_key_knows_the_precision_of_the_distance_a_run_uses(x, tmp_path, mo
     assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 3
 
 
+def test_disk_key_knows_a_distance_s_settings(x, tmp_path):
+    """DSSIM's window is a setting, not a weight: two windows never share a cached result."""
+    from ctinv_utils.synthesis.distances import DSSIM
+
+    def explore(module):
+        return InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["dssim"], [0.1], max_iter=2, progress=False,
+                                  cache_dir=tmp_path, distance_modules={"dssim": module})
+
+    explore(DSSIM()).result("gauss_ri", "dssim", 0.3)
+    explore(DSSIM(win_size=7)).result("gauss_ri", "dssim", 0.3)
+    explore(DSSIM()).result("gauss_ri", "dssim", 0.3)  # the first one's entry again
+    assert len(list(tmp_path.glob("*/*/gauss_ri_dssim_0.3.npy"))) == 2
+
+
 def test_figure_and_widget_build(x):
     import matplotlib
 

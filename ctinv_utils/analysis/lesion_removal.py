@@ -212,8 +212,10 @@ def removal_map(delta_hu, signal_hu) -> np.ndarray:
     remove at every place of the crop: ``-<delta, roll(s0, (dy, dx))> / <s, s0>`` for every circular
     shift, with ``s0 = s - mean(s)`` (so that a constant offset of x_inv, which says nothing about the
     lesion, removes nothing; ``delta = -s`` still gives exactly 1 at the lesion's place). One FFT
-    cross-correlation instead of H x W projections. Returned fftshifted (..., H, W): the value at a
-    pixel is the removal of a lesion centred there; the map's centre (shift 0) is the lesion's own."""
+    cross-correlation instead of H x W projections. Returned fftshifted (..., H, W): the map's centre
+    ``(H // 2, W // 2)`` is shift 0, the lesion's own place; with ``s`` centred on the crop's centre
+    pixel (as :func:`~ctinv_utils.data.lesions.crop` centres it) the value at a pixel is the removal of
+    a lesion centred there."""
     d, s = np.asarray(delta_hu, np.float64), np.asarray(signal_hu, np.float64)
     s0 = s - s.mean()
     norm = float((s * s0).sum())
@@ -231,28 +233,42 @@ def lesion_extent_px(signal_hu, level: float = 0.05) -> float:
     return 2.0 * np.sqrt(area / np.pi)
 
 
+def lesion_free_places(signal_hu) -> np.ndarray:
+    """(H, W) bool, in :func:`removal_map`'s layout: the places whose copy of the lesion profile lies
+    wholly inside the crop (no wrap-around: at the crop's border x_inv also carries the denoiser's
+    padding effects, and a wrapped copy would straddle two borders) and misses the lesion (centres
+    more than its extent + 1 px apart). Raises when ``s`` is not centred on the crop."""
+    s = np.abs(np.asarray(signal_hu, np.float64))
+    h, w = s.shape
+    yy, xx = np.mgrid[:h, :w]
+    centroid = np.array([(yy * s).sum(), (xx * s).sum()]) / s.sum()
+    if np.abs(centroid - [h // 2, w // 2]).max() > 1.0:
+        raise ObserverError(f"the lesion profile's centre {tuple(np.round(centroid, 1))} is not the crop's centre "
+                            f"({h // 2}, {w // 2}); crop the image and the profile around the lesion alike")
+    extent = lesion_extent_px(s)
+    r = extent / 2
+    inside = (yy >= r) & (yy <= h - 1 - r) & (xx >= r) & (xx <= w - 1 - r)
+    return inside & (np.hypot(yy - h // 2, xx - w // 2) > extent + 1.0)
+
+
 def removal_fractions(x_inv_hu, x_hu, signal_hu) -> dict[str, np.ndarray]:
     """How much of the lesion each x_inv (A, H, W) removes, against chance.
 
-    * ``removed`` (A,): -<x_inv - x, s0>/<s, s0> at the lesion's place (1 = the whole lesion
-      subtracted, 0 = untouched; s0 the profile less its mean, :func:`removal_map`);
+    * ``removed`` (A,): -<x_inv - x, s0>/<s, s0> at the lesion's place, in lesion amplitudes
+      (1 = the whole lesion subtracted, 0 = untouched, < 0 = enhanced; s0 the profile less its mean,
+      :func:`removal_map`);
     * ``removal_map`` (A, H, W): the same at every place of the crop;
-    * ``removed_elsewhere`` (A, P): the map at the P places whose copy of ``s`` does not overlap the
-      lesion (circular shift longer than the lesion's extent + 1 px): the chance distribution, what
-      x_inv does to a lesion-shaped profile where there is none;
+    * ``removed_elsewhere`` (A, P): the map at the P :func:`lesion_free_places`: the chance
+      distribution, what x_inv does to a lesion-shaped profile where there is none;
     * ``removed_percentile`` (A,): the share of those places (%) where less is removed than at the
-      lesion. A denoiser that makes x_inv remove the lesion puts it near 100 at every alpha; ~50 is
-      chance, and by chance alone one alpha in 20 lands above 95."""
+      lesion. A denoiser that makes x_inv remove the lesion puts it near 100 at every alpha; about 50
+      is chance (neighbouring places are correlated over the lesion's size, so the P places are not P
+      independent draws)."""
     x_inv, x, s = (np.asarray(v, np.float64) for v in (x_inv_hu, x_hu, signal_hu))
-    delta = x_inv - x
-    maps = removal_map(delta, s)
+    maps = removal_map(x_inv - x, s)
     h, w = s.shape
-    dy = np.minimum(np.arange(h), h - np.arange(h))[:, None]  # circular shift lengths, unshifted layout
-    dx = np.minimum(np.arange(w), w - np.arange(w))[None, :]
-    free = np.fft.fftshift(np.hypot(dy, dx) > lesion_extent_px(s) + 1.0)
-    elsewhere = maps[..., free]
-    c = (h // 2, w // 2)  # shift 0 after fftshift
-    removed = maps[..., c[0], c[1]]
+    elsewhere = maps[..., lesion_free_places(s)]
+    removed = maps[..., h // 2, w // 2]  # shift 0
     percentile = 100.0 * (elsewhere < removed[..., None]).mean(axis=-1)
     return dict(removed=removed, removal_map=maps.astype(np.float32), removed_elsewhere=elsewhere,
                 removed_percentile=percentile)

@@ -177,8 +177,8 @@ def lesion_invariance_figure(art, denoisers):
                f"{meta.get('iterations')} Adam iterations ({meta.get('lr_schedule')} lr from {meta.get('lr')}); lesion "
                f"{meta.get('diameter_mm')} mm / {meta.get('contrast_hu')} HU, {first['x'].shape[-1]} px crop centred on it. "
                f"Removed = -<x_inv - x, s0>/<s, s0> at each place, s the lesion's noise-free reconstruction, s0 = s "
-               f"less its mean; percentile among the {n_free} places whose lesion copy misses the lesion (neighbouring "
-               f"places are correlated over the lesion's size). {_source(meta)}")
+               f"less its mean; percentile among the {n_free} places whose copy of the profile lies inside the crop and "
+               f"misses the lesion (neighbouring places are correlated over the lesion's size). {_source(meta)}")
     return fig, caption
 
 
@@ -227,9 +227,10 @@ def invariance_rows(art, denoisers) -> list[dict]:
     return rows
 
 
-INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("alpha", "α", "g"), ("removed", "lesion removed by x_inv", ".3f"),
+INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("alpha", "α", "g"),
+                      ("removed", "lesion removed by x_inv (lesion amplitudes)", ".3f"),
                       ("percentile", "percentile among lesion-free places", ".0f"),
-                      ("chance_p5", "lesion-free places: 5 %", ".2f"), ("chance_p95", "95 %", ".2f"),
+                      ("chance_p5", "lesion-free places: 5 %", ".2f"), ("chance_p95", "lesion-free places: 95 %", ".2f"),
                       ("output_removed", "lesion lost in f(x_inv)", ".3f"), ("input_rms_hu", "RMS x_inv - x (HU)", ".1f"),
                       ("output_rms_hu", "RMS f(x_inv) - f(x) (HU)", ".2f"), ("out_of_range", "out of range", ".3f"),
                       ("iterations", "iterations", ""), ("converged", "converged", "")]

@@ -80,12 +80,17 @@ class InvarianceExplorer:
         return self.distance_modules[distance]
 
     def _distance_key(self, distance: str) -> str:
-        """The distance's part of the disk key: its class and weights, and the precision it computes
-        in on this device (VGG16's weights do not say that it runs in bf16 on AMX, fp32 elsewhere)."""
+        """The distance's part of the disk key: its class and weights, its plain settings (DSSIM's
+        window and padding are attributes, not tensors) and the precision it computes in on this
+        device (VGG16's weights do not say that it runs in bf16 on AMX, fp32 elsewhere). A disk hit
+        needs the module, so a VGG16 the explorer builds itself needs its weights file."""
         if distance not in self._distance_keys:
             m = self.distance_module(distance)
             precision = m.precision_on(self.image.device) if hasattr(m, "precision_on") else "module's own"
-            self._distance_keys[distance] = f"{distance}-" + config_hash({"module": module_sha(m), "precision": precision})
+            settings = {k: v for k, v in vars(m).items()
+                        if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple, list))}
+            self._distance_keys[distance] = f"{distance}-" + config_hash(
+                {"module": module_sha(m), "settings": settings, "precision": precision})
         return self._distance_keys[distance]
 
     @staticmethod
