@@ -46,6 +46,12 @@ def test_new_alpha_is_computed_once_and_cached_on_disk(x, tmp_path):
         ex.result("gauss_ri", "mse", -1.0)
 
 
+def _cached_explorer(x, cache_dir, distance, module=None):
+    """A two-step Gauss+RI explorer of one distance with a disk cache (``module``: None = built by it)."""
+    return InvarianceExplorer(x, {"gauss_ri": GaussRI()}, [distance], [0.1], max_iter=2, progress=False,
+                              cache_dir=cache_dir, distance_modules={distance: module} if module else None)
+
+
 def test_disk_key_knows_the_precision_of_the_distance_a_run_uses(x, tmp_path, monkeypatch):
     """Two distances with equal weights that compute in different precisions (VGG16: bf16 on AMX, fp32
     elsewhere) never share a cached result, also when the explorer builds the distance itself."""
@@ -60,12 +66,11 @@ def test_disk_key_knows_the_precision_of_the_distance_a_run_uses(x, tmp_path, mo
         def precision_on(self, device="cpu"):
             return self.precision
 
-    def explore(**kw):
-        return InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1], max_iter=2, progress=False,
-                                  cache_dir=tmp_path, **kw)
+    def explore(module=None):
+        return _cached_explorer(x, tmp_path, "mse", module)
 
-    explore(distance_modules={"mse": Precise("fp32")}).result("gauss_ri", "mse", 0.3)
-    explore(distance_modules={"mse": Precise("bf16")}).result("gauss_ri", "mse", 0.3)
+    explore(Precise("fp32")).result("gauss_ri", "mse", 0.3)
+    explore(Precise("bf16")).result("gauss_ri", "mse", 0.3)
     assert len(list(tmp_path.glob("*/*/gauss_ri_mse_0.3.npy"))) == 2
     # built by the explorer: keyed by the module it built, which is built once for every run
     built = []
@@ -85,13 +90,8 @@ def test_disk_key_knows_a_distance_s_settings(x, tmp_path):
     """DSSIM's window is a setting, not a weight: two windows never share a cached result."""
     from ctinv_utils.synthesis.distances import DSSIM
 
-    def explore(module):
-        return InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["dssim"], [0.1], max_iter=2, progress=False,
-                                  cache_dir=tmp_path, distance_modules={"dssim": module})
-
-    explore(DSSIM()).result("gauss_ri", "dssim", 0.3)
-    explore(DSSIM(win_size=7)).result("gauss_ri", "dssim", 0.3)
-    explore(DSSIM()).result("gauss_ri", "dssim", 0.3)  # the first one's entry again
+    for module in (DSSIM(), DSSIM(win_size=7), DSSIM()):  # the third: the first one's entry again
+        _cached_explorer(x, tmp_path, "dssim", module).result("gauss_ri", "dssim", 0.3)
     assert len(list(tmp_path.glob("*/*/gauss_ri_dssim_0.3.npy"))) == 2
 
 
