@@ -90,21 +90,21 @@ def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distance
                          "preset_loss": lp, "reference_loss": lref,
                          "preset_input_rms_hu": ps["input_rms_hu"], "reference_input_rms_hu": rs["input_rms_hu"],
                          "preset_output_rms_hu": ps["output_rms_hu"], "reference_output_rms_hu": rs["output_rms_hu"],
-                         "preset_change_pct": 100 * float(p.relative_spread()[i]),
-                         "reference_change_pct": 100 * float(r.relative_spread()[i]),
+                         "preset_spread_pct": 100 * float(p.relative_spread()[i]),
+                         "reference_spread_pct": 100 * float(r.relative_spread()[i]),
                          "preset_iterations": p.iteration, "preset_seconds": tp, "reference_seconds": tr})
     return rows
 
 
 def table(result: dict) -> str:
     head = ("denoiser  distance  alpha    loss/ref  input RMS HU (preset/ref)  output RMS HU (preset/ref)  "
-            "change % (preset/ref)")
+            "loss spread % over the last 10 % (preset/ref)")
     lines = [head]
     for r in result["rows"]:
         lines.append(f"{r['denoiser']:<9} {r['distance']:<9} {r['alpha']:<8g} {r['loss_fraction']:>7.2f}  "
                      f"{r['preset_input_rms_hu']:>8.0f} / {r['reference_input_rms_hu']:<8.0f}          "
                      f"{r['preset_output_rms_hu']:>7.1f} / {r['reference_output_rms_hu']:<7.1f}          "
-                     f"{r['preset_change_pct']:>6.2f} / {r['reference_change_pct']:<6.2f}")
+                     f"{r['preset_spread_pct']:>6.2f} / {r['reference_spread_pct']:<6.2f}")
     return "\n".join(lines)
 
 

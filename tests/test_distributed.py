@@ -10,8 +10,6 @@ fixture) to keep process start-ups down; each test checks one part of it.
 from __future__ import annotations
 
 import datetime
-import os
-import socket
 
 import pytest
 import torch
@@ -24,12 +22,6 @@ from ctinv_utils.training.distributed import DistributedError, Ranks, local_batc
 
 WORLD = 2
 B = 2  # per rank; the single process steps on WORLD * B
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _combined(seed: int, shape) -> torch.Tensor:
@@ -130,10 +122,12 @@ def trainer_run(rank: int, world: int, simulation: dict, folder: str) -> dict:
             "history": whole.history}
 
 
-def _worker(rank: int, world: int, port: int, simulation: dict, folder: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, world: int, simulation: dict, folder: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120))
+    # a file rendezvous in the test's own folder: no port to pick (a free port found by binding and
+    # closing a socket can be taken by another test worker before the ranks listen on it)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         out = {name: step(rank, world) for name, step in STEPS.items()}
         out["trainer"] = trainer_run(rank, world, simulation, folder)
@@ -148,7 +142,7 @@ def two_ranks(smoke_data, tmp_path_factory):
     from conftest import SMOKE_SIMULATION
 
     folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(WORLD, free_port(), SMOKE_SIMULATION, str(folder)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(WORLD, SMOKE_SIMULATION, str(folder)), nprocs=WORLD, join=True)
     return folder, [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 

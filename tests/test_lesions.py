@@ -211,7 +211,7 @@ def test_removal_fractions_of_known_changes():
     x + 0.5 s enhances it (-0.5); a change away from the lesion removes almost nothing at the lesion
     (only the profile's mean over the crop couples them: |.| < 0.05 here); a constant offset exactly
     nothing anywhere."""
-    from ctinv_utils.analysis.lesion_removal import lesion_extent_px, removal_fractions
+    from ctinv_utils.analysis.lesion_removal import lesion_component, lesion_extent_px, removal_fractions
     from ctinv_utils.analysis.observers import ObserverError
 
     s = 20.0 * disc_coverage((49, 49), (24, 24), 4.0)
@@ -219,9 +219,14 @@ def test_removal_fractions_of_known_changes():
     r = removal_fractions(np.stack([x - s, x + 0.5 * s, x + np.roll(s, 14, axis=1), x - 300.0]), x, s)
     np.testing.assert_allclose(r["removed"][:2], [1.0, -0.5], atol=1e-9)
     np.testing.assert_allclose(r["removed"][2:], 0.0, atol=0.05)
-    # the map's centre is the lesion's place; the places whose copy misses the lesion are the chance set
+    # the map's centre (one FFT cross-correlation) is the lesion's place: it equals the direct
+    # projection there; the places whose copy misses the lesion are the chance set
     assert r["removal_map"].shape == (4, 49, 49)
     np.testing.assert_allclose(r["removal_map"][:, 24, 24], r["removed"], atol=1e-6)
+    np.testing.assert_allclose(lesion_component(np.stack([-s, 0.5 * s, np.full_like(s, 7.0)]), s), [1.0, -0.5, 0.0],
+                               atol=1e-12)
+    with pytest.raises(ObserverError, match="flat"):
+        lesion_component(s, np.full_like(s, 3.0))
     # chance set: copies wholly inside the crop (extent 8.8 px: centres 5..44, 40 x 40) that miss the
     # lesion (centres more than 9.8 px away: ~300-370 places excluded)
     assert lesion_extent_px(s) == pytest.approx(8.8, abs=0.1)

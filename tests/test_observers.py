@@ -8,9 +8,10 @@ import pytest
 matplotlib.use("Agg")
 
 from ctinv_utils.analysis.contrast_detail import contrast_detail, dprime_table, threshold_contrast  # noqa: E402
+from ctinv_utils.analysis.lesion_removal import lesion_component  # noqa: E402
 from ctinv_utils.analysis.observers import (ObserverError, channel_width_px, cho, cho_dprime_analytic,  # noqa: E402
                                             contrast_retained, laguerre_gauss_channels, lesion_contrast,
-                                            lesion_projection, npw, npw_dprime_analytic, structure_transfer)
+                                            npw, npw_dprime_analytic, structure_transfer)
 from ctinv_utils.data.lesions import annuli, disc_coverage  # noqa: E402
 
 SIZE = 15
@@ -161,9 +162,9 @@ def test_contrast_retained_and_structure_transfer():
     removed = structure_transfer(x_free, x_free, x_lesion, x_free)
     assert np.allclose(removed, 0.0)
     # projection onto the lesion profile: removing the lesion -> 1, removing half -> 0.5, noise -> ~0
-    assert np.allclose(lesion_projection(x_free - x_lesion, s), 1.0)
-    assert np.allclose(lesion_projection(-0.5 * s, s), 0.5)
-    assert abs(lesion_projection(20 * rng.standard_normal((31, 31)), s)) < 0.5  # 3 sigma of the noise's projection
+    assert np.allclose(lesion_component(x_free - x_lesion, s), 1.0)
+    assert np.allclose(lesion_component(-0.5 * s, s), 0.5)
+    assert abs(lesion_component(20 * rng.standard_normal((31, 31)), s)) < 0.5  # 3 sigma of the noise's projection
 
 
 def test_contrast_detail_figure_draws_reached_and_missing_points():

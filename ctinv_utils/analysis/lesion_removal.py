@@ -207,6 +207,25 @@ def summary_rows(ls: LesionSet, metrics: dict, observer: str = "npw") -> list[di
 
 # -- the lesion and the invariances --------------------------------------------------------------
 
+def _profile(signal_hu) -> tuple[np.ndarray, np.ndarray, float]:
+    """``s``, ``s0 = s - mean(s)`` and ``<s, s0>`` of a lesion profile (H, W) HU (float64)."""
+    s = np.asarray(signal_hu, np.float64)
+    s0 = s - s.mean()
+    norm = float((s * s0).sum())
+    if norm <= 0:
+        raise ObserverError("the lesion profile is zero or flat: nothing to project onto")
+    return s, s0, norm
+
+
+def lesion_component(delta_hu, signal_hu) -> np.ndarray:
+    """How much of the lesion (profile ``signal_hu`` (H, W), HU) the change ``delta_hu`` (..., H, W)
+    removes at the lesion's own place: ``-<delta, s0> / <s, s0>`` (...,), in lesion amplitudes (1 =
+    the whole lesion subtracted, 0 = untouched, < 0 = enhanced); ``s0 = s - mean(s)``, see
+    :func:`removal_map`, whose centre value this is."""
+    _, s0, norm = _profile(signal_hu)
+    return -np.tensordot(np.asarray(delta_hu, np.float64), s0, axes=2) / norm
+
+
 def removal_map(delta_hu, signal_hu) -> np.ndarray:
     """How much of a lesion of profile ``signal_hu`` (H, W) the change ``delta_hu`` (..., H, W) would
     remove at every place of the crop: ``-<delta, roll(s0, (dy, dx))> / <s, s0>`` for every circular
@@ -216,11 +235,8 @@ def removal_map(delta_hu, signal_hu) -> np.ndarray:
     ``(H // 2, W // 2)`` is shift 0, the lesion's own place; with ``s`` centred on the crop's centre
     pixel (as :func:`~ctinv_utils.data.lesions.crop` centres it) the value at a pixel is the removal of
     a lesion centred there."""
-    d, s = np.asarray(delta_hu, np.float64), np.asarray(signal_hu, np.float64)
-    s0 = s - s.mean()
-    norm = float((s * s0).sum())
-    if norm <= 0:
-        raise ObserverError("the lesion profile is zero or flat: nothing to project onto")
+    d = np.asarray(delta_hu, np.float64)
+    _, s0, norm = _profile(signal_hu)
     corr = np.fft.ifft2(np.fft.fft2(d) * np.conj(np.fft.fft2(s0))).real
     return np.fft.fftshift(-corr / norm, axes=(-2, -1))
 
@@ -266,9 +282,8 @@ def removal_fractions(x_inv_hu, x_hu, signal_hu) -> dict[str, np.ndarray]:
       independent draws)."""
     x_inv, x, s = (np.asarray(v, np.float64) for v in (x_inv_hu, x_hu, signal_hu))
     maps = removal_map(x_inv - x, s)
-    h, w = s.shape
     elsewhere = maps[..., lesion_free_places(s)]
-    removed = maps[..., h // 2, w // 2]  # shift 0
+    removed = lesion_component(x_inv - x, s)  # = maps[..., h // 2, w // 2], shift 0
     percentile = 100.0 * (elsewhere < removed[..., None]).mean(axis=-1)
     return dict(removed=removed, removal_map=maps.astype(np.float32), removed_elsewhere=elsewhere,
                 removed_percentile=percentile)
@@ -283,8 +298,8 @@ def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
     ``removed`` (A,) input lesion removed by x_inv (fraction of s), ``removal_map`` (A, H, W),
     ``removed_elsewhere`` (A, P) and ``removed_percentile`` (A,): the same at every lesion-free place
     and where the lesion ranks among them (:func:`removal_fractions`); ``output_removed`` (A,) the
-    same projection of
-    f(x_inv) - f(x) (how much of the lesion the *output* loses); ``input_rms_hu, output_rms_hu,
+    same projection (:func:`lesion_component`) of f(x_inv) - f(x) (how much of the lesion the
+    *output* loses); ``input_rms_hu, output_rms_hu,
     out_of_range_fraction`` (A,), ``history_loss`` (T, A). ``meta``: distance, iterations, lr,
     hu_range, convergence per alpha, ``lesion_extent_px`` (:func:`lesion_extent_px`)."""
     fig = inv.figure_arrays()
@@ -293,8 +308,7 @@ def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
                             "differ in shape; crop both around the lesion alike")
     rows = inv.summary()
     rem = removal_fractions(fig["x_inv"], fig["x"], signal_hu)
-    h, w = np.shape(signal_hu)
-    out_rem = removal_map(fig["f_x_inv"].astype(np.float64) - fig["f_x"], signal_hu)[..., h // 2, w // 2]
+    out_rem = lesion_component(fig["f_x_inv"].astype(np.float64) - fig["f_x"], signal_hu)
     arrays = dict(x=fig["x"], f_x=fig["f_x"], x_inv=fig["x_inv"], f_x_inv=fig["f_x_inv"],
                   signal=np.asarray(signal_hu, np.float32), alphas=fig["alphas"], removed=rem["removed"],
                   removal_map=rem["removal_map"], removed_elsewhere=rem["removed_elsewhere"],

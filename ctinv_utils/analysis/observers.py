@@ -366,15 +366,3 @@ def structure_transfer(f_lesion, f_free, x_lesion, x_free, region=None) -> np.nd
     if np.any(den == 0):
         raise ObserverError("x_lesion equals x_free for some sample: the structure transfer is undefined")
     return np.sqrt((df ** 2).sum(axis=(-2, -1))) / den
-
-
-def lesion_projection(delta, signal) -> np.ndarray:
-    """How much of a lesion a change removes: ``-<delta, s> / <s, s>`` per image (last two axes),
-    with ``s`` the lesion's profile (e.g. the lesion set's ``signal``) and ``delta`` a change of the
-    lesion image (e.g. ``x_inv - x``). 1: the change subtracts the whole lesion; 0: it leaves the
-    lesion's profile alone (it may still change other things); < 0: it enhances the lesion."""
-    d, s = np.asarray(delta, dtype=np.float64), np.asarray(signal, dtype=np.float64)
-    ss = (s * s).sum(axis=(-2, -1))
-    if np.any(ss == 0):
-        raise ObserverError("the lesion profile is zero: nothing to project onto")
-    return -(d * s).sum(axis=(-2, -1)) / ss

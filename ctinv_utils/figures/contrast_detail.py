@@ -7,13 +7,17 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+#: sideways offset between the methods' markers (mm): methods with equal thresholds (low dose and the
+#: denoisers at 10 mm, say) would otherwise hide one another
+DODGE_MM = 0.1
 SIGNS = (("positive", "positive lesions (brighter than tissue)"), ("negative", "negative lesions (darker than tissue)"))
 
 
 def contrast_detail_axes(ax, curves: dict, sign: str = "positive", title: str = "", max_contrast_hu: float | None = None):
     """One contrast-detail panel: ``curves`` = ``{method label: {"diameters_mm": (D,), sign: (D,) HU,
     optionally "max_contrast_hu"}}`` (the dicts of ``analysis.contrast_detail.contrast_detail``).
-    Log-scaled contrast axis (lower is better: a smaller contrast is detected). A NaN (threshold not
+    Log-scaled contrast axis (lower is better: a smaller contrast is detected); the methods' markers
+    sit ``DODGE_MM`` apart sideways around each diameter. A NaN (threshold not
     reached within the contrast grid) is drawn as an open triangle just above the largest contrast
     simulated (``max_contrast_hu``, default: the curves' own)."""
     top = max_contrast_hu or max([float(c["max_contrast_hu"]) for c in curves.values() if "max_contrast_hu" in c]
@@ -21,6 +25,7 @@ def contrast_detail_axes(ax, curves: dict, sign: str = "positive", title: str = 
                                     if np.isfinite(np.asarray(c[sign], dtype=float)).any()] + [1.0])
     for k, (label, c) in enumerate(curves.items()):
         d, t = np.asarray(c["diameters_mm"], dtype=float), np.abs(np.asarray(c[sign], dtype=float))
+        d = d + DODGE_MM * (k - (len(curves) - 1) / 2)  # side by side: equal thresholds stay visible
         line, = ax.plot(d, t, "o-", label=label)
         missing = ~np.isfinite(t)
         if missing.any():
@@ -28,8 +33,8 @@ def contrast_detail_axes(ax, curves: dict, sign: str = "positive", title: str = 
                     color=line.get_color())
     ax.set_yscale("log")
     ax.axhline(top, color="0.6", lw=0.8, ls=":")
-    ax.annotate("dotted: largest contrast simulated; open triangles: not reached", (0.02, 0.97), xycoords="axes fraction",
-                fontsize=6, va="top", color="0.4")
+    ax.annotate("dotted: largest contrast simulated;\nopen triangles: not reached", (0.98, 0.97), xycoords="axes fraction",
+                fontsize=6, va="top", ha="right", color="0.4")  # right: the small lesions' triangles sit left
     ax.set_xlabel("lesion diameter (mm)")
     ax.set_ylabel("threshold contrast |C| (HU)")
     ax.set_title(title, fontsize=9)
@@ -104,7 +109,8 @@ def contrast_detail_from_artifacts(art, observers=("npw", "cho")):
     how = "; ".join(f"{obs.upper()}: {meta.get(obs + '_method', 'holdout')}" for obs in observers)
     caption = (f"Threshold contrast |C| at d' = {threshold:g} against lesion diameter ({how}), linear interpolation "
                f"of d' over the contrast grid {[float(c) for c in a['contrasts_hu']]} HU; lower = better "
-               f"detectability; triangles: not reached. Preset {meta.get('preset', art.preset)}; simulated "
+               f"detectability; triangles: not reached; markers offset sideways by {DODGE_MM:g} mm per method so that "
+               f"equal thresholds stay visible. Preset {meta.get('preset', art.preset)}; simulated "
                f"{meta.get('region', 'abdomen')} phantoms ({meta.get('image_size', '?')} px, {meta.get('n_views', '?')} "
                f"views), lesions inserted before the acquisition, {meta.get('realisations', '?')} realisations per "
                "cell; denoisers applied to the low-dose scan.")

@@ -141,9 +141,8 @@ def lesion_invariance_figure(art, denoisers):
             im = ax.imshow(a["removal_map"][k], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             ring(ax)
             ax.set_axis_off()
-            rms = float(np.sqrt(np.mean(np.square(a["x_inv"][k].astype(np.float64) - a["x"]))))
             ax.set_title(f"α={alphas[k]:g}: removed {a['removed'][k]:.2f} at the lesion,\n"
-                         f"percentile {a['removed_percentile'][k]:.0f}; x_inv - x {rms:.0f} HU RMS"
+                         f"percentile {a['removed_percentile'][k]:.0f}; x_inv - x {float(a['input_rms_hu'][k]):.0f} HU RMS"
                          + ("" if converged[k] else "\nNOT converged"), fontsize=8)
             cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
             cb.set_label("lesion removed if centred here", fontsize=7)

@@ -113,10 +113,11 @@ def linearised_caption(arrays, alphas=(), meta: dict | None = None, change_rms_h
     lmax_seen = float(np.max(_get(arrays, "largest")))
     below = [f"{a:g}: all (α > λ_max ≈ {lmax_seen:.2g})" if a > lmax_seen else
              f"{a:g}: {'≥' if np.sum(lam < a) == k else ''}{int(np.sum(lam < a))}" for a in alphas]
+    # no wall time in the caption (it stays in the arrays' 'seconds'): it would change the PNG at every run
     return (f"Linearised invariances{' (' + who + ')' if who else ''}, {shape[0]}x{shape[1]} px: the {k} smallest "
             f"and largest eigenvalues of J^T J (f in network units; a dimensionless squared gain, the same in HU), "
-            f"thick-restart Lanczos on jvp/vjp products, {int(_get(arrays, 'iterations'))} products, "
-            f"{float(_get(arrays, 'seconds')):.0f} s; residual check ||J^T J v − λv|| ≤ {tol:g}·λ_max "
+            f"thick-restart Lanczos on jvp/vjp products, {int(_get(arrays, 'iterations'))} products; "
+            f"residual check ||J^T J v − λv|| ≤ {tol:g}·λ_max "
             f"({tol * lmax:.2g}): {'all converged' if conv else 'NOT all converged'}. Directions drawn as a change of "
             f"{change_rms_hu:g} HU RMS (C=0/W=100 HU). Distance: bounded MSE, whose invariance grows locally only "
             f"along directions with λ < α; λ_min ≤ {lam_min:.3g} (upper bound), so every alpha above it is worth "
