@@ -172,8 +172,9 @@ def lesion_invariance_figure(art, denoisers):
     fig.tight_layout()
     meta = first.meta
     n_free = first["removed_elsewhere"].shape[-1]
+    steps = ", ".join(f"{display_name(name)} {r.meta.get('iterations')}" for name, r in runs.items())  # each run stops itself
     caption = (f"Distance {display_name(meta.get('distance', 'mse'))}, hu_range {meta.get('hu_range')}, "
-               f"{meta.get('iterations')} Adam iterations ({meta.get('lr_schedule')} lr from {meta.get('lr')}); lesion "
+               f"Adam iterations: {steps} ({meta.get('lr_schedule')} lr from {meta.get('lr')}); lesion "
                f"{meta.get('diameter_mm')} mm / {meta.get('contrast_hu')} HU, {first['x'].shape[-1]} px crop centred on it. "
                f"Removed = -<x_inv - x, s0>/<s, s0> at each place, s the lesion's noise-free reconstruction, s0 = s "
                f"less its mean; percentile among the {n_free} places whose copy of the profile lies inside the crop and "
