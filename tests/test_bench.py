@@ -38,3 +38,35 @@ def test_the_tolerance_follows_the_precision_the_run_recorded():
     assert bench.tolerance_for("vgg", "bf16") == bench.TOLERANCE_BF16_VGG
     assert bench.tolerance_for("vgg", "fp32") == bench.TOLERANCE
     assert bench.tolerance_for("mse", "bf16") == bench.TOLERANCE
+
+
+def test_gpu_check_runs_its_code_path_on_cpu(tmp_path):
+    """The GPU check has no GPU to run on in CI: its whole code path (synthesis against an fp32
+    reference, both training bursts, the JSON) runs here at toy sizes on the CPU, where the fast and
+    the reference bounded-MSE runs compute the same thing."""
+    import json
+
+    from ctinv_utils.bench import gpu_check
+
+    out = gpu_check(tmp_path, device="cpu", size=32, iterations=6, reference_iterations=3, burst_iterations=1,
+                    bursts={"cnn10": {"batch_size": 2, "patch_size": 16},
+                            "wganvgg": {"batch_size": 2, "patch_size": 32, "vgg_weights": "imagenet_or_random"}})
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == json.loads(json.dumps(out))
+    assert set(out) >= {"cnn10_mse", "cnn10_vgg", "train_cnn10", "train_wganvgg"}
+    assert out["cnn10_mse"]["fast_vs_fp32_max_abs_diff_after_3"] == 0.0  # no TF32 on a CPU: the same fp32 run
+    for key in ("cnn10_mse", "cnn10_vgg"):
+        assert out[key]["alpha_iterations_per_s"] > 0 and out[key]["seconds_6_iterations_8_alphas"] > 0
+    assert out["train_wganvgg"]["iterations_per_s"] > 0 and out["train_wganvgg"]["patch_size"] == 32
+    with pytest.raises(ValueError, match="must exceed"):
+        gpu_check(tmp_path, device="cpu", size=32, iterations=3, reference_iterations=3)
+
+
+def test_gpu_check_without_a_gpu_says_so(tmp_path):
+    import torch
+
+    from ctinv_utils.bench import gpu_check
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+        gpu_check(tmp_path)

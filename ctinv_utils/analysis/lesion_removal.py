@@ -207,14 +207,14 @@ def summary_rows(ls: LesionSet, metrics: dict, observer: str = "npw") -> list[di
 
 # -- the lesion and the invariances --------------------------------------------------------------
 
-def _profile(signal_hu) -> tuple[np.ndarray, np.ndarray, float]:
-    """``s``, ``s0 = s - mean(s)`` and ``<s, s0>`` of a lesion profile (H, W) HU (float64)."""
+def _profile(signal_hu) -> tuple[np.ndarray, float]:
+    """``s0 = s - mean(s)`` and ``<s, s0>`` of a lesion profile ``s`` (H, W) HU (float64)."""
     s = np.asarray(signal_hu, np.float64)
     s0 = s - s.mean()
     norm = float((s * s0).sum())
     if norm <= 0:
         raise ObserverError("the lesion profile is zero or flat: nothing to project onto")
-    return s, s0, norm
+    return s0, norm
 
 
 def lesion_component(delta_hu, signal_hu) -> np.ndarray:
@@ -222,7 +222,7 @@ def lesion_component(delta_hu, signal_hu) -> np.ndarray:
     removes at the lesion's own place: ``-<delta, s0> / <s, s0>`` (...,), in lesion amplitudes (1 =
     the whole lesion subtracted, 0 = untouched, < 0 = enhanced); ``s0 = s - mean(s)``, see
     :func:`removal_map`, whose centre value this is."""
-    _, s0, norm = _profile(signal_hu)
+    s0, norm = _profile(signal_hu)
     return -np.tensordot(np.asarray(delta_hu, np.float64), s0, axes=2) / norm
 
 
@@ -236,7 +236,7 @@ def removal_map(delta_hu, signal_hu) -> np.ndarray:
     pixel (as :func:`~ctinv_utils.data.lesions.crop` centres it) the value at a pixel is the removal of
     a lesion centred there."""
     d = np.asarray(delta_hu, np.float64)
-    _, s0, norm = _profile(signal_hu)
+    s0, norm = _profile(signal_hu)
     corr = np.fft.ifft2(np.fft.fft2(d) * np.conj(np.fft.fft2(s0))).real
     return np.fft.fftshift(-corr / norm, axes=(-2, -1))
 
@@ -283,7 +283,7 @@ def removal_fractions(x_inv_hu, x_hu, signal_hu) -> dict[str, np.ndarray]:
     x_inv, x, s = (np.asarray(v, np.float64) for v in (x_inv_hu, x_hu, signal_hu))
     maps = removal_map(x_inv - x, s)
     elsewhere = maps[..., lesion_free_places(s)]
-    removed = lesion_component(x_inv - x, s)  # = maps[..., h // 2, w // 2], shift 0
+    removed = lesion_component(x_inv - x, s)  # the maps' centre, shift 0
     percentile = 100.0 * (elsewhere < removed[..., None]).mean(axis=-1)
     return dict(removed=removed, removal_map=maps.astype(np.float32), removed_elsewhere=elsewhere,
                 removed_percentile=percentile)
