@@ -211,7 +211,8 @@ def test_removal_fractions_of_known_changes():
     x + 0.5 s enhances it (-0.5); a change away from the lesion removes almost nothing at the lesion
     (only the profile's mean over the crop couples them: |.| < 0.05 here); a constant offset exactly
     nothing anywhere."""
-    from ctinv_utils.analysis.lesion_removal import lesion_component, lesion_extent_px, removal_fractions
+    from ctinv_utils.analysis.lesion_removal import (lesion_component, lesion_extent_px, lesion_free_places,
+                                                     profile_fits, removal_fractions)
     from ctinv_utils.analysis.observers import ObserverError
 
     s = 20.0 * disc_coverage((49, 49), (24, 24), 4.0)
@@ -233,6 +234,11 @@ def test_removal_fractions_of_known_changes():
     n_free = r["removed_elsewhere"].shape[1]
     assert r["removed_elsewhere"].shape[0] == 4 and 1600 - 450 < n_free < 1600 - 250
     assert np.abs(r["removed_elsewhere"][:2]).max() < 0.05
+    # the places whose copy fits: a centred square band-free region, holding the chance set
+    fits, free = profile_fits(s), lesion_free_places(s)
+    side = int(fits[24].sum())
+    assert fits.sum() == side ** 2 and 38 <= side <= 40 and not fits[0].any() and not fits[:, -1].any()
+    assert (free <= fits).all() and fits.sum() - free.sum() > 250 and free.sum() == n_free
     # the copy moved 14 px to the right is removed fully there, and nowhere near the lesion
     assert r["removal_map"][2, 24, 24 + 14] == pytest.approx(-1.0, abs=0.05)
     # the lesion ranks above every lesion-free place when it alone is subtracted; a constant offset

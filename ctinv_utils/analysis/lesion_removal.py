@@ -249,11 +249,11 @@ def lesion_extent_px(signal_hu, level: float = 0.05) -> float:
     return 2.0 * np.sqrt(area / np.pi)
 
 
-def lesion_free_places(signal_hu) -> np.ndarray:
+def profile_fits(signal_hu) -> np.ndarray:
     """(H, W) bool, in :func:`removal_map`'s layout: the places whose copy of the lesion profile lies
     wholly inside the crop (no wrap-around: at the crop's border x_inv also carries the denoiser's
-    padding effects, and a wrapped copy would straddle two borders) and misses the lesion (centres
-    more than its extent + 1 px apart). Raises when ``s`` is not centred on the crop."""
+    padding effects, and a wrapped copy would straddle two borders). Raises when ``s`` is not centred
+    on the crop."""
     s = np.abs(np.asarray(signal_hu, np.float64))
     h, w = s.shape
     yy, xx = np.mgrid[:h, :w]
@@ -261,10 +261,18 @@ def lesion_free_places(signal_hu) -> np.ndarray:
     if np.abs(centroid - [h // 2, w // 2]).max() > 1.0:
         raise ObserverError(f"the lesion profile's centre {tuple(np.round(centroid, 1))} is not the crop's centre "
                             f"({h // 2}, {w // 2}); crop the image and the profile around the lesion alike")
-    extent = lesion_extent_px(s)
-    r = extent / 2
-    inside = (yy >= r) & (yy <= h - 1 - r) & (xx >= r) & (xx <= w - 1 - r)
-    return inside & (np.hypot(yy - h // 2, xx - w // 2) > extent + 1.0)
+    r = lesion_extent_px(s) / 2
+    return (yy >= r) & (yy <= h - 1 - r) & (xx >= r) & (xx <= w - 1 - r)
+
+
+def lesion_free_places(signal_hu) -> np.ndarray:
+    """(H, W) bool, in :func:`removal_map`'s layout: the places whose copy of the lesion profile fits
+    in the crop (:func:`profile_fits`) and misses the lesion (centres more than its extent + 1 px
+    apart): the chance set. Raises when ``s`` is not centred on the crop."""
+    fits = profile_fits(signal_hu)
+    h, w = fits.shape
+    yy, xx = np.mgrid[:h, :w]
+    return fits & (np.hypot(yy - h // 2, xx - w // 2) > lesion_extent_px(signal_hu) + 1.0)
 
 
 def removal_fractions(x_inv_hu, x_hu, signal_hu) -> dict[str, np.ndarray]:
@@ -297,7 +305,8 @@ def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
     Returns (arrays, meta): ``x, f_x, signal`` (H, W); ``x_inv, f_x_inv`` (A, H, W) HU; ``alphas``;
     ``removed`` (A,) input lesion removed by x_inv (fraction of s), ``removal_map`` (A, H, W),
     ``removed_elsewhere`` (A, P) and ``removed_percentile`` (A,): the same at every lesion-free place
-    and where the lesion ranks among them (:func:`removal_fractions`); ``output_removed`` (A,) the
+    and where the lesion ranks among them (:func:`removal_fractions`); ``profile_fits`` (H, W) bool,
+    the places whose copy of the profile fits in the crop (:func:`profile_fits`); ``output_removed`` (A,) the
     same projection (:func:`lesion_component`) of f(x_inv) - f(x) (how much of the lesion the
     *output* loses); ``input_rms_hu, output_rms_hu,
     out_of_range_fraction`` (A,), ``history_loss`` (T, A). ``meta``: distance, iterations, lr,
@@ -312,7 +321,8 @@ def invariance_lesion_removal(inv, signal_hu) -> tuple[dict, dict]:
     arrays = dict(x=fig["x"], f_x=fig["f_x"], x_inv=fig["x_inv"], f_x_inv=fig["f_x_inv"],
                   signal=np.asarray(signal_hu, np.float32), alphas=fig["alphas"], removed=rem["removed"],
                   removal_map=rem["removal_map"], removed_elsewhere=rem["removed_elsewhere"],
-                  removed_percentile=rem["removed_percentile"], output_removed=out_rem,
+                  removed_percentile=rem["removed_percentile"], profile_fits=profile_fits(signal_hu),
+                  output_removed=out_rem,
                   input_rms_hu=np.array([r["input_rms_hu"] for r in rows]),
                   output_rms_hu=np.array([r["output_rms_hu"] for r in rows]),
                   out_of_range_fraction=np.array([r["out_of_range_fraction"] for r in rows]),

@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
+def _plain_hu(value: float, _pos=None) -> str:
+    """Log-axis labels as plain numbers, at 1, 2, 3 and 5 per decade (the other ticks unlabelled)."""
+    if value <= 0:
+        return ""
+    lead = value / 10 ** np.floor(np.log10(value))
+    return f"{value:g}" if any(abs(lead - m) < 1e-6 for m in (1, 2, 3, 5)) else ""
+
+
+_PLAIN_HU = FuncFormatter(_plain_hu)
 #: sideways offset between the methods' markers (mm): methods with equal thresholds (low dose and the
 #: denoisers at 10 mm, say) would otherwise hide one another
-DODGE_MM = 0.1
+DODGE_MM = 0.25
 SIGNS = (("positive", "positive lesions (brighter than tissue)"), ("negative", "negative lesions (darker than tissue)"))
 
 
@@ -18,7 +28,7 @@ def contrast_detail_axes(ax, curves: dict, sign: str = "positive", title: str = 
     optionally "max_contrast_hu"}}`` (the dicts of ``analysis.contrast_detail.contrast_detail``).
     Log-scaled contrast axis (lower is better: a smaller contrast is detected); the methods' markers
     sit ``DODGE_MM`` apart sideways around each diameter. A NaN (threshold not
-    reached within the contrast grid) is drawn as an open triangle just above the largest contrast
+    reached within the contrast grid) is drawn as an open triangle 15 % above the largest contrast
     simulated (``max_contrast_hu``, default: the curves' own)."""
     top = max_contrast_hu or max([float(c["max_contrast_hu"]) for c in curves.values() if "max_contrast_hu" in c]
                                  + [float(np.nanmax(np.abs(c[sign]))) for c in curves.values()
@@ -29,9 +39,10 @@ def contrast_detail_axes(ax, curves: dict, sign: str = "positive", title: str = 
         line, = ax.plot(d, t, "o-", label=label)
         missing = ~np.isfinite(t)
         if missing.any():
-            ax.plot(d[missing], np.full(missing.sum(), top * 1.15 * (1 + 0.04 * k)), "^", mfc="none",
-                    color=line.get_color())
+            ax.plot(d[missing], np.full(missing.sum(), top * 1.15), "^", mfc="none", color=line.get_color())
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PLAIN_HU)  # 20, 30, 50, 100 HU, not 2x10^1
+    ax.yaxis.set_minor_formatter(_PLAIN_HU)
     ax.axhline(top, color="0.6", lw=0.8, ls=":")
     ax.annotate("dotted: largest contrast simulated;\nopen triangles: not reached", (0.98, 0.97), xycoords="axes fraction",
                 fontsize=6, va="top", ha="right", color="0.4")  # right: the small lesions' triangles sit left

@@ -135,10 +135,14 @@ def lesion_invariance_figure(art, denoisers):
         ax = fig.add_subplot(gs[row, 0])
         show_ct(ax, a["x"], LIVER, f"{display_name(name)}: x, lesion circled")
         ring(ax)
+        border = np.zeros((h, w, 4))  # grey where the profile's copy would leave the crop
+        if "profile_fits" in a.arrays:
+            border[~np.asarray(a["profile_fits"], bool)] = (0.55, 0.55, 0.55, 0.8)
         lim = float(np.abs(a["removal_map"]).max())
         for k in range(n):
             ax = fig.add_subplot(gs[row, k + 1])
             im = ax.imshow(a["removal_map"][k], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.imshow(border, interpolation="nearest")  # grey: the copy would leave the crop (not in the chance set)
             ring(ax)
             ax.set_axis_off()
             ax.set_title(f"α={alphas[k]:g}: removed {a['removed'][k]:.2f} at the lesion,\n"
@@ -177,8 +181,8 @@ def lesion_invariance_figure(art, denoisers):
                f"Adam iterations: {steps} ({meta.get('lr_schedule')} lr from {meta.get('lr')}); lesion "
                f"{meta.get('diameter_mm')} mm / {meta.get('contrast_hu')} HU, {first['x'].shape[-1]} px crop centred on it. "
                f"Removed = -<x_inv - x, s0>/<s, s0> at each place, s the lesion's noise-free reconstruction, s0 = s "
-               f"less its mean; percentile among the {n_free} places whose copy of the profile lies inside the crop and "
-               f"misses the lesion (neighbouring places are correlated over the lesion's size). {_source(meta)}")
+               f"less its mean; percentile among the {n_free} places whose copy of the profile lies inside the crop (grey "
+               f"band: it would not) and misses the lesion (neighbouring places are correlated over the lesion's size). {_source(meta)}")
     return fig, caption
 
 
