@@ -81,6 +81,34 @@ def _noise(x, seed: int = 0):
     return torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)) * INIT_STD
 
 
+def _on_gpu(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+def _sync(device) -> None:
+    """Wait for ``device``'s queued work (a GPU runs asynchronously; nothing to wait for on a CPU)."""
+    import torch
+
+    if _on_gpu(device):
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device) -> None:
+    import torch
+
+    if _on_gpu(device):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mb(device) -> float:
+    """Peak memory (MB): the GPU allocator's since :func:`_reset_peak`; on a CPU the process's peak
+    resident set."""
+    import torch
+
+    return (torch.cuda.max_memory_allocated(device) / 2**20 if _on_gpu(device)
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
     """The talk's objective as a user writes it: per alpha, fresh Adam, nothing frozen or cached."""
     import torch
@@ -145,17 +173,13 @@ def _child(method, denoiser, distance, size, n_alphas, iters, device, out_file) 
 
     alphas = alpha_grid(n_alphas)
     RUNNERS[method](denoiser, distance, size, alphas, 2, device)  # warm-up (kernels, allocator, caches)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    _reset_peak(device)
     t0 = time.perf_counter()
     x_inv, precision = RUNNERS[method](denoiser, distance, size, alphas, iters, device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     seconds = time.perf_counter() - t0
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    torch.save({"seconds": seconds, "peak_mb": peak, "x_inv": x_inv, "precision": precision}, out_file)
+    torch.save({"seconds": seconds, "peak_mb": _peak_mb(device), "x_inv": x_inv, "precision": precision}, out_file)
 
 
 def measure(method, denoiser, distance, size, n_alphas, iters, device="cpu", workdir: Path | None = None) -> dict:
@@ -189,7 +213,7 @@ def objective_difference(denoiser, distance, size, alphas, x_inv_a, x_inv_b, dev
     x_inv_a, x_inv_b = x_inv_a.to(device), x_inv_b.to(device)
     d = get_distance(distance, vgg_allow_random=True, vgg_precision="fp32").to(device)  # both judged in fp32
     with torch.no_grad():
-        fx, start = f(x), x + _noise(x.cpu()).to(device)
+        fx, start = f(x), x + _noise(x).to(device)  # the noise is drawn on the CPU
         scale0 = float(d(x, start).reshape(-1)[0])
         out = []
         for i, a in enumerate(alphas):
@@ -210,12 +234,10 @@ def conv_throughput(device: str = "cpu") -> float:
     flop = 2 * 8 * 128 * 128 * 64 * 64 * 9
     best = float("inf")
     for _ in range(6):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _sync(device)
         t0 = time.perf_counter()
         conv(x)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return flop / best / 1e9
 
@@ -367,18 +389,6 @@ def gpu_check(out_dir: str | Path = "bench_results", device: str = "cuda", size:
     if cuda:
         torch.cuda.set_device(dev)  # "cuda:1": its name, its memory, its synchronisation
 
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(dev)
-
-    def reset_peak():
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(dev)
-
-    def peak_mb():  # the GPU's allocator; on CPU the process's peak resident set
-        return (torch.cuda.max_memory_allocated(dev) / 2**20 if cuda
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
     name = torch.cuda.get_device_name(dev) if cuda else f"{platform.processor() or platform.machine()} (CPU)"
     out = {"device": name, "torch": torch.__version__, "size": size, "iterations": iterations}
     alphas = alpha_grid(8)
@@ -398,14 +408,14 @@ def gpu_check(out_dir: str | Path = "bench_results", device: str = "cuda", size:
             # the fast path's result judged as the benchmark judges it: the objective, in fp32
             err = objective_difference("cnn10", dist, size, alphas, ref.result, inv.result, str(dev))
             tolerance = tolerance_for(dist, inv.distance.precision_on(str(dev)))
-            sync()
-            reset_peak()
+            _sync(dev)
+            _reset_peak(dev)
             t0 = time.perf_counter()
             inv.synthesize(rest, progress=False)
-            sync()
+            _sync(dev)
             sec = time.perf_counter() - t0
             row = {f"seconds_{iterations}_iterations_8_alphas": sec * iterations / rest,
-                   "alpha_iterations_per_s": 8 * rest / sec, "peak_mb": peak_mb(),
+                   "alpha_iterations_per_s": 8 * rest / sec, "peak_mb": _peak_mb(dev),
                    "precision": inv.distance.precision_on(str(dev)),
                    f"objective_rel_diff_to_fp32_after_{reference_iterations}": err, "tolerance": tolerance,
                    "within_tolerance": max(err) <= tolerance}
@@ -422,20 +432,20 @@ def gpu_check(out_dir: str | Path = "bench_results", device: str = "cuda", size:
         m = build_method(cfg, str(dev))
         source = _RandomPatches(cfg.patch_size)
 
-        def batch(m=m, source=source, b=cfg.batch_size):
+        def batch(source=source, b=cfg.batch_size):
             return tuple(t.to(dev) for t in source.next_batch(b))
 
         # the method's own step (no checkpoint write in the timing); warm-up: cuDNN's search, the allocator
         for it in range(burst_iterations):
             m.step(batch, it)
-        sync()
-        reset_peak()
+        _sync(dev)
+        _reset_peak(dev)
         t0 = time.perf_counter()
         for it in range(burst_iterations, 2 * burst_iterations):
             m.step(batch, it)
-        sync()
+        _sync(dev)
         sec = time.perf_counter() - t0
-        out[f"train_{method}"] = {"iterations_per_s": burst_iterations / sec, "peak_mb": peak_mb(),
+        out[f"train_{method}"] = {"iterations_per_s": burst_iterations / sec, "peak_mb": _peak_mb(dev),
                                   "batch_size": cfg.batch_size, "patch_size": cfg.patch_size}
         print(f"{name}: training {method} at batch {cfg.batch_size}, patch {cfg.patch_size}: "
               f"{burst_iterations / sec:.1f} it/s, peak {out[f'train_{method}']['peak_mb']:.0f} MB", flush=True)
