@@ -97,12 +97,54 @@ def write_npz(path, **arrays) -> Path:
     return write_with(path, lambda fh: np.savez(fh, **arrays))
 
 
-def torch_save(path, obj: Any) -> Path:
+def torch_save(path, obj: Any, checksum: bool = False) -> Path:
     """``torch.save`` through a temporary file. Store tensors and plain containers only, so the
-    file loads with ``torch.load(..., weights_only=True)``."""
+    file loads with ``torch.load(..., weights_only=True)``. ``checksum``: also record the file's
+    SHA-256 beside it (:func:`write_checksum`), for a cache entry checked at every load."""
     import torch
 
-    return write_with(path, lambda fh: torch.save(obj, fh))
+    out = write_with(path, lambda fh: torch.save(obj, fh))
+    if checksum:
+        write_checksum(out)
+    return out
+
+
+#: Suffix of the checksum file written beside a cache entry (``model.pt`` -> ``model.pt.sha256``).
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    return Path(str(path) + CHECKSUM_SUFFIX)
+
+
+def write_checksum(path: str | os.PathLike) -> Path:
+    """Record ``path``'s SHA-256 in ``<path>.sha256`` (written after ``path`` is complete, so a
+    killed writer leaves an entry without a checksum, which :func:`checksum_problem` reports)."""
+    from .provenance import sha256_file
+
+    return write_text(checksum_path(path), f"{sha256_file(path)}  {Path(path).name}\n")
+
+
+def checksum_problem(path: str | os.PathLike) -> str | None:
+    """None when ``path``'s SHA-256 equals the one recorded beside it, else what is wrong (no
+    checksum recorded, or the file changed since it was written)."""
+    from .provenance import sha256_file
+
+    side = checksum_path(path)
+    if not side.is_file():
+        return f"no checksum recorded beside it ({side.name} missing)"
+    recorded = side.read_text().split()[:1]
+    actual = sha256_file(path)
+    if recorded != [actual]:
+        return (f"its SHA-256 {actual[:12]}... differs from the one recorded when it was written "
+                f"({(recorded or ['nothing'])[0][:12]}...): the file was damaged or changed")
+    return None
+
+
+def remove_checksummed(path: str | os.PathLike) -> None:
+    """Delete a cache entry and its checksum file (missing ones are fine)."""
+    Path(path).unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
 
 
 def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 80) -> list[Path]:

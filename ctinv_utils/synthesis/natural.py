@@ -422,15 +422,24 @@ def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iteration
 
 
 def _train_or_load_natural(nat, data, path: Path, iterations, batch_size, progress):
+    import warnings
+
+    if path.is_file() and (problem := atomic.checksum_problem(path)):
+        warnings.warn(f"cached natural-invariance generator {path}: {problem}; it is deleted and trained again",
+                      stacklevel=3)
+        if distributed.is_main():
+            atomic.remove_checksummed(path)
     if path.is_file():
         try:
             return NaturalInvariance.load(path, nat.denoiser, nat.device, distance_module=nat.distance), path, True
-        except CTInvError:
+        except CTInvError as exc:
+            warnings.warn(f"{exc}; it is deleted and trained again", stacklevel=3)
             if distributed.is_main():
-                path.unlink()  # a damaged cache entry is retrained, not trusted
+                atomic.remove_checksummed(path)  # a damaged cache entry is retrained, not trusted
     nat.train(data, iterations, batch_size, checkpoint=path.with_suffix(".ckpt"), progress=progress)
     if distributed.is_main():
         nat.save(path)
+        atomic.write_checksum(path)
         path.with_suffix(".ckpt").unlink(missing_ok=True)
     distributed.barrier()
     return nat, path, False

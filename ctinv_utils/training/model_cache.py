@@ -18,7 +18,6 @@ from ..provenance import config_hash, provenance
 from .methods import TrainConfig, denoiser_trainer
 
 
-
 def training_data_key(data: PairedCTData, split: dict) -> str:
     """The key of a training set in the model caches (data source, root and training patients): the
     one place notebooks 02 and 04 and ``python -m ctinv_utils.sweep train`` compute it, so a model
@@ -46,6 +45,11 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
 
 
 def _train_or_load(cfg, data, data_key, final: Path, device, progress):
+    if final.is_file() and (problem := atomic.checksum_problem(final)):
+        # a damaged entry can still be a readable zip with wrong weights: the checksum decides
+        warnings.warn(f"cached model {final}: {problem}; it is deleted and trained again", stacklevel=2)
+        if is_main():
+            atomic.remove_checksummed(final)
     if final.is_file():
         try:
             rec = load_file(final, "cached model", "it is deleted and trained again")
@@ -54,7 +58,7 @@ def _train_or_load(cfg, data, data_key, final: Path, device, progress):
         except CheckpointError as exc:  # damaged cache entry: say so, and recompute it
             warnings.warn(str(exc), stacklevel=2)
             if is_main():
-                final.unlink(missing_ok=True)
+                atomic.remove_checksummed(final)
     trainer = denoiser_trainer(cfg, data, final.with_suffix(".ckpt"), device)
     history = trainer.fit(progress)
     model = trainer.method.model
@@ -64,7 +68,7 @@ def _train_or_load(cfg, data, data_key, final: Path, device, progress):
            "provenance": json.dumps(provenance(seed=cfg.seed, config=cfg.to_dict(), device=device,
                                                train_seconds=round(trainer.seconds, 1)))}
     if is_main():  # several ranks: rank 0 writes, the others wait for the file
-        atomic.torch_save(final, rec)
+        atomic.torch_save(final, rec, checksum=True)
         final.with_suffix(".ckpt").unlink(missing_ok=True)
     barrier()
     # the model goes back to the caller the way a cache hit does (read from the file, default memory
