@@ -20,8 +20,8 @@ import json
 import sys
 
 from .progress import progress_bar
+from .recipes.invariances import TALK_BETAS, InvarianceProtocol, optimise_invariance
 
-TALK_BETAS = (0.9, 0.999)
 
 
 def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim"), reference_iters: int = 2000,
@@ -32,57 +32,49 @@ def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim
 
     from .artifacts import Artifacts
     from .paths import run_dir
-    from .presets import load_preset
+    from .presets import load_preset, notebook_settings, runtime_parameters
     from .provenance import versions
     from .units import hu_to_norm
 
     preset = load_preset(preset_name)
-    nb = preset["notebooks"]["03_image_domain_invariances"]
+    nb = notebook_settings(preset, "03_image_domain_invariances", runtime_parameters(preset, device="cpu"))
     art = Artifacts(run_dir(preset_name) / "artifacts")  # the repository's, wherever it is run from
     x = torch.from_numpy(hu_to_norm(art.read_arrays("analysis_slice")["low"]))[None, None].float()
-    names = list(denoisers or nb.get("denoiser_names", ["cnn10", "wganvgg", "gauss_ri"]))
-    rows = compare_settings(x, art.load_denoisers(names, "cpu"), nb, preset["seed"], distances, reference_iters,
+    names = list(denoisers or nb.denoiser_names)
+    protocol = InvarianceProtocol.from_settings(nb)
+    rows = compare_settings(x, art.load_denoisers(names, "cpu"), protocol, nb.seed, distances, reference_iters,
                             reference_lr, progress)
-    settings = {k: nb.get(k) for k in ("alphas", "alphas_dssim", "alphas_vgg", "max_iter", "max_iter_vgg", "lr", "lr_schedule",
-                                       "adam_betas", "hu_range", "crop", "stop_early", "min_iter")}
-    return {"preset": preset_name, "settings": settings,
+    return {"preset": preset_name, "settings": protocol.as_dict(),
             "reference": {"iterations": reference_iters, "lr": reference_lr, "schedule": "constant",
                           "adam_betas": list(TALK_BETAS)},
             "threads": torch.get_num_threads(), "versions": versions(), "rows": rows}
 
 
-def compare_settings(x, denoisers: dict, settings: dict, seed: int = 0, distances=("mse", "dssim"),
+def compare_settings(x, denoisers: dict, protocol: InvarianceProtocol, seed: int = 0, distances=("mse", "dssim"),
                      reference_iters: int = 2000, reference_lr: float = 0.03, progress: bool = False) -> list[dict]:
-    """``x`` ``(1, 1, H, W)`` normalized; ``denoisers`` {name: module}; ``settings`` notebook 03's
-    parameters (alphas, alphas_dssim, alphas_vgg, max_iter, max_iter_vgg, lr (one rate or {distance: rate}),
-    lr_schedule, adam_betas, hu_range, and optionally stop_early and min_iter, as the notebook stops).
-    Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU), rate-scaled
-    loss changes (%) and seconds."""
+    """``x`` ``(1, 1, H, W)`` normalized; ``denoisers`` {name: module}; ``protocol`` the preset's
+    (:meth:`InvarianceProtocol.from_settings`). Each run goes through the notebooks' own
+    :func:`~ctinv_utils.recipes.invariances.optimise_invariance`; the reference is the same protocol
+    with the talk's Adam at a constant ``reference_lr`` for ``reference_iters`` steps, no early stop.
+    Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU),
+    rate-scaled loss changes (%) and seconds."""
     import time
 
     from .synthesis.distances import get_distance
-    from .synthesis.grid import alphas_for, early_stop, rate_for
-    from .synthesis.invariances import Invariance
 
-    betas = tuple(settings.get("adam_betas") or TALK_BETAS)
+    reference = protocol.replace(lr=reference_lr, lr_schedule="constant", adam_betas=TALK_BETAS,
+                                 max_iter=reference_iters, max_iter_vgg=reference_iters, stop_early=False)
     rows = []
     jobs = [(n, d) for n in denoisers for d in distances]
     for name, dist in progress_bar(jobs, desc="preset vs reference", disable=not progress):
-        vgg = dist == "vgg"
-        alphas = alphas_for(dist, settings["alphas"], settings.get("alphas_dssim"), settings.get("alphas_vgg"))
-        module = get_distance("vgg", vgg_allow_random=True, seed=seed) if vgg else None
+        module = get_distance("vgg", vgg_allow_random=True, seed=seed) if dist == "vgg" else None
         runs = {}
-        stop = early_stop(bool(settings.get("stop_early")), settings.get("min_iter") or 0)
-        for which, iters, lr, sched, b, kw in (
-                ("preset", settings["max_iter_vgg"] if vgg else settings["max_iter"], rate_for(settings["lr"], dist),
-                 settings.get("lr_schedule", "constant"), betas, stop),
-                ("reference", reference_iters, reference_lr, "constant", TALK_BETAS, {})):
-            inv = Invariance(x, denoisers[name], dist, alpha=alphas, seed=seed, lr=lr, hu_range=settings.get("hu_range"),
-                             adam_betas=b, distance_module=module)
+        for which, prot in (("preset", protocol), ("reference", reference)):
             t0 = time.perf_counter()
-            inv.synthesize(iters, progress=False, lr_schedule=sched, **kw)
+            inv = optimise_invariance(x, denoisers[name], dist, prot, seed, distance_module=module)
             runs[which] = (inv, time.perf_counter() - t0)
         (p, tp), (r, tr) = runs["preset"], runs["reference"]
+        alphas = protocol.grid(dist)
         for i, (ps, rs) in enumerate(zip(p.summary(), r.summary())):
             lp, lref = p.history["loss"][-1][i], r.history["loss"][-1][i]
             rows.append({"denoiser": name, "distance": dist, "alpha": alphas[i],

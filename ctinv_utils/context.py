@@ -1,12 +1,13 @@
 """What every notebook sets up first: seed, device, output folders, artifacts, provenance, figures.
 
-The notebook's ``parameters`` cell is the only list of its parameters::
+A notebook's parameters are the fields of its settings model (:mod:`ctinv_utils.pipeline.config`),
+which its ``parameters`` cell lists with the quick preset's values::
 
     ctx = context.setup("03_image_domain_invariances", globals())
 
-reads the names declared in that cell (from ``notebooks/<name>.py``) and takes their values from the
-notebook's namespace, so a parameter added to the cell is in the config hash, the figures' sidecars
-and the manifest without being listed a second time.
+takes their values from the notebook's namespace and validates them (``ctx.settings``), so what a
+user edits in JupyterLab is checked as a preset is, and the config hash, the figures' sidecars and
+the manifest all come from the same model.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 
 from . import atomic
 from .artifacts import Artifacts
-from .paths import NOTEBOOK_DIR, REPO_ROOT
-from .presets import declared_parameters, parameters_hash
+from .errors import PresetError
+from .paths import REPO_ROOT
+from .pipeline.config import NOTEBOOK_SETTINGS
+from .presets import _problems, parameters_hash
 from .provenance import provenance, set_seed
 from .settings import check_device
 
@@ -35,6 +38,7 @@ class RunContext:
     artifacts_dir: Path
     data_source: str = "not loaded yet"
     notes: dict = field(default_factory=dict)
+    settings: Any = None  # the validated settings model (None for a notebook outside notebooks/)
     _artifacts: Artifacts | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -146,17 +150,24 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
 
     ``namespace``: the notebook's ``globals()``; the parameters are the names its ``parameters``
     cell declares. ``params``: the parameters themselves (for a notebook outside ``notebooks/``)."""
+    model = NOTEBOOK_SETTINGS.get(notebook)
     if params is None:
-        source = NOTEBOOK_DIR / f"{notebook}.py"
-        if not source.is_file():
-            raise FileNotFoundError(f"{source} not found: pass context.setup(name, params={{...}}) for a "
-                                    "notebook outside notebooks/")
-        declared = declared_parameters(source)
-        missing = sorted(set(declared) - set(namespace or {}))
+        if model is None:
+            raise KeyError(f"no settings model for notebook {notebook!r} (notebooks: {', '.join(NOTEBOOK_SETTINGS)}); "
+                           "pass context.setup(name, params={...}) for a notebook of your own")
+        missing = sorted(set(model.model_fields) - set(namespace or {}))
         if missing:
-            raise NameError(f"{notebook}: parameters {missing} are declared but not defined; run the parameters "
-                            "cell first")
-        params = {k: namespace[k] for k in declared}
+            raise NameError(f"{notebook}: parameters {missing} are not defined; run the parameters cell first")
+        params = {k: namespace[k] for k in model.model_fields}
+    settings = None
+    if model is not None:
+        from pydantic import ValidationError
+
+        try:
+            settings = model.model_validate(params)
+        except ValidationError as exc:
+            raise PresetError(f"{notebook}: " + "; ".join(_problems(model, exc, "parameter", params))
+                              + " (fix the parameters cell or the preset)") from None
     params = dict(params)
     for name in ("preset", "seed", "device", "figures_dir", "artifacts_dir", "interactive"):
         if name not in params:
@@ -168,7 +179,7 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
     artifacts = artifacts if artifacts.is_absolute() else REPO_ROOT / artifacts
     figures.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
-    return RunContext(notebook, params, figures, artifacts)
+    return RunContext(notebook, params, figures, artifacts, settings=settings)
 
 
 def _shown(path: Path) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-PRESET_DIR = REPO_ROOT / "papermill_runs" / "presets"
+PRESET_DIR = REPO_ROOT / "configs"
 
 #: Environment variable pointing at real data (TCIA LDCT-and-Projection-data or AAPM 2016 layout).
 DATA_ENV = "CTINV_DATA"

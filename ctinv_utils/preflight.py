@@ -136,10 +136,3 @@ def preflight(preset: dict, params_by_notebook: dict[str, dict], device: str, da
         raise PreflightError("the run cannot finish as set up (nothing was started):\n" +
                              "\n".join(f"  - {p}" for p in problems))
     return notes
-
-
-def params_of(preset: dict, notebooks: list[Path], runtime: dict[str, Any]) -> dict[str, dict]:
-    """{notebook stem: resolved parameters} of the selected notebooks."""
-    from .presets import resolved_parameters
-
-    return {nb.stem: resolved_parameters(preset, nb, runtime) for nb in notebooks}

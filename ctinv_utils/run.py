@@ -27,9 +27,8 @@ from . import atomic
 from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
 from .progress import HEADLESS_ENV
-from .preflight import params_of, preflight
-from .presets import (list_notebooks, load_preset, notebook_parameters, parameters_hash, resolved_parameters,
-                      select_notebooks)
+from .preflight import preflight
+from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
 from .provenance import provenance
 from .settings import check_device
 
@@ -258,8 +257,9 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         "preset": preset_name, "data_path": data, "device": device, "seed": int(preset["seed"]),
         "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"), "interactive": False,
     }
-    all_params = {nb: notebook_parameters(preset, nb, runtime) for nb in notebooks}  # validate all first
-    for note in preflight(preset, params_of(preset, notebooks, runtime), device, data, confirm_cpu):
+    # the preset resolved once, every selected notebook validated before the first one starts
+    all_params = {stem: s.parameters() for stem, s in plan(preset, notebooks, runtime).items()}
+    for note in preflight(preset, all_params, device, data, confirm_cpu):
         print(f"note: {note}", flush=True)
     manifest_path = out_dir / "manifest.json"
     old = {}
@@ -277,8 +277,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
             upstream = old.get(nb.stem, {}).get("fingerprint", "")
             continue
         i = sorted(selected).index(nb.stem) + 1
-        params = all_params[nb]
-        resolved = resolved_parameters(preset, nb, runtime)
+        resolved = params = all_params[nb.stem]
         fingerprint = notebook_fingerprint(nb, resolved, data_label, code, upstream)
         prev = old.get(nb.stem, {})
         up_to_date = (not force and not rerun_chain and prev.get("status") == "ok"
@@ -341,7 +340,7 @@ def _figures_of(notebook: str, fig_dir: Path) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ctinv_utils.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="quick", help="quick (CPU, minutes) or paper (GPU); see papermill_runs/presets/")
+    ap.add_argument("--preset", default="quick", help="quick (CPU, minutes) or paper (GPU); see configs/")
     ap.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03 or 01_data")
     ap.add_argument("--data", default=None, help="real data root (TCIA or AAPM layout); default: $CTINV_DATA, else simulated")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -55,8 +55,9 @@ import numpy as np
 from . import atomic
 from .artifacts import Artifacts, ArtifactError
 from .errors import CTInvError
-from .paths import NOTEBOOK_DIR, run_dir
-from .presets import load_preset, resolved_parameters
+from . import presets
+from .paths import run_dir
+from .presets import load_preset
 from .progress import progress_bar
 from .provenance import array_sha256, config_hash, provenance, sha256_bytes
 
@@ -358,46 +359,9 @@ class SweepResults:
 
 
 # -- settings from the preset ------------------------------------------------------------------------
-@dataclass
-class SweepSettings:
-    """Notebook 03's optimisation settings (under a preset), with the command line's overrides."""
-
-    alphas: list
-    alphas_vgg: list | None
-    max_iter: int
-    max_iter_vgg: int
-    lr: float | dict  # one rate, or {distance: rate}
-    lr_schedule: str
-    hu_range: list | None
-    crop: int | None
-    vgg_weights: str
-    seed: int
-    init_noise_std: float = 0.1
-    adam_betas: list | None = None  # None: PyTorch's (0.9, 0.999)
-    stop: dict | None = None  # synthesize()'s early stop, as notebook 03 (None: every iteration runs)
-    alphas_dssim: list | None = None  # (1-SSIM)/2's own grid (None: alphas)
-
-    def rate(self, distance: str) -> float:
-        from .synthesis.grid import rate_for
-        return rate_for(self.lr, distance)
-
-    def grid(self, distance: str) -> list[float]:
-        from .synthesis.grid import alphas_for
-        return alphas_for(distance, self.alphas, self.alphas_dssim, self.alphas_vgg)
-
-    def iterations(self, distance: str) -> int:
-        return int(self.max_iter_vgg if distance == "vgg" else self.max_iter)
-
-
-def _notebook(stem: str) -> Path:
-    return NOTEBOOK_DIR / f"{stem}.py"
-
-
-def notebook_settings(preset: dict, stem: str, data_path: str | None, device: str) -> dict:
-    """Every parameter notebook ``stem`` runs with under ``preset`` (defaults, preset, runtime)."""
-    runtime = {"preset": preset["name"], "seed": int(preset["seed"]), "data_path": data_path, "device": device,
-               "interactive": False}
-    return resolved_parameters(preset, _notebook(stem), runtime)
+def notebook_settings(preset: dict, stem: str, data_path: str | None, device: str):
+    """The settings notebook ``stem`` runs with under ``preset`` (as the runner resolves them)."""
+    return presets.notebook_settings(preset, stem, presets.runtime_parameters(preset, data_path, device))
 
 
 def _start(args):
@@ -476,10 +440,9 @@ def sweep_main(args) -> int:
     import torch
 
     from .data.dataset import centre_crop, load_data
+    from .recipes.invariances import InvarianceProtocol, optimise_invariance
     from .synthesis.base import SynthesisDiverged
     from .synthesis.distances import DISTANCES, get_distance
-    from .synthesis.grid import early_stop
-    from .synthesis.invariances import Invariance
     from .training import distributed
     from .units import hu_to_norm
 
@@ -488,19 +451,15 @@ def sweep_main(args) -> int:
     preset, r, device, log = _start(args)
     try:
         nb = notebook_settings(preset, "03_image_domain_invariances", args.data, device)
-        crop = nb["crop"] if args.crop is None else (args.crop or None)
+        crop = nb.crop if args.crop is None else (args.crop or None)
         # a grid given on the command line is every distance's: it replaces the per-distance ones
-        own_grid = {k: None if args.alphas or not nb.get(k) else list(nb[k]) for k in ("alphas_vgg", "alphas_dssim")}
-        settings = SweepSettings(
-            alphas=list(args.alphas or nb["alphas"]), **own_grid,
-            max_iter=args.max_iter or nb["max_iter"], max_iter_vgg=args.max_iter or nb["max_iter_vgg"],
-            lr=nb["lr"], lr_schedule=nb["lr_schedule"],
-            hu_range=list(nb["hu_range"]) if nb["hu_range"] is not None else None, crop=crop,
-            vgg_weights=nb["vgg_weights"], seed=int(preset["seed"]), adam_betas=list(nb["adam_betas"]),
-            stop=early_stop(nb["stop_early"], nb["min_iter"]) or None)
+        grids = {"alphas": list(args.alphas), "alphas_dssim": None, "alphas_vgg": None} if args.alphas else {}
+        iters = {"max_iter": args.max_iter, "max_iter_vgg": args.max_iter} if args.max_iter else {}
+        protocol = InvarianceProtocol.from_settings(nb, **grids, **iters)
+        seed = int(preset["seed"])
         for dist in DISTANCES:
-            settings.rate(dist)  # a bad lr fails before any work is handed out
-        denoiser_names = list(args.denoisers or nb["denoiser_names"])
+            protocol.rate(dist)  # a bad lr fails before any work is handed out
+        denoiser_names = list(args.denoisers or nb.denoiser_names)
         distances = list(args.distances or DISTANCES)
         unknown = sorted(set(distances) - set(DISTANCES))
         if unknown:
@@ -509,7 +468,7 @@ def sweep_main(args) -> int:
         art = Artifacts(artifacts_dir, args.preset)
         out = Path(args.out) if args.out else artifacts_dir / "sweep"
 
-        data = load_data(args.data, nb["simulation"], progress=False)
+        data = load_data(args.data, nb.simulation, progress=False)
         test_ids = art.data_split(data)["test"]
         patients = [(pid, data.patients[data.index_of(pid)].region, data.patients[data.index_of(pid)].n_slices)
                     for pid in test_ids]
@@ -527,40 +486,34 @@ def sweep_main(args) -> int:
             identity[name] = json.loads(side.read_text())["sha256"] if side.is_file() else name
         vgg = None
         if "vgg" in distances:
-            vgg = get_distance("vgg", vgg_allow_random=settings.vgg_weights == "imagenet_or_random",
-                               seed=settings.seed).to(device)
+            vgg = get_distance("vgg", vgg_allow_random=nb.vgg_weights == "imagenet_or_random", seed=seed).to(device)
         data_id = {"source": data.source, "root": str(data.root)}
 
         def item_settings(item: WorkItem) -> dict:
             return {"data": data_id, "patient": item.patient, "slice": item.slice_index,
-                    "denoiser": identity[item.denoiser], "distance": item.distance, "alphas": settings.grid(item.distance),
-                    "iterations": settings.iterations(item.distance), "lr": settings.rate(item.distance),
-                    "adam_betas": settings.adam_betas, "stop": settings.stop, "lr_schedule": settings.lr_schedule, "hu_range": settings.hu_range, "crop": settings.crop,
-                    "init_noise_std": settings.init_noise_std, "seed": item.seed(settings.seed),
+                    "denoiser": identity[item.denoiser], "distance": item.distance, "alphas": protocol.grid(item.distance),
+                    "iterations": protocol.iterations(item.distance), "lr": protocol.rate(item.distance),
+                    "adam_betas": list(protocol.adam_betas), "stop": protocol.stop() or None,
+                    "lr_schedule": protocol.lr_schedule, "hu_range": protocol.hu_range, "crop": crop,
+                    "init_noise_std": protocol.init_noise_std, "seed": item.seed(seed),
                     "vgg": vgg.describe(device) if item.distance == "vgg" else None, "images": not args.metrics_only}
 
         def compute(item: WorkItem) -> tuple[dict, dict]:
             low_hu, _ = data.slice_hu(data.index_of(item.patient), item.slice_index)
-            low_hu = centre_crop(low_hu, settings.crop)
-            x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(device)
-            inv = Invariance(x, denoisers[item.denoiser], item.distance, alpha=settings.grid(item.distance),
-                             init_noise_std=settings.init_noise_std, seed=item.seed(settings.seed),
-                             lr=settings.rate(item.distance), device=device, hu_range=settings.hu_range,
-                             distance_module=vgg if item.distance == "vgg" else None,
-                             adam_betas=settings.adam_betas or (0.9, 0.999))
-            inv.synthesize(settings.iterations(item.distance), progress=False, lr_schedule=settings.lr_schedule,
-                           **(settings.stop or {}))
+            x = torch.from_numpy(hu_to_norm(centre_crop(low_hu, crop)))[None, None].float().to(device)
+            inv = optimise_invariance(x, denoisers[item.denoiser], item.distance, protocol, item.seed(seed),
+                                      distance_module=vgg if item.distance == "vgg" else None, device=device)
             arrays = inv.figure_arrays()
             if args.metrics_only:
                 arrays = {k: v for k, v in arrays.items() if k not in IMAGE_ARRAYS}
             rows = [{**row, "converged": c} for row, c in zip(inv.summary(), inv.convergence())]
-            meta = {**asdict(item), "slice_id": item.slice_id, "seed": item.seed(settings.seed),
-                    "iterations": inv.iteration, "lr": settings.rate(item.distance), "lr_schedule": settings.lr_schedule,
-                    "hu_range": settings.hu_range, "crop": settings.crop, "rows": rows,
+            meta = {**asdict(item), "slice_id": item.slice_id, "seed": item.seed(seed),
+                    "iterations": inv.iteration, "lr": protocol.rate(item.distance), "lr_schedule": protocol.lr_schedule,
+                    "hu_range": protocol.hu_range, "crop": crop, "rows": rows,
                     "vgg": vgg.describe(device) if item.distance == "vgg" else ""}
             return arrays, meta
 
-        record = provenance(seed=settings.seed, config={"preset": args.preset, "settings": asdict(settings)},
+        record = provenance(seed=seed, config={"preset": args.preset, "protocol": protocol.as_dict(), "crop": crop},
                             device=device, preset=args.preset, data_source=data.source)
         run_items(items, compute, lambda it: config_hash(item_settings(it)), ItemStore(out), record,
                   progress=not args.no_progress, log=log, failures=(SynthesisDiverged,))
@@ -571,38 +524,24 @@ def sweep_main(args) -> int:
 
 def train_main(args) -> int:
     from .data.dataset import load_data
-    from .models import build_denoiser, freeze
-    from .synthesis.natural import NaturalInvariance, train_or_load_natural
+    from .recipes import train_denoisers, train_generators
     from .training import distributed, model_cache
-    from .training.methods import TrainConfig
 
     _positive("threads", args.threads)
     preset, r, device, log = _start(args)
     try:
         nb02 = notebook_settings(preset, "02_denoiser_training", args.data, device)
         art = Artifacts(Path(args.artifacts) if args.artifacts else run_dir(args.preset) / "artifacts", args.preset)
-        data = load_data(args.data, nb02["simulation"], progress=False)
+        data = load_data(args.data, nb02.simulation, progress=False)
         split = art.data_split(data)
         train_data = data.subset(split["train"])
         data_key = model_cache.training_data_key(data, split)
-        seed = int(preset["seed"])
-        models = {}
-        for name in ("cnn10", "wganvgg"):
-            cfg = TrainConfig.from_dict({"method": name, "seed": seed, **nb02[name]})
-            log(f"{name}: training or loading ({model_cache.model_cache_path(cfg, data_key).name})")
-            models[name], _, path = model_cache.train_or_load(cfg, train_data, data_key, device,
-                                                              progress=not args.no_progress)
-            log(f"{name}: {path}")
-        models["gauss_ri"] = freeze(build_denoiser("gauss_ri").to(device))
+        models, _, _ = train_denoisers(nb02, train_data, data_key, device, progress=not args.no_progress, log=log)
         if not args.no_natural:
             nb04 = notebook_settings(preset, "04_natural_invariances", args.data, device)
-            for name in nb04["natural_denoisers"]:
-                nat = NaturalInvariance(models[name], nb04["distance"], nb04["alpha"], nb04["beta"], nb04["patch_size"],
-                                        seed, lr=nb04["lr"], critic_lr=nb04["critic_lr"],
-                                        critic_steps=nb04["critic_steps"],
-                                        vgg_allow_random=nb04["vgg_weights"] == "imagenet_or_random")
-                _, path, loaded = train_or_load_natural(nat, train_data, data_key, nb04["iterations"],
-                                                        nb04["batch_size"], progress=not args.no_progress)
+            trained = train_generators(nb04, {n: models[n] for n in nb04.natural_denoisers}, train_data, data_key,
+                                       progress=not args.no_progress)
+            for name, (_, path, loaded) in trained.items():
                 log(f"natural invariances of {name}: {'loaded' if loaded else 'trained'} ({path})")
         log("done: `python -m ctinv_utils.run --preset {0}` now loads these models instead of training "
             "them".format(args.preset))

@@ -48,13 +48,12 @@ import warnings
 import numpy as np
 from IPython.display import Markdown, display
 
-from ctinv_utils import build_denoiser, context, denoise_hu, display_name, evaluate, freeze, load_data, panels
+from ctinv_utils import context, denoise_hu, display_name, evaluate, load_data, panels, recipes
 from ctinv_utils.data.ldctbench_split import evaluation_patients
 from ctinv_utils.hub import present_published
 from ctinv_utils.models import load_denoiser
 from ctinv_utils.training.evaluation import worse_than_input
-from ctinv_utils.training.methods import TrainConfig
-from ctinv_utils.training.model_cache import train_or_load, training_data_key
+from ctinv_utils.training.model_cache import training_data_key
 from ctinv_utils.units import ABDOMEN, LUNG
 
 ctx = context.setup("02_denoiser_training", globals())
@@ -70,16 +69,11 @@ print(f"data: {data.source}; training patients: {split['train']}; test patients:
 # ## Train (or load) the networks
 
 # %%
-trained = {"cnn10": cnn10, "wganvgg": wganvgg}
-models, records = {}, {}
-for name, settings in trained.items():
-    cfg = TrainConfig.from_dict({"method": name, "seed": seed, **settings})
-    models[name], records[name], path = train_or_load(cfg, train_data, data_key, ctx.device, progress=True)
-    print(f"{display_name(name)}: {path.name} {records[name].get('notes') or ''}")
-    history = records[name]["history"]
-    art.write_arrays("training_history", {k: np.asarray(v) for k, v in history.items()},
-                     {"config": records[name]["config"], "notes": records[name].get("notes", {})}, {"name": name})
-models["gauss_ri"] = freeze(build_denoiser("gauss_ri").to(ctx.device))
+models, records, paths = recipes.train_denoisers(ctx.settings, train_data, data_key, ctx.device)
+for name, rec in records.items():
+    print(f"{display_name(name)}: {paths[name].name} {rec.get('notes') or ''}")
+    art.write_arrays("training_history", {k: np.asarray(v) for k, v in rec["history"].items()},
+                     {"config": rec["config"], "notes": rec.get("notes", {})}, {"name": name})
 vgg_note = "WGAN-VGG perceptual loss: " + records["wganvgg"].get("notes", {}).get("vgg", "")
 ctx.add_note("vgg", vgg_note)
 published_files, missing = present_published(published)
@@ -92,7 +86,7 @@ for name, path in published_files.items():
     models[name] = load_denoiser(name, path, ctx.device)
     print(f"{display_name(name)}: {path}")
 art.save_denoisers({n: m for n, m in models.items() if n not in published_files},
-                   {"split": split, "vgg": vgg_note, "train_configs": {n: records[n]["config"] for n in trained}},
+                   {"split": split, "vgg": vgg_note, "train_configs": {n: r["config"] for n, r in records.items()}},
                    published=published_files)
 
 # %% [markdown]
@@ -110,7 +104,7 @@ ctx.show(*panels.loss_curves(art), name="02_loss_curves")
 # %%
 test_ids = evaluation_patients(data, split["test"], models)  # ldct-benchmark's test patients for its networks
 rows = evaluate(models, data, test_ids, ctx.device, progress=False)
-not_denoising = worse_than_input(rows, [*trained, *published_files])
+not_denoising = worse_than_input(rows, [*records, *published_files])
 art.write_json("evaluation", {"rows": rows, "not_denoising": not_denoising, "vgg": vgg_note})
 ctx.add_note("denoisers_beat_low_dose", not not_denoising)
 if not_denoising:

@@ -80,36 +80,24 @@ include_published = True      # also analyse every ldct-benchmark network notebo
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import (BIM, FGSM, Invariance, InvarianceExplorer, alphas_for, at_tolerance, context, early_stop, get_distance,
-                         hu_to_norm, linearised_spectrum, load_data, panels, rate_for, require_in_grid)
-from ctinv_utils.data.dataset import pick_slice
-from ctinv_utils.data.ldctbench_split import evaluation_patients
+from ctinv_utils import InvarianceExplorer, context, get_distance, load_data, panels, recipes, require_in_grid
 from ctinv_utils.names import display_name
 from ctinv_utils.synthesis.distances import DISTANCES
-import torch
 
 ctx = context.setup("03_image_domain_invariances", globals())
 art = ctx.artifacts
-grids = {dist: alphas_for(dist, alphas, alphas_dssim, alphas_vgg) for dist in DISTANCES}
-require_in_grid(panel_alpha, {f"the {dist} distance": grid for dist, grid in grids.items()})
+protocol = recipes.InvarianceProtocol.from_settings(ctx.settings)
+require_in_grid(panel_alpha, {f"the {dist} distance": protocol.grid(dist) for dist in DISTANCES})
 if compare_unconstrained and unconstrained_alphas:
     require_in_grid(panel_alpha, {"unconstrained_alphas (the comparison panel shows it)": unconstrained_alphas},
                     fix="add it or set unconstrained_alphas to None")
-rates = {dist: rate_for(lr, dist) for dist in DISTANCES}
-stop = early_stop(stop_early, min_iter)  # synthesize()'s arguments (none when stop_early is False)
 data = load_data(data_path, simulation, progress=False)
 ctx.data_source = data.source
 names = [*denoiser_names, *(n for n in art.published_denoisers() if include_published and n not in denoiser_names)]
 denoisers = art.load_denoisers(names, ctx.device)
-# a test patient no analysed network was trained on (ldct-benchmark's test patients for its networks on TCIA)
-test_ids = evaluation_patients(data, art.data_split(data)["test"], names)
-low_hu, full_hu, where = pick_slice(data, test_ids, region, crop)
-art.write_arrays("analysis_slice", {"low": low_hu, "full": full_hu}, where)
-x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(ctx.device)
-x_full = torch.from_numpy(hu_to_norm(full_hu))[None, None].float().to(ctx.device)
+x, x_full, where = recipes.analysis_slice(data, art, names, region, crop, ctx.device)
 vgg_distance = get_distance("vgg", vgg_allow_random=vgg_weights == "imagenet_or_random", seed=seed).to(ctx.device)
-vgg_note = f"VGG16 distance: {vgg_distance.describe(ctx.device)}"
-ctx.add_note("vgg", vgg_note)
+ctx.add_note("vgg", vgg_note := f"VGG16 distance: {vgg_distance.describe(ctx.device)}")
 print(f"x: low-dose {region} slice {where['slice']} of test patient {where['patient']}, {tuple(x.shape)}; {vgg_note}")
 
 # %% [markdown]
@@ -119,36 +107,13 @@ print(f"x: low-dose {region} slice {where['slice']} of test patient {where['pati
 # redrawn without a network).
 
 # %%
-summary, tolerance, runs = [], [], {}
-for name, f in denoisers.items():
-    for dist in DISTANCES:
-        inv = Invariance(x, f, dist, alpha=grids[dist], seed=seed, lr=rates[dist], hu_range=hu_range,
-                         adam_betas=adam_betas, distance_module=vgg_distance if dist == "vgg" else None)
-        n_iter = max_iter_vgg if dist == "vgg" else max_iter
-        inv.synthesize(n_iter, progress=True, lr_schedule=lr_schedule, **stop)
-        converged = inv.convergence()
-        meta = {"denoiser": name, "distance": dist, "iterations": inv.iteration, "lr": rates[dist], "lr_schedule": lr_schedule,
-                "hu_range": hu_range, "converged": converged, "vgg": vgg_note if dist == "vgg" else ""}
-        art.save_synthesis("invariance", inv, meta, {"denoiser": name, "distance": dist})
-        summary += [dict(denoiser=name, distance=dist, iterations=inv.iteration, converged=c,
-                         loss_spread_pct=100 * float(spread), input_spread_pct=100 * float(creep), **row)
-                    for row, c, spread, creep in zip(inv.summary(), converged, inv.relative_spread(),
-                                                     inv.relative_spread(term="input_distance"))]
-        # the same question at a stated output tolerance: refine alpha where the grid is too coarse
-        tol = at_tolerance(inv, tol_hu, refine_steps=tolerance_refine_steps_vgg if dist == "vgg" else tolerance_refine_steps,
-                           candidates=tolerance_candidates, max_iter=n_iter, lr_schedule=lr_schedule,
-                           **stop)  # each at least as long as this run, then until converged
-        art.write_arrays("tolerance_arrays", tol.figure_arrays(), {**meta, **tol.summary(), "alpha": tol.alpha,
-                         "input_rms_hu": tol.input_rms_hu, "output_rms_hu": tol.output_rms_hu},
-                         {"denoiser": name, "distance": dist})
-        tolerance.append(dict(denoiser=name, distance=dist, **tol.summary()))
-art.write_json("invariances_summary", {"rows": summary, "vgg": vgg_note, "hu_range": hu_range, "lr_schedule": lr_schedule})
-art.write_json("tolerance_summary", {"rows": tolerance, "tol_hu": tol_hu})
-n_conv = sum(r["converged"] for r in summary)
-ctx.add_note("converged", f"{n_conv}/{len(summary)} (denoiser, distance, α) runs converged (loss within 1% over "
-             "the last 10% of the iterations, scaled to the full learning rate)")
-print(f"converged: {n_conv} of {len(summary)} runs (loss within 1% over the last 10% of the iterations, "
-      "scaled to the full learning rate)")
+study = recipes.invariance_study(x, denoisers, DISTANCES, protocol, seed, art, tol_hu=tol_hu,
+                                 refine_steps=tolerance_refine_steps, refine_steps_vgg=tolerance_refine_steps_vgg,
+                                 candidates=tolerance_candidates, vgg_distance=vgg_distance, vgg_note=vgg_note)
+converged = (f"{study['converged']}/{len(study['rows'])} (denoiser, distance, α) runs converged (loss within 1% "
+             "over the last 10% of the iterations, scaled to the full learning rate)")
+ctx.add_note("converged", converged)
+print(f"converged: {converged}")
 display(Markdown(panels.invariance_table(art)))
 
 # %% [markdown]
@@ -188,17 +153,7 @@ for name in denoisers:
 
 # %%
 if compare_unconstrained and hu_range is not None:
-    free_rows = []
-    for name, f in denoisers.items():
-        free = Invariance(x, f, "mse", alpha=list(unconstrained_alphas or alphas), seed=seed, lr=rates["mse"],
-                          hu_range=None, adam_betas=adam_betas)
-        free.synthesize(max_iter, progress=True, lr_schedule=lr_schedule, **stop)
-        art.write_arrays("unconstrained_arrays", free.figure_arrays(),
-                         {"denoiser": name, "distance": "mse", "iterations": free.iteration, "hu_range": None},
-                         {"denoiser": name, "distance": "mse"})
-        free_rows += [dict(denoiser=name, distance="mse", iterations=free.iteration, converged=c, **row)
-                      for row, c in zip(free.summary(), free.convergence())]
-    art.write_json("unconstrained_summary", {"rows": free_rows})
+    recipes.unconstrained_study(x, denoisers, protocol, unconstrained_alphas or alphas, seed, art)
     display(Markdown(panels.range_table(art)))
     ctx.show(*panels.range_comparison(art, denoisers, panel_alpha), name="03_hu_range")
 
@@ -220,13 +175,7 @@ ctx.show(*panels.tradeoff(art, denoisers, DISTANCES), name="03_tradeoff")
 # checked by its residual).
 
 # %%
-for name, f in denoisers.items():
-    c = x.shape[-1] if linearised_crop is None else min(linearised_crop, x.shape[-1])
-    r0, c0 = (x.shape[-2] - c) // 2, (x.shape[-1] - c) // 2
-    spec = linearised_spectrum(f, x[..., r0:r0 + c, c0:c0 + c], k=linearised_k, max_iter=linearised_max_products,
-                               progress=True, seed=seed)
-    art.write_arrays("linearised", spec.arrays(), {**spec.meta(), "denoiser": display_name(name), "crop": c},
-                     keys={"denoiser": name})
+recipes.linearised_study(x, denoisers, linearised_crop, linearised_k, linearised_max_products, seed, art)
 display(Markdown(panels.linearised_table(art, denoisers, alphas)))
 for name in denoisers:
     ctx.show(*panels.linearised(art, name, alphas), name=f"03_linearised_{name}", denoiser=name)
@@ -237,18 +186,7 @@ for name in denoisers:
 # gradient at x is zero); "target": push f(x_adv) away from the full-dose image.
 
 # %%
-rows = []
-for name, f in denoisers.items():
-    for loss in ("output", "target"):
-        for cls in (FGSM, BIM):
-            kw = {} if cls is FGSM else {"step_hu": 2.5 * attack_eps_hu / attack_steps}
-            atk = cls(x, f, eps_hu=attack_eps_hu, loss=loss, target=x_full if loss == "target" else None, seed=seed,
-                      device=ctx.device, **kw)
-            atk.synthesize(1 if cls is FGSM else attack_steps, progress=False)
-            art.save_synthesis("attack", atk, {"eps_hu": attack_eps_hu, "iterations": atk.iteration},
-                               {"denoiser": name, "loss": loss, "attack": cls.__name__})
-            rows.append(dict(denoiser=name, attack=cls.__name__, loss=loss, eps_hu=attack_eps_hu, **atk.summary()))
-art.write_json("adversarial_summary", {"rows": rows})
+recipes.adversarial_study(x, x_full, denoisers, attack_eps_hu, attack_steps, seed, ctx.device, art)
 display(Markdown(panels.attack_table(art, denoisers, panel_alpha)))
 ctx.show(*panels.attack_contrast(art, denoisers, panel_alpha), name="03_adversarial_vs_invariance")
 
@@ -260,7 +198,7 @@ ctx.show(*panels.attack_contrast(art, denoisers, panel_alpha), name="03_adversar
 # %%
 explorer = InvarianceExplorer(x, denoisers, DISTANCES, alphas, max_iter=max_iter, lr=lr, seed=seed,
                               cache_dir=ctx.artifacts_dir / "explorer_cache", distance_modules={"vgg": vgg_distance},
-                              lr_schedule=lr_schedule, hu_range=hu_range, adam_betas=adam_betas, synthesize_kw=stop)
+                              lr_schedule=lr_schedule, hu_range=hu_range, adam_betas=adam_betas, synthesize_kw=protocol.stop())
 for name in denoisers:
     for dist in DISTANCES:
         explorer.add_arrays(name, dist, art.read_arrays("invariance_arrays", denoiser=name, distance=dist))

@@ -54,11 +54,10 @@ vgg_weights = "imagenet_or_random"  # only with the vgg distance; imagenet never
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, hu_to_norm, load_data, norm_to_hu, panels
+from ctinv_utils import context, hu_to_norm, load_data, norm_to_hu, panels, recipes
 from ctinv_utils.analysis.natural import change_metrics, verdicts
 from ctinv_utils.names import display_name
 from ctinv_utils.training.model_cache import training_data_key
-from ctinv_utils.synthesis.natural import NaturalInvariance, train_or_load_natural
 
 ctx = context.setup("04_natural_invariances", globals())
 art = ctx.artifacts
@@ -78,11 +77,8 @@ print(f"x: {sl.meta}; generators for {[display_name(n) for n in denoisers]}")
 
 # %%
 nats = {}
-for name, f in denoisers.items():
-    nat = NaturalInvariance(f, distance, alpha, beta, patch_size, seed, lr=lr, critic_lr=critic_lr,
-                            critic_steps=critic_steps,
-                            vgg_allow_random=vgg_weights == "imagenet_or_random")
-    nats[name], path, loaded = train_or_load_natural(nat, data.subset(split["train"]), data_key, iterations, batch_size)
+for name, (nats[name], path, loaded) in recipes.train_generators(ctx.settings, denoisers, data.subset(split["train"]),
+                                                                  data_key).items():
     art.save_object("natural_generator", nats[name], {"denoiser": name})
     print(f"{display_name(name)}: {'loaded' if loaded else 'trained'} ({path.name}), {nats[name].iteration} iterations")
 

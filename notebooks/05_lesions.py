@@ -61,7 +61,7 @@ invariance_min_iter = 300      # ... not before this many iterations (a short wi
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import Invariance, context, early_stop, hu_to_norm
+from ctinv_utils import context, hu_to_norm, recipes
 from ctinv_utils.analysis import lesion_removal as lr
 from ctinv_utils.data.lesions import LesionSetConfig, crop, lesion_set
 from ctinv_utils.figures import lesions as lesion_panels
@@ -155,10 +155,11 @@ x_crop = crop(ls.low_lesion[i_inv], ls.center_px[i_inv], invariance_crop)
 s_crop = crop(ls.signal[i_inv], ls.center_px[i_inv], invariance_crop)
 inv_dens = art.load_denoisers(invariance_denoisers, ctx.device)
 x = torch.from_numpy(hu_to_norm(x_crop))[None, None].float().to(ctx.device)
+protocol = recipes.InvarianceProtocol(alphas=list(invariance_alphas), max_iter=invariance_iterations, lr=invariance_lr,
+                                      adam_betas=invariance_adam_betas, stop_early=invariance_stop_early,
+                                      min_iter=invariance_min_iter)
 for name, f in inv_dens.items():
-    inv = Invariance(x, f, invariance_distance, alpha=list(invariance_alphas), seed=seed, lr=invariance_lr,
-                     adam_betas=invariance_adam_betas)
-    inv.synthesize(invariance_iterations, progress=False, **early_stop(invariance_stop_early, invariance_min_iter))
+    inv = recipes.optimise_invariance(x, f, invariance_distance, protocol, seed)
     arrays, inv_meta = lr.invariance_lesion_removal(inv, s_crop)
     art.write_arrays("lesion_invariance", arrays, {**meta, **inv_meta, "lr_schedule": "constant", "adam_betas": invariance_adam_betas,
                                                    "denoiser": name,

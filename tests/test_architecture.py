@@ -20,7 +20,11 @@ PKG = Path(ctinv_utils.__file__).parent
 BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed", "hub"}
 ALLOWED = {
     "base": {"base"},
-    "presets": {"base"},
+    # typed settings of each notebook (their nested settings are the data and training dataclasses)
+    "pipeline": {"base", "data", "training"},
+    "presets": {"base", "pipeline"},
+    # the recipe of each stage, called by the notebooks, the sweep and the benchmarks
+    "recipes": {"base", "data", "models", "training", "synthesis"},
     "figures": {"base"},
     "data": {"base"},
     "models": {"base"},
@@ -29,17 +33,17 @@ ALLOWED = {
     "analysis": {"base", "data"},
     "artifacts": {"base", "models"},
     "panels": {"base", "artifacts", "figures"},
-    "context": {"base", "artifacts", "presets", "figures"},
+    "context": {"base", "artifacts", "presets", "pipeline", "figures"},
     "run": {"base", "presets", "preflight"},
     # checks before the long work (VGG weights, data root, a GPU preset on a CPU)
     "preflight": {"base", "presets", "models", "data"},
     "bench": {"base", "data", "models", "synthesis", "training"},
     # a preset's invariance settings against a long run of the talk's Adam (CLI)
-    "bench_convergence": {"base", "presets", "artifacts", "synthesis"},
+    "bench_convergence": {"base", "presets", "artifacts", "synthesis", "recipes"},
     # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
     "export": {"base", "artifacts", "data"},
     # sharded invariance sweeps under torchrun (CLI)
-    "sweep": {"base", "presets", "artifacts", "data", "models", "synthesis", "training"},
+    "sweep": {"base", "presets", "artifacts", "data", "models", "synthesis", "training", "recipes"},
 }
 
 
@@ -163,10 +167,36 @@ def test_training_draws_from_its_own_generator(smoke_data, tmp_path):
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_parameter_defaults_are_literals_and_hash_ignores_presentation():
+def _parameters_cell(notebook: Path) -> dict:
+    """The values assigned in a notebook's ``parameters`` cell (they must be literals)."""
+    import jupytext
+
+    cells = [c for c in jupytext.read(notebook).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, f"{notebook.name}: needs exactly one cell tagged 'parameters'"
+    out = {}
+    for node in ast.parse(cells[0].source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1, f"{notebook.name}: one plain assignment a line"
+        out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def test_each_parameters_cell_is_its_settings_model_with_the_quick_values():
+    """One parameter list: a notebook's parameters cell holds exactly the fields of its settings model,
+    with the quick preset's values (what a reader opening it in JupyterLab runs)."""
+    from ctinv_utils.pipeline.config import NOTEBOOK_SETTINGS
+
+    quick = presets.load_preset("quick")
+    plan = presets.plan(quick, runtime=presets.runtime_parameters(quick, device="auto", interactive=True))
+    assert list(plan) == list(NOTEBOOK_SETTINGS) == [nb.stem for nb in presets.list_notebooks()]
     for nb in presets.list_notebooks():
-        defaults = presets.parameter_defaults(nb)
-        assert set(presets.RUNTIME_PARAMETERS) <= set(defaults), nb.name
+        cell = _parameters_cell(nb)
+        expected = plan[nb.stem].parameters()
+        assert list(cell) == list(expected), f"{nb.name}: the cell's names differ from the settings model's"
+        for key, value in cell.items():
+            assert json.dumps(value) == json.dumps(expected[key]), f"{nb.name}: {key} = {value!r}, quick: {expected[key]!r}"
+
+
+def test_hash_ignores_presentation():
     p = {"preset": "quick", "seed": 0, "alphas": [0.1]}
     h = presets.parameters_hash(p)
     assert presets.parameters_hash({**p, "interactive": True, "figures_dir": "elsewhere"}) == h

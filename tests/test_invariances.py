@@ -359,12 +359,13 @@ def test_convergence_benchmark_against_itself_and_against_a_short_budget(x):
     """bench_convergence's comparison: the talk's settings compared with themselves reach exactly the
     reference's loss (fraction 1); a 5-step budget on the ideal low-pass reaches far less of it."""
     from ctinv_utils.bench_convergence import compare_settings
-    talk = {"alphas": [0.01, 0.2], "max_iter": 60, "lr": 0.03, "lr_schedule": "constant",
-            "adam_betas": [0.9, 0.999], "hu_range": None}
+    from ctinv_utils.recipes import InvarianceProtocol
+    talk = InvarianceProtocol(alphas=[0.01, 0.2], max_iter=60, lr=0.03, lr_schedule="constant",
+                              adam_betas=[0.9, 0.999], hu_range=None)
     rows = compare_settings(x, {"lp": IdealLowPass()}, talk, distances=("mse",), reference_iters=60, reference_lr=0.03)
     assert [r["alpha"] for r in rows] == [0.01, 0.2]
     assert all(r["loss_fraction"] == 1.0 and r["preset_loss"] == r["reference_loss"] for r in rows)
-    short = compare_settings(x, {"lp": IdealLowPass()}, {**talk, "max_iter": 5}, distances=("mse",),
+    short = compare_settings(x, {"lp": IdealLowPass()}, talk.replace(max_iter=5), distances=("mse",),
                              reference_iters=60, reference_lr=0.03)
     assert all(r["loss_fraction"] < 0.5 for r in short)
 

@@ -55,20 +55,12 @@ def test_missing_data_root_fails_before_any_notebook(tmp_path, capsys):
     assert "data root" in capsys.readouterr().err and not (tmp_path / "papermill_runs").exists()
 
 
-def test_preset_parameter_not_declared_is_an_error(tmp_path):
-    nb = _write_nb(tmp_path / "01_x.py", '# %% tags=["parameters"]\nseed = 0\n')
-    preset = {"name": "t", "common": {"simulation": {}}, "notebooks": {"01_x": {"sede": 1}}}
+def test_preset_parameter_not_declared_is_an_error():
+    preset = {"name": "t", "common": {}, "notebooks": {"01_data": {"sede": 1}}}
     with pytest.raises(PresetError, match="sede"):
-        presets.notebook_parameters(preset, nb, {})
-    preset["notebooks"] = {"01_x": {}}
-    assert presets.notebook_parameters(preset, nb, {"seed": 3, "device": "cpu"}) == {"seed": 3}
-
-
-def test_every_notebook_has_a_parameters_cell():
-    for nb in presets.list_notebooks():
-        declared = presets.declared_parameters(nb)
-        for name in ("preset", "data_path", "device", "seed", "figures_dir", "artifacts_dir", "interactive"):
-            assert name in declared, f"{nb.name} lacks parameter {name}"
+        presets.notebook_settings(preset, "01_data", {})
+    preset["notebooks"] = {"01_data": {}}
+    assert presets.notebook_settings(preset, "01_data", {"seed": 3, "device": "cpu"}).seed == 3
 
 
 @pytest.mark.parametrize("name", presets.available_presets())
@@ -78,25 +70,15 @@ def test_every_preset_fits_every_notebook(name):
     from ctinv_utils.training.methods import TrainConfig
 
     preset = presets.load_preset(name)
-    for nb in presets.list_notebooks():
-        params = presets.notebook_parameters(preset, nb, {"seed": 0})
+    for stem, settings in presets.plan(preset, runtime=presets.runtime_parameters(preset)).items():
+        params = settings.parameters()
         if "simulation" in params:
             SimulationConfig.from_dict(params["simulation"])
         for method in ("cnn10", "wganvgg"):
             if method in params:
                 TrainConfig.from_dict({"method": method, **params[method]})
         if "alphas" in params:
-            assert params["panel_alpha"] in params["alphas"]
-
-
-def test_parameter_defaults_equal_the_quick_preset():
-    """Run All in JupyterLab on a fresh clone (the cells' defaults) does what the quick preset does."""
-    preset = presets.load_preset("quick")
-    for nb in presets.list_notebooks():
-        defaults = presets.parameter_defaults(nb)
-        assert defaults["preset"] == "quick" and defaults["seed"] == preset["seed"], nb.name
-        for key, value in presets.notebook_parameters(preset, nb, {}).items():
-            assert defaults[key] == value, f"{nb.name}: default {key}={defaults[key]!r}, quick preset {value!r}"
+            assert params["panel_alpha"] in params["alphas"], stem
 
 
 def test_a_failed_notebook_keeps_the_good_one(tmp_path):

@@ -185,6 +185,31 @@ def test_training_data_key_is_the_notebooks_formula():
     assert "model_cache.training_data_key(data, split)" in Path(sweep.__file__).read_text()
 
 
+def test_sweep_item_equals_the_notebook_path(reference, run_artifacts, smoke_data, tmp_path):
+    """One recipe: a sweep item and notebook 03's study (recipes.invariance_study) of the same slice,
+    settings and seed give bit-identical invariances."""
+    from ctinv_utils import hu_to_norm, recipes
+    from ctinv_utils.artifacts import Artifacts
+    from ctinv_utils.data.dataset import centre_crop
+    from ctinv_utils.presets import load_preset
+
+    nb03 = sweep.notebook_settings(load_preset("smoke"), "03_image_domain_invariances", None, "cpu")
+    protocol = recipes.InvarianceProtocol.from_settings(nb03, alphas=[0.2, 0.5], alphas_dssim=None, alphas_vgg=None,
+                                                        max_iter=5, max_iter_vgg=5)
+    item = next(it for it in (WorkItem(r["patient"], r["slice"], r["region"], r["denoiser"], r["distance"])
+                              for r in sweep.SweepResults(reference).rows()) if it.denoiser == "gauss_ri")
+    swept, _ = ItemStore(reference).read(item)
+    low_hu, _ = smoke_data.slice_hu(smoke_data.index_of(item.patient), item.slice_index)
+    x = torch.from_numpy(hu_to_norm(centre_crop(low_hu, 32)))[None, None].float()
+    denoisers = Artifacts(run_artifacts, "smoke").load_denoisers(["gauss_ri"], "cpu")
+    art = Artifacts(tmp_path / "nb03", "smoke")
+    recipes.invariance_study(x, denoisers, [item.distance], protocol, item.seed(0), art, tol_hu=5.0, refine_steps=0,
+                             refine_steps_vgg=0, candidates=1, progress=False)
+    notebook = art.read_arrays("invariance_arrays", denoiser="gauss_ri", distance=item.distance)
+    assert swept["x_inv"].shape == notebook["x_inv"].shape and np.array_equal(swept["x_inv"], notebook["x_inv"])
+    assert np.array_equal(swept["f_x_inv"], notebook["f_x_inv"])
+
+
 def test_item_store_reads_what_it_wrote(tmp_path):
     store = ItemStore(tmp_path)
     item = WorkItem("C001", 0, "chest", "ldctbench:redcnn", "vgg")
@@ -205,7 +230,7 @@ def _trained_files(artifacts: Path, smoke_data):
 
     nb02 = sweep.notebook_settings(load_preset("smoke"), "02_denoiser_training", None, "cpu")
     key = model_cache.training_data_key(smoke_data, Artifacts(artifacts, "smoke").data_split(smoke_data))
-    return {name: model_cache_path(TrainConfig.from_dict({"method": name, "seed": 0, **nb02[name]}), key)
+    return {name: model_cache_path(TrainConfig.from_dict({"method": name, "seed": 0, **getattr(nb02, name)}), key)
             for name in ("cnn10", "wganvgg")}
 
 

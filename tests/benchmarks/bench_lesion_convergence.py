@@ -22,7 +22,7 @@ import torch
 from ctinv_utils import Invariance, hu_to_norm
 from ctinv_utils.artifacts import Artifacts
 from ctinv_utils.paths import REPO_ROOT
-from ctinv_utils.presets import load_preset
+from ctinv_utils.presets import load_preset, notebook_settings
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     p.add_argument("--denoisers", nargs="+", default=["cnn10", "wganvgg"])
     args = p.parse_args()
     preset = load_preset("quick")
-    nb = preset["notebooks"]["05_lesions"]
+    nb = notebook_settings(preset, "05_lesions").parameters()  # the values notebook 05 runs with
     art = Artifacts(REPO_ROOT / "papermill_runs" / "quick" / "artifacts")
     denoisers = art.load_denoisers(args.denoisers, "cpu")
     for name, f in denoisers.items():
