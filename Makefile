@@ -5,7 +5,7 @@ PRESET ?= quick
 # test workers (pytest-xdist), one file each at a time; each computes on cores / workers threads
 TEST_WORKERS ?= 2
 
-.PHONY: reproduce test lab clean-outputs
+.PHONY: reproduce test test-fast lab clean-outputs
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,16 +22,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/
+# (paths are quoted: DATA="/data/my scans" works)
 reproduce: $(VENV)/.installed
-	$(PY) -m ctinv_utils.run --preset $(PRESET) $(if $(DATA),--data $(DATA)) $(if $(ONLY),--only $(ONLY)) $(if $(CONFIRM_CPU),--confirm-cpu)
+	$(PY) -m ctinv_utils.run --preset '$(PRESET)' $(if $(DATA),--data '$(DATA)') $(if $(ONLY),--only '$(ONLY)') $(if $(CONFIRM_CPU),--confirm-cpu)
 
-## test: the test suite (CPU, no network)
+## test: the whole test suite (CPU, no network)
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
+## test-fast: the unit and integration tests (everything but the notebook chain and preset-size training)
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not reproduction" $(PYTEST_ARGS)
+
 ## lab: JupyterLab on the notebooks (py:percent files open as notebooks)
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 clean-outputs:
 	rm -rf papermill_runs/quick papermill_runs/paper figures/quick figures/paper

@@ -8,7 +8,7 @@ import pytest
 
 from ctinv_utils import bench
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.reproduction
 
 
 def test_check_mode_measures_and_agrees_with_the_baseline(tmp_path, capsys):

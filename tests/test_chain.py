@@ -11,7 +11,7 @@ from ctinv_utils import presets, run
 from ctinv_utils.artifacts import sha256_file
 from ctinv_utils.paths import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.reproduction
 
 
 @pytest.fixture(scope="module")

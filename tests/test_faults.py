@@ -78,7 +78,7 @@ def _no_leftovers(folder: Path):
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 @pytest.mark.parametrize("seed", [3])
 def test_training_killed_at_a_random_point_resumes_to_the_same_weights(tmp_path, seed):
     ref, hurt, killed = _reference_and_killed(TRAIN, tmp_path, random.Random(seed).uniform(0.5, 3.0))
@@ -90,7 +90,7 @@ def test_training_killed_at_a_random_point_resumes_to_the_same_weights(tmp_path,
     _no_leftovers(hurt)
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 @pytest.mark.parametrize("seed", [3])
 def test_synthesis_killed_at_a_random_point_leaves_a_whole_file_and_reruns_identically(tmp_path, seed):
     ref, hurt, _ = _reference_and_killed(SYNTH, tmp_path, random.Random(seed).uniform(0.2, 2.0))

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import needs
 import pytest
 import torch
 
@@ -66,8 +67,7 @@ def seeded_input(size: int, seed: int = 1) -> torch.Tensor:
 
 def ldctbench_file(relative: str) -> Path:
     """A file of the installed ldct-benchmark package (without importing its heavy modules)."""
-    pytest.importorskip("ldctbench", reason="pip install --no-deps ldct-benchmark==0.0.15")
-    return Path(importlib.util.find_spec("ldctbench").submodule_search_locations[0]) / relative
+    return needs.ldctbench_root() / relative
 
 
 # ------------------------------------------------------------------------------------------ networks

@@ -110,7 +110,7 @@ def test_bad_input():
         NaturalInvariance(f, gamma=1.0, **SMALL)
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_ideal_low_pass_gets_its_change_above_the_cut_off():
     """Ground truth: an ideal low-pass ignores exactly the frequencies above its cut-off, everywhere in
     the image (a fully convolutional generator learns a translation-invariant null space quickly). The

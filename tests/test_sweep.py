@@ -250,7 +250,7 @@ def test_train_fills_the_caches_the_notebooks_read(run_artifacts, smoke_data, te
     assert list((test_cache_dir / "natural").glob("*.pt"))
 
 
-@pytest.mark.slow
+@pytest.mark.reproduction
 def test_train_on_two_ranks_writes_one_cached_model(run_artifacts, smoke_data):
     files = _trained_files(run_artifacts, smoke_data)
     for f in files.values():
