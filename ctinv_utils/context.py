@@ -12,6 +12,7 @@ the manifest all come from the same model.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,10 @@ from .pipeline.config import NOTEBOOK_SETTINGS
 from .presets import _problems, parameters_hash
 from .provenance import provenance, set_seed
 from .settings import check_device
+
+
+#: Set by the runner: the folder a headless notebook writes its figures to until it has succeeded.
+STAGING_ENV = "CTINV_FIGURES_STAGING"
 
 
 @dataclass
@@ -176,6 +181,8 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
     set_seed(int(params["seed"]))
     figures, artifacts = Path(params["figures_dir"]), Path(params["artifacts_dir"])
     figures = figures if figures.is_absolute() else REPO_ROOT / figures
+    if os.environ.get(STAGING_ENV):  # the runner publishes them into figures_dir when the notebook succeeds
+        figures = Path(os.environ[STAGING_ENV])
     artifacts = artifacts if artifacts.is_absolute() else REPO_ROOT / artifacts
     figures.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from . import atomic
 from .errors import CTInvError, DataRootError
 from .paths import REPO_ROOT, figure_dir, run_dir
+from .context import STAGING_ENV
 from .progress import HEADLESS_ENV
 from .preflight import preflight
 from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
@@ -40,6 +42,10 @@ class NotebookFailed(CTInvError):
     """A notebook raised during execution."""
 
 
+class RunnerBusy(CTInvError):
+    """Another runner writes into the same output folder."""
+
+
 def _rel(p: Path) -> str:
     try:
         return str(Path(p).resolve().relative_to(REPO_ROOT))
@@ -48,15 +54,10 @@ def _rel(p: Path) -> str:
 
 
 @contextlib.contextmanager
-def kernel_environment():
-    """Environment the notebook kernels start with, restored afterwards (this process keeps its own):
-    the kernel of this environment over a user-wide 'python3' kernelspec; text progress bars on
-    stderr (streamed to the terminal); glibc's allocator told to keep freed memory (page faults cost
-    a third of the CPU time of our optimisation loops; the library also tunes it at run time)."""
-    wanted = {"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
-              "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES)}
-    saved = {k: os.environ.get(k) for k in wanted}
-    os.environ.update(wanted)
+def _environment(values: dict[str, str]):
+    """``values`` set in this process's environment (the kernels inherit it), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -65,6 +66,15 @@ def kernel_environment():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def kernel_environment():
+    """Environment the notebook kernels start with, restored afterwards (this process keeps its own):
+    the kernel of this environment over a user-wide 'python3' kernelspec; text progress bars on
+    stderr (streamed to the terminal); glibc's allocator told to keep freed memory (page faults cost
+    a third of the CPU time of our optimisation loops; the library also tunes it at run time)."""
+    return _environment({"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
+                         "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES)})
 
 
 def _ipc_kernel_manager():
@@ -206,40 +216,101 @@ def _figure_records(fig_dir: Path) -> dict[str, dict]:
     return out
 
 
-def write_figure_manifest(fig_dir: Path, preset: str) -> dict:
-    """``figures/<preset>/manifest.json``: for every file, the notebook that made it, its parameters,
-    git commit, seed, device, versions, the file's SHA-256 and the SHA-256 of the arrays behind it."""
+def _manifest_entry(rec: dict, path: Path) -> dict:
     from .provenance import sha256_file
 
+    return {"notebook": rec["notebook"],
+            "caption": rec.get("caption"), "parameters": rec.get("config"), "config_hash": rec.get("config_hash"),
+            "git_commit": rec.get("git_commit"), "seed": rec.get("seed"), "device": rec.get("device"),
+            "device_name": rec.get("device_name"), "versions": rec.get("versions"),
+            "data_source": rec.get("data_source"), "created": rec.get("created"),
+            "sha256": sha256_file(path), "bytes": path.stat().st_size,
+            "data_sha256": rec.get("data_sha256", {}), "drawn_from": rec.get("drawn_from", {})}
+
+
+def update_figure_manifest(fig_dir: Path, preset: str, records: dict[str, dict]) -> dict:
+    """``figures/<preset>/manifest.json`` with the files of ``records`` ({figure name: sidecar}) added
+    or replaced, every other entry kept as it was: the manifest grows entry by entry from what runs
+    produced, never from whatever happens to be on disk. Per file: the notebook that made it, its
+    parameters, git commit, seed, device, versions, the file's SHA-256 and the arrays' behind it."""
+    path = fig_dir / "manifest.json"
     files = {}
-    for name, rec in _figure_records(fig_dir).items():
+    if path.is_file():
+        with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
+            files = dict(json.loads(path.read_text())["files"])
+    for name, rec in records.items():
         for fname in rec["files"]:
-            p = fig_dir / fname
-            if not p.is_file():
-                continue
-            files[fname] = {"figure": name, "notebook": rec["notebook"], "caption": rec.get("caption"),
-                            "parameters": rec.get("config"), "config_hash": rec.get("config_hash"),
-                            "git_commit": rec.get("git_commit"), "seed": rec.get("seed"), "device": rec.get("device"),
-                            "device_name": rec.get("device_name"), "versions": rec.get("versions"),
-                            "data_source": rec.get("data_source"), "created": rec.get("created"),
-                            "sha256": sha256_file(p), "bytes": p.stat().st_size,
-                            "data_sha256": rec.get("data_sha256", {}), "drawn_from": rec.get("drawn_from", {})}
+            if (fig_dir / fname).is_file():
+                files[fname] = {**_manifest_entry(rec, fig_dir / fname), "figure": name}
     manifest = {"preset": preset, "files": dict(sorted(files.items()))}
-    atomic.write_json(fig_dir / "manifest.json", manifest)
+    atomic.write_json(path, manifest)
     return manifest
+
+
+def publish(staging: Path, fig_dir: Path) -> dict[str, dict]:
+    """Move every file a notebook wrote into ``staging`` to ``fig_dir`` (each by an atomic rename) and
+    return the sidecars of its figures ({name: record}); ``staging`` is removed."""
+    records = _figure_records(staging)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for f in sorted(staging.iterdir()):
+        if f.is_file():
+            os.replace(f, fig_dir / f.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return records
+
+
+def output_name(preset_name: str, data: str | None) -> str:
+    """The folder name of a run's outputs: the preset's own for the embedded simulated data (the
+    committed quick results), else the preset and the data source, so a run on other data never
+    writes over them (``quick-data-LDCT-3f2a9c1e``)."""
+    if not data:
+        return preset_name
+    root = Path(data).expanduser().resolve()
+    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in root.name)[:40] or "data"
+    return f"{preset_name}-data-{label}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+
+
+@contextlib.contextmanager
+def runner_lock(out_dir: Path):
+    """One runner per output folder: a second one stops at once with an error naming the first."""
+    from filelock import FileLock, Timeout
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    owner = out_dir / ".runner.json"
+    lock = FileLock(str(out_dir / ".runner.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = {}
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            who = json.loads(owner.read_text())
+        raise RunnerBusy(f"another run writes into {_rel(out_dir)} (pid {who.get('pid', '?')}, started "
+                         f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or stop it")
+    try:
+        atomic.write_json(owner, {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                  "command": " ".join(sys.argv)})
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 def run(preset_name: str, only: str | None = None, data: str | None = None, device: str = "auto",
         progress: bool = True, output_root: Path | None = None, force: bool = False,
-        confirm_cpu: bool = False) -> dict:
+        confirm_cpu: bool = False, name: str | None = None) -> dict:
     """Run the selected notebooks of a preset; returns the manifest. Raises on the first failure
     (the manifest records it). Before any notebook starts, :func:`~ctinv_utils.preflight.preflight`
     checks that the run can finish (VGG weights, data root, a GPU preset on a CPU: ``confirm_cpu``).
-    ``output_root`` (tests) replaces the repository as the place of ``papermill_runs/<preset>`` and
-    ``figures/<preset>``."""
+    ``output_root`` (tests) replaces the repository as the place of ``papermill_runs/<name>`` and
+    ``figures/<name>``; ``name`` is the output folders' name (default: :func:`output_name`, the
+    preset's own for the embedded data). Figures are written to a staging folder and published into
+    ``figures/<name>`` only when their notebook succeeds; one runner at a time per output folder."""
     preset = load_preset(preset_name)
     notebooks = select_notebooks(only)
     device = check_device(device, "--device")
+    if data is not None and not str(data).strip():
+        raise DataRootError("--data was given an empty path; pass the folder of your data, or leave --data out "
+                            "for the embedded simulated data")
     data = data or os.environ.get("CTINV_DATA") or None
     if data:
         root = Path(data).expanduser()
@@ -248,11 +319,14 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
             raise DataRootError(f"data root {data} {what}; pass --data the folder that holds "
                                 "LDCT-and-Projection-data (TCIA) or the AAPM patient folders (see README: Data)")
     data_label = str(Path(data).expanduser().resolve()) if data else "simulated (embedded default)"
+    name = name or output_name(preset_name, data)
+    if Path(name).name != name or name.startswith("."):
+        raise CTInvError(f"output name {name!r} is not a plain folder name; use letters, digits, '-' and '_'")
     if output_root is None:
-        out_dir, fig_dir = run_dir(preset_name), figure_dir(preset_name)
+        out_dir, fig_dir = run_dir(name), figure_dir(name)
     else:
-        out_dir = Path(output_root) / "papermill_runs" / preset_name
-        fig_dir = Path(output_root) / "figures" / preset_name
+        out_dir = Path(output_root) / "papermill_runs" / name
+        fig_dir = Path(output_root) / "figures" / name
     runtime = {
         "preset": preset_name, "data_path": data, "device": device, "seed": int(preset["seed"]),
         "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"), "interactive": False,
@@ -261,76 +335,83 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
     all_params = {stem: s.parameters() for stem, s in plan(preset, notebooks, runtime).items()}
     for note in preflight(preset, all_params, device, data, confirm_cpu):
         print(f"note: {note}", flush=True)
-    manifest_path = out_dir / "manifest.json"
-    old = {}
-    if manifest_path.is_file():
-        with contextlib.suppress(json.JSONDecodeError, KeyError):
-            old = {e["notebook"]: e for e in json.loads(manifest_path.read_text())["notebooks"]}
-    manifest = provenance(seed=runtime["seed"], config=preset, device=device, preset=preset_name,
-                          notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    selected = {nb.stem for nb in notebooks}
-    entries = {k: v for k, v in old.items() if k not in selected}  # a partial run keeps the others' entries
-    code = code_fingerprint()
-    upstream, rerun_chain = "", False
-    for nb in list_notebooks():  # every notebook's fingerprint chains to the one before it
-        if nb.stem not in selected:
-            upstream = old.get(nb.stem, {}).get("fingerprint", "")
-            continue
-        i = sorted(selected).index(nb.stem) + 1
-        resolved = params = all_params[nb.stem]
-        fingerprint = notebook_fingerprint(nb, resolved, data_label, code, upstream)
-        prev = old.get(nb.stem, {})
-        up_to_date = (not force and not rerun_chain and prev.get("status") == "ok"
-                      and prev.get("fingerprint") == fingerprint and _outputs_intact(prev, out_dir, fig_dir))
-        if up_to_date:
-            print(f"[{i}/{len(notebooks)}] {nb.stem}: up to date (parameters, code and inputs unchanged; "
-                  "--force re-runs it)", flush=True)
-            entries[nb.stem] = prev
+    with runner_lock(out_dir):
+        manifest_path = out_dir / "manifest.json"
+        old = {}
+        if manifest_path.is_file():
+            with contextlib.suppress(json.JSONDecodeError, KeyError):
+                old = {e["notebook"]: e for e in json.loads(manifest_path.read_text())["notebooks"]}
+        manifest = provenance(seed=runtime["seed"], config=preset, device=device, preset=preset_name,
+                              notebooks=[], started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        selected = {nb.stem for nb in notebooks}
+        entries = {k: v for k, v in old.items() if k not in selected}  # a partial run keeps the others' entries
+        code = code_fingerprint()
+        upstream, rerun_chain = "", False
+        for nb in list_notebooks():  # every notebook's fingerprint chains to the one before it
+            if nb.stem not in selected:
+                upstream = old.get(nb.stem, {}).get("fingerprint", "")
+                continue
+            i = sorted(selected).index(nb.stem) + 1
+            resolved = params = all_params[nb.stem]
+            fingerprint = notebook_fingerprint(nb, resolved, data_label, code, upstream)
+            prev = old.get(nb.stem, {})
+            up_to_date = (not force and not rerun_chain and prev.get("status") == "ok"
+                          and prev.get("fingerprint") == fingerprint and _outputs_intact(prev, out_dir, fig_dir))
+            if up_to_date:
+                print(f"[{i}/{len(notebooks)}] {nb.stem}: up to date (parameters, code and inputs unchanged; "
+                      "--force re-runs it)", flush=True)
+                entries[nb.stem] = prev
+                upstream = fingerprint
+                continue
+            rerun_chain = True
+            print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
+            entry = {"notebook": nb.stem, "preset": preset_name, "data": data_label, "parameters": resolved,
+                     "config_hash": parameters_hash(resolved), "fingerprint": fingerprint,
+                     "output": _rel(out_dir / f"{nb.stem}.ipynb"), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
+            staging = fig_dir.parent / ".staging" / f"{name}-{nb.stem}"
+            shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
+            staging.mkdir(parents=True)
+            t0 = time.perf_counter()
+            try:
+                notes.unlink(missing_ok=True)
+                with _environment({STAGING_ENV: str(staging)}):
+                    execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
+                entry["status"] = "ok"
+                if notes.is_file():
+                    entry["notes"] = json.loads(notes.read_text())
+                published = publish(staging, fig_dir)  # only a notebook that succeeded touches figures/
+                entry["figures"] = _figures_of(nb.stem, fig_dir, published)
+                update_figure_manifest(fig_dir, preset_name, published)
+            except BaseException as exc:
+                entry["status"] = f"failed: {exc}"
+                entry["output"] = _rel(out_dir / "failed" / f"{nb.stem}.ipynb")
+                entry["figures"] = {}
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            finally:
+                entry["wall_s"] = round(time.perf_counter() - t0, 2)
+                entries[nb.stem] = entry
+                manifest["notebooks"] = [entries[k] for k in sorted(entries)]
+                manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                try:  # a failure to write the manifest must never hide the notebook's own error
+                    atomic.write_json(manifest_path, manifest)
+                except OSError as write_error:
+                    print(f"warning: could not write {_rel(manifest_path)}: {write_error}", file=sys.stderr)
+            print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)
             upstream = fingerprint
-            continue
-        rerun_chain = True
-        print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
-        entry = {"notebook": nb.stem, "preset": preset_name, "data": data_label, "parameters": resolved,
-                 "config_hash": parameters_hash(resolved), "fingerprint": fingerprint,
-                 "output": _rel(out_dir / f"{nb.stem}.ipynb"), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
-        t0 = time.perf_counter()
-        try:
-            notes.unlink(missing_ok=True)
-            execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
-            entry["status"] = "ok"
-            if notes.is_file():
-                entry["notes"] = json.loads(notes.read_text())
-        except BaseException as exc:
-            entry["status"] = f"failed: {exc}"
-            entry["output"] = _rel(out_dir / "failed" / f"{nb.stem}.ipynb")
-            raise
-        finally:
-            entry["wall_s"] = round(time.perf_counter() - t0, 2)
-            entry["figures"] = _figures_of(nb.stem, fig_dir)
-            entries[nb.stem] = entry
-            manifest["notebooks"] = [entries[k] for k in sorted(entries)]
-            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            try:  # a failure to write the manifest must never hide the notebook's own error
-                atomic.write_json(manifest_path, manifest)
-                write_figure_manifest(fig_dir, preset_name)
-            except OSError as write_error:
-                print(f"warning: could not write {_rel(manifest_path)}: {write_error}", file=sys.stderr)
-        print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)
-        upstream = fingerprint
-    manifest["notebooks"] = [entries[k] for k in sorted(entries)]
-    atomic.write_json(manifest_path, manifest)
-    write_figure_manifest(fig_dir, preset_name)
-    print(f"manifest: {_rel(manifest_path)}; figures: {_rel(fig_dir)}/ (manifest.json)", flush=True)
+        manifest["notebooks"] = [entries[k] for k in sorted(entries)]
+        atomic.write_json(manifest_path, manifest)
+        print(f"manifest: {_rel(manifest_path)}; figures: {_rel(fig_dir)}/ (manifest.json)", flush=True)
     return manifest
 
 
-def _figures_of(notebook: str, fig_dir: Path) -> dict[str, str]:
-    """{file name: SHA-256} of the figure files a notebook made (from their sidecars)."""
+def _figures_of(notebook: str, fig_dir: Path, records: dict[str, dict]) -> dict[str, str]:
+    """{file name: SHA-256} of the figure files a notebook made (from their sidecars ``records``)."""
     from .provenance import sha256_file
 
     out = {}
-    for rec in _figure_records(fig_dir).values():
+    for rec in records.values():
         if rec["notebook"] == notebook:
             for f in rec["files"]:
                 if (fig_dir / f).is_file():
@@ -344,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03 or 01_data")
     ap.add_argument("--data", default=None, help="real data root (TCIA or AAPM layout); default: $CTINV_DATA, else simulated")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--out", default=None, help="name of the output folders papermill_runs/NAME and figures/NAME "
+                    "(default: the preset's name; with --data, the preset and the data source)")
     ap.add_argument("--force", action="store_true", help="execute notebooks even when nothing changed")
     ap.add_argument("--no-progress", action="store_true", help="do not stream the notebooks' progress bars")
     ap.add_argument("--confirm-cpu", action="store_true",
@@ -351,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         run(args.preset, args.only, args.data, args.device, progress=not args.no_progress, force=args.force,
-            confirm_cpu=args.confirm_cpu)
+            confirm_cpu=args.confirm_cpu, name=args.out)
     except (CTInvError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
