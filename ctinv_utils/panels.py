@@ -13,8 +13,8 @@ import numpy as np
 from .artifacts import Artifacts
 from .figures import curves, evaluation as evaluation_figures, talk
 from .figures import linearised as linearised_figures
-from .figures.ct import ct_grid
-from .units import DIFFERENCE, LUNG, PHYSICAL_HU_RANGE, Window
+from .figures.ct import MASK, ct_grid, fitted_difference_window
+from .units import LUNG, PHYSICAL_HU_RANGE
 from .figures.tables import csv_text, markdown_table
 from .names import display_name
 from .settings import value_index
@@ -165,8 +165,11 @@ def talk_results(art: Artifacts, denoiser: str, distances, alpha: float, differe
     iters = ", ".join(f"{display_name(d)} {r.meta['iterations']}" for d, r in runs.items())
     vgg = next((r.meta["vgg"] for r in runs.values() if r.meta.get("vgg")), "")
     sl = art.read_arrays("analysis_slice")
-    title = f"{display_name(denoiser)}: invariances at α = {alpha:g} (the talk's protocol: fixed α)\n{vgg}"
-    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title)
+    tol_hu = art.read_json("tolerance_summary")["tol_hu"] if art.exists("tolerance_summary") else 5.0
+    title = (f"{display_name(denoiser)}: invariances at α = {alpha:g} (the talk's protocol: fixed α; what the "
+             f"denoiser ignores within {tol_hu:g} HU: the tolerance figures)\n{vgg}")
+    fig = talk.talk_results(first["x"], first["f_x"], rows, differences, sl["full"] if differences else None, title=title,
+                            tol_hu=tol_hu)
     where = sl.meta
     caption = (f"{display_name(denoiser)}, α={alpha:g}, distances {', '.join(display_name(d) for d in distances)}; "
                f"Adam iterations: {iters}; slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
@@ -210,21 +213,21 @@ def range_comparison(art: Artifacts, denoisers, alpha: float, distance: str = "m
     differences to x, and where the unconstrained x_inv leaves the physical range."""
     panels = []
     lo, hi = PHYSICAL_HU_RANGE
-    mask_window = Window("mask", 0.5, 1.0)
     for d in denoisers:
         c, u = _inv(art, d, distance), art.read_arrays("unconstrained_arrays", denoiser=d, distance=distance)
         ic, iu = alpha_index(c["alphas"], alpha), alpha_index(u["alphas"], alpha)
         outside = ((u["x_inv"][iu] < lo) | (u["x_inv"][iu] > hi)).astype(np.float32)
         panels += [(c["x_inv"][ic], LUNG, f"{display_name(d)}: x_inv, HU range"),
                    (u["x_inv"][iu], LUNG, "x_inv, no range (talk)"),
-                   (c["x_inv"][ic] - c["x"], DIFFERENCE, "x_inv − x, HU range"),
-                   (u["x_inv"][iu] - u["x"], DIFFERENCE, "x_inv − x, no range"),
-                   (outside, mask_window, f"no range: {outside.mean():.1%} outside {lo:.0f}…{hi:.0f} HU "
-                                          f"(min {u['x_inv'][iu].min():.0f})")]
+                   (c["x_inv"][ic] - c["x"], fitted_difference_window(c["x_inv"][ic] - c["x"]), "x_inv − x, HU range"),
+                   (u["x_inv"][iu] - u["x"], fitted_difference_window(u["x_inv"][iu] - u["x"]), "x_inv − x, no range"),
+                   (outside, MASK, f"no range: outside {lo:.0f}…{hi:.0f} HU?\n{outside.mean():.1%} yes "
+                                   f"(min {u['x_inv'][iu].min():.0f} HU)")]
     fig = ct_grid(panels, ncols=5, panel_size=2.8,
                   suptitle=f"{display_name(distance)}, α = {alpha:g}: the HU range constraint against the talk's unconstrained form")
     return fig, (f"{display_name(distance)} invariances at α={alpha:g} with x_inv projected onto {lo:.0f}…{hi:.0f} HU "
-                 "(the default) and unconstrained (the talk); white in the last column: unphysical pixels")
+                 "(the default) and unconstrained (the talk); x_inv − x in a window fitted to the change (99th "
+                 "percentile of |x_inv − x|); last column: the unphysical pixels of the unconstrained x_inv")
 
 
 def tolerance_rows(art: Artifacts) -> list[dict]:
@@ -309,30 +312,39 @@ def tradeoff(art: Artifacts, denoisers, distances):
 def attack_table(art: Artifacts, denoisers, alpha: float) -> str:
     inv = {r["denoiser"]: r for r in art.read_json("invariances_summary")["rows"]
            if r["distance"] == "mse" and np.isclose(r["alpha"], alpha)}
+    tol = {r["denoiser"]: r for r in art.read_json("tolerance_summary")["rows"] if r["distance"] == "mse"}
     rows = []
     for d in denoisers:
         r = inv[d]
         rows.append({"denoiser": display_name(d), "perturbation": f"invariance (bounded MSE, α={alpha:g})",
                      "input_max_hu": r["input_max_hu"], "input_rms_hu": r["input_rms_hu"], "output_rms_hu": r["output_rms_hu"]})
-        rows += [{"denoiser": "", "perturbation": f"{a['attack']} ({a['loss']}, ε={a['eps_hu']:g} HU)", **a}
-                 for a in art.read_json("adversarial_summary")["rows"] if a["denoiser"] == d]
+        if d in tol:
+            t = tol[d]
+            rows.append({"denoiser": "", "perturbation": f"invariance (bounded MSE at the tolerance, α={t['alpha']:.3g})",
+                         "input_rms_hu": t["input_rms_hu"], "output_rms_hu": t["output_rms_hu"]})
+        for a in art.read_json("adversarial_summary")["rows"]:
+            if a["denoiser"] == d:
+                what = ("BIM at that invariance's input budget" if a["attack"] == "BIM-matched"
+                        else f"{a['attack']} ({a['loss']} loss)")
+                rows.append({**a, "denoiser": "", "perturbation": f"{what}, ε={a['eps_hu']:.3g} HU"})
     return markdown_table(rows, [("denoiser", "denoiser", ""), ("perturbation", "perturbation", ""),
                                  ("input_max_hu", "max |Δx| (HU)", ".1f"), ("input_rms_hu", "RMS Δx (HU)", ".1f"),
                                  ("output_rms_hu", "RMS Δf (HU)", ".1f")])
 
 
-def attack_contrast(art: Artifacts, denoisers, alpha: float, attack: str = "BIM", loss: str = "output"):
-    rows = []
-    meta = None
+def attack_contrast(art: Artifacts, denoisers, alpha: float | None = None):
+    """Adversarial perturbation against invariance at the same input budget: per denoiser, BIM at the
+    RMS input change of the bounded-MSE invariance at the output tolerance, and that invariance; the
+    two output changes side by side (``alpha`` is not used: the tolerance fixes the invariance)."""
+    rows, budgets = [], []
     for d in denoisers:
-        a = art.read_arrays("attack_arrays", denoiser=d, loss=loss, attack=attack)
-        meta = a.meta
-        r = _inv(art, d, "mse")
-        k = alpha_index(r["alphas"], alpha)
-        rows.append((display_name(d), a["x_adv"] - a["x"], a["f_x_adv"] - a["f_x"], r["x_inv"][k] - r["x"],
-                     r["f_x_inv"][k] - r["f_x"], attack, f"bounded MSE α={alpha:g}:"))
-    caption = (f"{attack} ({loss} loss, ε={meta.get('eps_hu'):g} HU, {meta.get('iterations')} steps) against the "
-               f"bounded-MSE invariance at α={alpha:g}")
+        a = art.read_arrays("attack_arrays", denoiser=d, loss="output", attack="BIM-matched")
+        t = art.read_arrays("tolerance_arrays", denoiser=d, distance="mse")
+        rows.append((display_name(d), a["x_adv"] - a["x"], a["f_x_adv"] - a["f_x"], t["x_inv"] - t["x"],
+                     t["f_x_inv"] - t["f_x"]))
+        budgets.append(f"{display_name(d)}: ε={a.meta['eps_hu']:.0f} HU")
+    caption = ("BIM (output loss, L∞ ε = the invariance's RMS input change) against the bounded-MSE invariance "
+               f"at the output tolerance, at the same input budget; {'; '.join(budgets)}; differences in C=0/W=100 HU")
     return talk.attack_contrast(rows), caption
 
 

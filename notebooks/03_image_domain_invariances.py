@@ -183,12 +183,15 @@ for name in denoisers:
 # %% [markdown]
 # ## Adversarial contrast: FGSM and BIM
 # An L∞ budget of `attack_eps_hu` HU. "output": push f(x_adv) away from f(x) (random start, since the
-# gradient at x is zero); "target": push f(x_adv) away from the full-dose image.
+# gradient at x is zero); "target": push f(x_adv) away from the full-dose image. The figure compares
+# like with like: BIM at the input budget of the bounded-MSE invariance at the output tolerance
+# (L∞ ε = its RMS input change), so the same size of input change moves the output a lot (attack)
+# or not at all (invariance).
 
 # %%
 recipes.adversarial_study(x, x_full, denoisers, attack_eps_hu, attack_steps, seed, ctx.device, art)
 display(Markdown(panels.attack_table(art, denoisers, panel_alpha)))
-ctx.show(*panels.attack_contrast(art, denoisers, panel_alpha), name="03_adversarial_vs_invariance")
+ctx.show(*panels.attack_contrast(art, denoisers), name="03_adversarial_vs_invariance")
 
 # %% [markdown]
 # ## Explore: α, distance, denoiser and window

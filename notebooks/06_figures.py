@@ -93,7 +93,7 @@ ctx.show(*contrast_detail_from_artifacts(art), name="06_contrast_detail")
 
 # %%
 ctx.show(*panels.tradeoff(art, denoiser_names, distances), name="06_tradeoff")
-ctx.show(*panels.attack_contrast(art, denoiser_names, panel_alpha), name="06_adversarial_vs_invariance")
+ctx.show(*panels.attack_contrast(art, denoiser_names), name="06_adversarial_vs_invariance")
 ctx.show(*panels.range_comparison(art, denoiser_names, panel_alpha), name="06_hu_range")
 ctx.show(*panels.evaluation_figure(art), name="06_evaluation_table")
 markdown, csv = panels.evaluation_table(art)

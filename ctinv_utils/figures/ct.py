@@ -8,10 +8,37 @@ import numpy as np
 from ..units import Window, get_window
 
 
+#: A 0/1 mask (1: the pixel has the property the title names), drawn in two colours with a legend.
+MASK = Window("mask", 0.5, 1.0)
+
+
+def fitted_difference_window(diff_hu, floor: float = 100.0) -> Window:
+    """A window centred on 0 HU that shows the structure of a large change: its width is twice the
+    99th percentile of ``|diff_hu|`` rounded up to a multiple of 100 HU (at least ``floor``), so at most
+    1 % of the pixels clip (the talk's C=0/W=100 HU clips most of a large invariance to black/white)."""
+    p99 = float(np.percentile(np.abs(np.asarray(diff_hu, dtype=np.float64)), 99))
+    return Window("fitted difference", 0, max(floor, 100.0 * np.ceil(2 * p99 / 100.0)))
+
+
+def _show_mask(ax, mask, title: str | None):
+    from matplotlib.colors import ListedColormap
+
+    im = ax.imshow(np.asarray(mask, dtype=np.float64), cmap=ListedColormap(["0.15", "1.0"]), vmin=0, vmax=1,
+                   interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title or "", fontsize=9)
+    cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02, ticks=[0.25, 0.75])
+    cb.ax.set_yticklabels(["no", "yes"], fontsize=8)
+    return im
+
+
 def show_ct(ax, image_hu, window: str | Window, title: str | None = None, colorbar: bool = True):
     """One CT panel in a HU window, axes off, with a colorbar in HU and the window in the title (and,
-    for a difference window centred on 0 HU, the RMS of the difference in HU)."""
+    for a difference window centred on 0 HU, the RMS of the difference in HU). A :data:`MASK` panel
+    is drawn in two colours with a yes/no legend instead."""
     w = get_window(window)
+    if w.name == MASK.name:
+        return _show_mask(ax, image_hu, title)
     image_hu = np.asarray(image_hu, dtype=np.float64)
     im = ax.imshow(image_hu, cmap="gray", vmin=w.vmin, vmax=w.vmax, interpolation="nearest")
     ax.set_axis_off()

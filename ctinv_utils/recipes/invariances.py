@@ -214,8 +214,9 @@ def linearised_study(x, denoisers: dict, crop: int | None, k: int, max_products:
 
 def adversarial_study(x, x_full, denoisers: dict, eps_hu: float, steps: int, seed: int, device: str, art) -> list[dict]:
     """FGSM and BIM at an L-infinity budget of ``eps_hu`` HU, pushing f(x_adv) away from f(x)
-    ("output", random start) and from the full-dose image ("target"); writes the ``attack`` runs
-    and ``adversarial_summary``."""
+    ("output", random start) and from the full-dose image ("target"), and BIM at the input budget of
+    the bounded-MSE invariance at the output tolerance ("BIM-matched": needs :func:`invariance_study`'s
+    ``tolerance_arrays``); writes the ``attack`` runs and ``adversarial_summary``."""
     rows = []
     for name, f in denoisers.items():
         for loss in ("output", "target"):
@@ -227,5 +228,16 @@ def adversarial_study(x, x_full, denoisers: dict, eps_hu: float, steps: int, see
                 art.save_synthesis("attack", atk, {"eps_hu": eps_hu, "iterations": atk.iteration},
                                    {"denoiser": name, "loss": loss, "attack": cls.__name__})
                 rows.append(dict(denoiser=name, attack=cls.__name__, loss=loss, eps_hu=eps_hu, **atk.summary()))
+        # like with like: BIM at the input budget of the bounded-MSE invariance at the output tolerance
+        # (L-infinity eps = that invariance's RMS input change), so the two output changes compare directly
+        tol = art.read_arrays("tolerance_arrays", denoiser=name, distance="mse").meta
+        matched_eps = max(float(tol["input_rms_hu"]), 1.0)
+        atk = BIM(x, f, eps_hu=matched_eps, loss="output", seed=seed, device=device, step_hu=2.5 * matched_eps / steps)
+        atk.synthesize(steps, progress=False)
+        art.save_synthesis("attack", atk, {"eps_hu": matched_eps, "iterations": atk.iteration, "matched_to": "tolerance",
+                                           "invariance_input_rms_hu": tol["input_rms_hu"],
+                                           "invariance_output_rms_hu": tol["output_rms_hu"], "tol_hu": tol.get("tol_hu")},
+                           {"denoiser": name, "loss": "output", "attack": "BIM-matched"})
+        rows.append(dict(denoiser=name, attack="BIM-matched", loss="output", eps_hu=matched_eps, **atk.summary()))
     art.write_json("adversarial_summary", {"rows": rows})
     return rows
