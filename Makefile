@@ -7,7 +7,7 @@ TEST_WORKERS ?= 2
 
 .PHONY: reproduce test test-fast lab clean-outputs
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml jupyter/overrides.json
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --no-compile -e '.[dev]'
 	# the tests compare our ports of the published networks with ldct-benchmark's own classes; its
@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m compileall -q -j "$$(nproc 2>/dev/null || echo 2)" -x 'py312_intrinsics' \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null 2>&1 \
 		|| echo "note: some installed files did not byte-compile; Python compiles them when it imports them"
+	# JupyterLab opens the notebooks (py:percent files) as notebooks on a double click
+	mkdir -p $(VENV)/share/jupyter/lab/settings && cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 ## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/

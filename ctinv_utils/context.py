@@ -21,15 +21,11 @@ from typing import Any
 from . import atomic
 from .artifacts import Artifacts
 from .errors import PresetError
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, STAGING_ENV, resolve_output
 from .pipeline.config import NOTEBOOK_SETTINGS
 from .presets import _problems, parameters_hash
 from .provenance import provenance, set_seed
 from .settings import check_device
-
-
-#: Set by the runner: the folder a headless notebook writes its figures to until it has succeeded.
-STAGING_ENV = "CTINV_FIGURES_STAGING"
 
 
 @dataclass
@@ -179,11 +175,9 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
             raise NameError(f"{notebook}: the parameters cell must declare {name!r}")
     params["device"] = check_device(params["device"], "notebook parameter device")
     set_seed(int(params["seed"]))
-    figures, artifacts = Path(params["figures_dir"]), Path(params["artifacts_dir"])
-    figures = figures if figures.is_absolute() else REPO_ROOT / figures
+    figures, artifacts = resolve_output(params["figures_dir"]), resolve_output(params["artifacts_dir"])
     if os.environ.get(STAGING_ENV):  # the runner publishes them into figures_dir when the notebook succeeds
         figures = Path(os.environ[STAGING_ENV])
-    artifacts = artifacts if artifacts.is_absolute() else REPO_ROOT / artifacts
     figures.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     return RunContext(notebook, params, figures, artifacts, settings=settings)
@@ -191,8 +185,6 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
 
 def _shown(path: Path) -> str:
     """``path`` relative to the repository when inside it (records stay valid in any clone)."""
-    from .paths import REPO_ROOT
-
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:

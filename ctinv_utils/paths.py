@@ -13,6 +13,8 @@ PRESET_DIR = REPO_ROOT / "configs"
 DATA_ENV = "CTINV_DATA"
 #: Environment variable overriding the cache directory (simulated data, trained models).
 CACHE_ENV = "CTINV_CACHE"
+#: Set by the runner: the folder a headless notebook writes its figures to until it has succeeded.
+STAGING_ENV = "CTINV_FIGURES_STAGING"
 
 
 def cache_dir() -> Path:
@@ -34,3 +36,21 @@ def run_dir(preset: str) -> Path:
 def figure_dir(preset: str) -> Path:
     """Figures of one preset: ``figures/<preset>/``."""
     return REPO_ROOT / "figures" / preset
+
+
+def output_root() -> Path:
+    """Where relative output folders (``figures_dir``, ``artifacts_dir``) resolve: the working
+    directory, or the checkout above it when a notebook runs from its ``notebooks/`` folder (as
+    JupyterLab starts its kernels), so papermill, JupyterLab and the runner all write to the same
+    place, and an installed package never writes into its own folder."""
+    cwd = Path.cwd()
+    if cwd.name == "notebooks" and (cwd.parent / "configs").is_dir():
+        return cwd.parent
+    return cwd
+
+
+def resolve_output(path: str | Path) -> Path:
+    """``path`` as given when absolute, else under :func:`output_root`."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else output_root() / path
+

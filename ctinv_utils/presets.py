@@ -289,23 +289,56 @@ def parameters_hash(params: dict) -> str:
     return config_hash({k: v for k, v in params.items() if k not in PRESENTATION_PARAMETERS})
 
 
+#: The first lines of every generated parameter file.
+GENERATED_HEADER = ("# Generated from configs/{preset}.yaml by `python -m ctinv_utils.presets --write`: do not edit.\n"
+                    "# papermill {notebook}.ipynb out.ipynb -f configs/{preset}/{notebook}.yaml (see the docs: papermill)\n")
+
+
+def papermill_parameters(preset: dict, notebook: str | Path) -> str:
+    """Notebook ``notebook``'s parameters under ``preset`` as the flat YAML papermill reads with ``-f``
+    (every parameter, the runner's defaults for the runtime ones: headless, output folders relative
+    to the working directory)."""
+    stem = Path(notebook).stem
+    params = notebook_settings(preset, stem, runtime_parameters(preset)).parameters()
+    return GENERATED_HEADER.format(preset=preset["name"], notebook=stem) + yaml.safe_dump(
+        params, sort_keys=False, default_flow_style=None, width=110)
+
+
+def write_papermill_parameters(preset_dir: Path = PRESET_DIR) -> list[Path]:
+    """``configs/<preset>/<notebook>.yaml`` for every preset and notebook (papermill's ``-f`` files)."""
+    from . import atomic
+
+    written = []
+    for name in available_presets(preset_dir):
+        preset = load_preset(name, preset_dir)
+        for stem in NOTEBOOK_SETTINGS:
+            written.append(atomic.write_text(Path(preset_dir) / name / f"{stem}.yaml", papermill_parameters(preset, stem)))
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m ctinv_utils.presets PRESET NOTEBOOK``: the notebook's parameters under the preset as
-    flat YAML, for plain papermill (``papermill in.ipynb out.ipynb -f params.yaml``)."""
+    flat YAML, for plain papermill (``papermill in.ipynb out.ipynb -f params.yaml``);
+    ``python -m ctinv_utils.presets --write``: every such file, to ``configs/<preset>/<notebook>.yaml``."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    if args == ["--write"]:
+        for path in write_papermill_parameters():
+            print(f"written: {path.relative_to(PRESET_DIR.parent)}")
+        return 0
     if len(args) != 2:
-        print("usage: python -m ctinv_utils.presets PRESET NOTEBOOK   (e.g. quick 03)", file=sys.stderr)
+        print("usage: python -m ctinv_utils.presets PRESET NOTEBOOK   (e.g. quick 03)\n"
+              "       python -m ctinv_utils.presets --write   (configs/<preset>/<notebook>.yaml)", file=sys.stderr)
         return 2
     try:
         preset = load_preset(args[0])
         (nb,) = select_notebooks(args[1])
-        params = notebook_settings(preset, nb, runtime_parameters(preset)).parameters()
+        text = papermill_parameters(preset, nb)
     except (PresetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(yaml.safe_dump(params, sort_keys=True, default_flow_style=None), end="")
+    print(text, end="")
     return 0
 
 

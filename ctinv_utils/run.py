@@ -26,8 +26,7 @@ from pathlib import Path
 
 from . import atomic
 from .errors import CTInvError, DataRootError
-from .paths import REPO_ROOT, figure_dir, run_dir
-from .context import STAGING_ENV
+from .paths import REPO_ROOT, STAGING_ENV, figure_dir, run_dir
 from .progress import HEADLESS_ENV
 from .preflight import preflight
 from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
@@ -100,6 +99,7 @@ def tidy_notebook(nb) -> None:
     """Make an executed notebook small and readable, in place: consecutive stream outputs merged and
     collapsed to their final state (progress bars), kernel transport warnings dropped, text reprs of
     figures dropped where the image is shown, widget state removed."""
+    root = str(REPO_ROOT) + os.sep
     for cell in nb.cells:
         outputs = []
         for out in cell.get("outputs", []):
@@ -120,9 +120,17 @@ def tidy_notebook(nb) -> None:
         for out in outputs:
             if out.get("output_type") == "stream":
                 lines = _terminal_text(out["text"]).split("\n")
-                out["text"] = "\n".join(ln for ln in lines if TCP_WARNING not in ln)
+                out["text"] = "\n".join(ln for ln in lines if TCP_WARNING not in ln).replace(root, "")
+            elif out.get("output_type") == "error":  # tracebacks name files relative to the repository
+                out["traceback"] = [line.replace(root, "") for line in out.get("traceback", [])]
+            for key, value in out.get("data", {}).items():
+                if key.startswith("text/") and isinstance(value, str):
+                    out["data"][key] = value.replace(root, "")
         cell["outputs"] = [o for o in outputs if o.get("output_type") != "stream" or o["text"].strip()]
     nb.metadata.pop("widgets", None)
+    pm = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):  # where this machine kept them: not the reader's business
+        pm.pop(key, None)
 
 
 def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: bool = True) -> None:
@@ -179,11 +187,21 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def notebook_content(notebook: Path) -> bytes:
+    """What of a notebook can change its results: each cell's type and source (code and markdown),
+    not the header metadata an editor rewrites when it saves."""
+    import jupytext
+
+    cells = [[c.cell_type, c.source] for c in jupytext.read(notebook).cells]
+    return json.dumps(cells, ensure_ascii=False).encode()
+
+
 def notebook_fingerprint(notebook: Path, params: dict, data: str, code: str, upstream: str) -> str:
-    """What determines a notebook's outputs: its source, parameters (config hash), the data, the
+    """What determines a notebook's outputs: its cells, parameters (config hash), the data, the
     package's code and the fingerprint of the notebook before it."""
     h = hashlib.sha256()
-    for part in (notebook.read_bytes(), parameters_hash(params).encode(), data.encode(), code.encode(), upstream.encode()):
+    for part in (notebook_content(notebook), parameters_hash(params).encode(), data.encode(), code.encode(),
+                 upstream.encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 

@@ -41,7 +41,7 @@ ALLOWED = {
     # a preset's invariance settings against a long run of the talk's Adam (CLI)
     "bench_convergence": {"base", "presets", "artifacts", "synthesis", "recipes"},
     # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
-    "export": {"base", "artifacts", "data"},
+    "export": {"base", "artifacts", "data", "presets"},
     # sharded invariance sweeps under torchrun (CLI)
     "sweep": {"base", "presets", "artifacts", "data", "models", "synthesis", "training", "recipes"},
 }

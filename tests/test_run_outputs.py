@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ctinv_utils import run
-from ctinv_utils.context import STAGING_ENV
+from ctinv_utils.paths import STAGING_ENV
 from ctinv_utils.errors import CTInvError, DataRootError
 
 
