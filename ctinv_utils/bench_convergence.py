@@ -18,23 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
+import torch
+
+from .artifacts import ArtifactError, Artifacts
+from .atomic import write_json
+from .errors import PresetError
+from .paths import run_dir
+from .presets import load_preset, notebook_settings, runtime_parameters
 from .progress import progress_bar
+from .provenance import versions
 from .recipes.invariances import TALK_BETAS, InvarianceProtocol, optimise_invariance
-
+from .synthesis.distances import get_distance
+from .units import hu_to_norm
 
 
 def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim"), reference_iters: int = 2000,
             reference_lr: float = 0.03, progress: bool = True) -> dict:
     """Run the comparison on the preset's analysed slice and denoisers; returns ``{"settings",
     "reference", "rows"}`` (one row per run and alpha)."""
-    import torch
-
-    from .artifacts import Artifacts
-    from .paths import run_dir
-    from .presets import load_preset, notebook_settings, runtime_parameters
-    from .provenance import versions
-    from .units import hu_to_norm
 
     preset = load_preset(preset_name)
     nb = notebook_settings(preset, "03_image_domain_invariances", runtime_parameters(preset, device="cpu"))
@@ -58,9 +61,6 @@ def compare_settings(x, denoisers: dict, protocol: InvarianceProtocol, seed: int
     with the talk's Adam at a constant ``reference_lr`` for ``reference_iters`` steps, no early stop.
     Per (denoiser, distance, alpha): both runs' final loss, their ratio, RMS changes (HU),
     rate-scaled loss changes (%) and seconds."""
-    import time
-
-    from .synthesis.distances import get_distance
 
     reference = protocol.replace(lr=reference_lr, lr_schedule="constant", adam_betas=TALK_BETAS,
                                  max_iter=reference_iters, max_iter_vgg=reference_iters, stop_early=False)
@@ -109,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference-lr", type=float, default=0.03)
     ap.add_argument("--out", default=None, help="JSON file (default: print only)")
     args = ap.parse_args(argv)
-    from .artifacts import ArtifactError
-    from .errors import PresetError
     try:
         result = compare(args.preset, args.denoisers, args.distances, args.reference_iters, args.reference_lr)
     except (ArtifactError, PresetError) as exc:
@@ -118,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(table(result))
     if args.out:
-        from .atomic import write_json
         print(f"written: {write_json(args.out, json.loads(json.dumps(result, default=float)))}")
     return 0
 

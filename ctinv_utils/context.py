@@ -12,19 +12,24 @@ the manifest all come from the same model.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import atomic
 from .artifacts import Artifacts
 from .errors import PresetError
+from .figures.ct import add_caption, figure_data
+from .figures.explorer_html import write_explorer_html
 from .paths import REPO_ROOT, STAGING_ENV, resolve_output
 from .pipeline.config import NOTEBOOK_SETTINGS
 from .presets import _problems, parameters_hash
-from .provenance import provenance, set_seed
+from .provenance import array_sha256, provenance, set_seed, sha256_bytes, sha256_file
 from .settings import check_device
 
 
@@ -79,8 +84,6 @@ class RunContext:
         """Add the caption, save ``figures_dir/name.{png,pdf}``, the arrays behind the figure
         (``artifacts_dir/figure_data/name.npz``) and ``name.json``: provenance, the artifacts the
         figure was drawn from and the SHA-256 of each of its arrays."""
-        from .provenance import array_sha256
-        from .figures.ct import add_caption, figure_data
 
         add_caption(fig, self.caption(caption or ""))
         data = figure_data(fig)
@@ -95,7 +98,6 @@ class RunContext:
 
     def save_table(self, name: str, csv: str, caption: str = "") -> Path:
         """A table as ``figures_dir/name.csv`` with its JSON sidecar (provenance and checksum)."""
-        from .provenance import sha256_bytes
 
         path = atomic.write_text(self.figures_dir / f"{name}.csv", csv)
         atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
@@ -107,8 +109,6 @@ class RunContext:
         """The self-contained HTML explorer (``figures_dir/name.html``, opens from the file in any
         browser) of ``entries`` ({(denoiser, distance): arrays in HU}, see
         :func:`~ctinv_utils.figures.explorer_html.write_explorer_html`), with its JSON sidecar."""
-        from .figures.explorer_html import write_explorer_html
-        from .provenance import sha256_file
 
         path = write_explorer_html(entries, self.figures_dir / f"{name}.html", title=title,
                                    caption=self.caption(caption), provenance=self.provenance())
@@ -134,7 +134,6 @@ class RunContext:
 
 def preview_jpeg(png: Path, max_width: int = 1400, quality: int = 80) -> bytes:
     """A JPEG copy of a saved PNG, at most ``max_width`` px wide (the full PNG stays in figures/)."""
-    import io
 
     from PIL import Image as PILImage
 
@@ -162,7 +161,6 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
         params = {k: namespace[k] for k in model.model_fields}
     settings = None
     if model is not None:
-        from pydantic import ValidationError
 
         try:
             settings = model.model_validate(params)

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .data.dicom_io import DataRootError, DicomSeriesError, locate_patients
 from .errors import CTInvError
+from .models.vgg import URLS, _hub_file, weights_path
 
 
 class PreflightError(CTInvError):
@@ -39,7 +41,6 @@ def required_vgg(notebook: str, params: dict) -> list[str]:
 
 def missing_vgg_weights(params_by_notebook: dict[str, dict]) -> list[str]:
     """One line per VGG weights file a notebook requires but this machine lacks."""
-    from .models.vgg import URLS, _hub_file, weights_path
 
     out = []
     for nb, params in params_by_notebook.items():
@@ -110,7 +111,6 @@ def preflight(preset: dict, params_by_notebook: dict[str, dict], device: str, da
     problems = missing_vgg_weights(params_by_notebook)
     notes: list[str] = []
     if data:
-        from .data.dicom_io import DataRootError, DicomSeriesError, locate_patients
 
         try:
             locate_patients(Path(data).expanduser())

@@ -18,6 +18,7 @@ papermill. Every problem (unknown key, wrong type, value out of range) comes as 
 from __future__ import annotations
 
 import difflib
+import sys
 import types
 import typing
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import atomic
 from .errors import PresetError
 from .paths import NOTEBOOK_DIR, PRESET_DIR
 from .pipeline.config import (NOTEBOOK_SETTINGS, PRESENTATION_PARAMETERS, RUNTIME_PARAMETERS, NotebookSettings,
@@ -306,7 +308,6 @@ def papermill_parameters(preset: dict, notebook: str | Path) -> str:
 
 def write_papermill_parameters(preset_dir: Path = PRESET_DIR) -> list[Path]:
     """``configs/<preset>/<notebook>.yaml`` for every preset and notebook (papermill's ``-f`` files)."""
-    from . import atomic
 
     written = []
     for name in available_presets(preset_dir):
@@ -320,7 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m ctinv_utils.presets PRESET NOTEBOOK``: the notebook's parameters under the preset as
     flat YAML, for plain papermill (``papermill in.ipynb out.ipynb -f params.yaml``);
     ``python -m ctinv_utils.presets --write``: every such file, to ``configs/<preset>/<notebook>.yaml``."""
-    import sys
 
     args = sys.argv[1:] if argv is None else argv
     if args == ["--write"]:

@@ -30,7 +30,7 @@ from .paths import REPO_ROOT, STAGING_ENV, figure_dir, run_dir
 from .progress import HEADLESS_ENV
 from .preflight import preflight
 from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
-from .provenance import provenance
+from .provenance import provenance, sha256_file
 from .settings import check_device
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
@@ -208,7 +208,6 @@ def notebook_fingerprint(notebook: Path, params: dict, data: str, code: str, ups
 
 def _outputs_intact(entry: dict, out_dir: Path, fig_dir: Path) -> bool:
     """The executed notebook and every figure file it made are there with their recorded checksums."""
-    from .provenance import sha256_file
 
     if not (out_dir / f"{entry['notebook']}.ipynb").is_file():
         return False
@@ -235,7 +234,6 @@ def _figure_records(fig_dir: Path) -> dict[str, dict]:
 
 
 def _manifest_entry(rec: dict, path: Path) -> dict:
-    from .provenance import sha256_file
 
     return {"notebook": rec["notebook"],
             "caption": rec.get("caption"), "parameters": rec.get("config"), "config_hash": rec.get("config_hash"),
@@ -426,7 +424,6 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
 
 def _figures_of(notebook: str, fig_dir: Path, records: dict[str, dict]) -> dict[str, str]:
     """{file name: SHA-256} of the figure files a notebook made (from their sidecars ``records``)."""
-    from .provenance import sha256_file
 
     out = {}
     for rec in records.values():

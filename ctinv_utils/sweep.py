@@ -51,15 +51,21 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from . import atomic
+from . import atomic, presets
 from .artifacts import Artifacts, ArtifactError
+from .data.dataset import centre_crop, load_data
 from .errors import CTInvError
-from . import presets
 from .paths import run_dir
 from .presets import load_preset
 from .progress import progress_bar
 from .provenance import array_sha256, config_hash, provenance, sha256_bytes
+from .recipes import InvarianceProtocol, optimise_invariance, train_denoisers, train_generators
+from .synthesis.base import SynthesisDiverged
+from .synthesis.distances import DISTANCES, get_distance
+from .training import distributed, model_cache
+from .units import hu_to_norm
 
 #: Test hook only: ``"RANK:N"`` makes rank RANK SIGKILL itself after writing N items (a pre-emption).
 KILL_ENV = "CTINV_SWEEP_KILL_AFTER"
@@ -198,7 +204,6 @@ def run_items(items: list[WorkItem], compute: Callable[[WorkItem], tuple[dict, d
     ``settings_hash(item)``: what an item's file must have been made with; ``record``: provenance
     stored with each item; ``failures``: exceptions of one item that are reported and skipped (the
     item stays missing) instead of ending the run."""
-    from .training import distributed
 
     r = distributed.ranks()
     hashes = [settings_hash(it) for it in items]
@@ -366,9 +371,6 @@ def notebook_settings(preset: dict, stem: str, data_path: str | None, device: st
 
 def _start(args):
     """Thread count, preset, process group (when under torchrun) and the rank's logger of a command."""
-    import torch
-
-    from .training import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -437,14 +439,7 @@ def _log(r):
 
 
 def sweep_main(args) -> int:
-    import torch
 
-    from .data.dataset import centre_crop, load_data
-    from .recipes.invariances import InvarianceProtocol, optimise_invariance
-    from .synthesis.base import SynthesisDiverged
-    from .synthesis.distances import DISTANCES, get_distance
-    from .training import distributed
-    from .units import hu_to_norm
 
     for name in ("patients", "slices", "max_iter", "threads"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -523,9 +518,6 @@ def sweep_main(args) -> int:
 
 
 def train_main(args) -> int:
-    from .data.dataset import load_data
-    from .recipes import train_denoisers, train_generators
-    from .training import distributed, model_cache
 
     _positive("threads", args.threads)
     preset, r, device, log = _start(args)

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .. import settings
 from ..data.simulated import SimulationConfig
+from ..provenance import config_hash
 from ..training.methods import CONFIGS
 
 #: The runner sets these in every notebook; a preset does not.
@@ -124,7 +125,6 @@ class NotebookSettings(BaseModel):
 
     def config_hash(self) -> str:
         """The hash of every setting that can change a result (not the presentation ones)."""
-        from ..provenance import config_hash
 
         return config_hash({k: v for k, v in self.parameters().items() if k not in PRESENTATION_PARAMETERS})
 
