@@ -19,27 +19,53 @@ import torch
 from torch import nn
 
 from .. import atomic
-from ..errors import CTInvError
+from ..errors import BadArgumentError, CTInvError
 from ..models.checkpoints import load_file
 from ..progress import progress_bar
 from ..provenance import versions
 from ..speed import tune_allocator
+from ..units import STD, hu_to_norm
 
 
 class SynthesisDiverged(CTInvError):
     """The objective became NaN or infinite."""
 
 
+#: The normalized values a CT slice can take: from -3100 HU (below air at -1000 HU and the -3024 HU
+#: padding some scanners write outside the field of view; the DICOM loader's lower bound) up to 20
+#: units (about 9,500 HU: far above bone and the 12-bit ceiling of 3071 HU). An image outside is not
+#: in normalized units; most often it is in HU.
+NORM_RANGE = (float(hu_to_norm(-3100.0)), 20.0)
+
+
 def check_image(image: torch.Tensor) -> torch.Tensor:
-    """A single normalized image ``(1, 1, H, W)``, finite."""
+    """A single normalized image ``(1, 1, H, W)``, finite, with values in :data:`NORM_RANGE`
+    (an image in HU is refused, naming :func:`ctinv_utils.units.hu_to_norm` as the fix)."""
     if not isinstance(image, torch.Tensor):
         image = torch.as_tensor(np.asarray(image), dtype=torch.float32)
     if image.ndim != 4 or image.shape[:2] != (1, 1):
-        raise ValueError(f"image must have shape (1, 1, H, W) (one normalized slice), got {tuple(image.shape)}; "
-                         "use hu_to_norm(slice_hu)[None, None]")
+        raise BadArgumentError(f"image must have shape (1, 1, H, W) (one normalized slice), got "
+                               f"{tuple(image.shape)}; use hu_to_norm(slice_hu)[None, None]")
     if not torch.isfinite(image).all():
-        raise ValueError("image contains NaN or inf values; check the input slice")
+        raise BadArgumentError("image contains NaN or inf values; check the input slice")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < NORM_RANGE[0] or hi > NORM_RANGE[1]:
+        raise BadArgumentError(
+            f"image values span {lo:.4g} to {hi:.4g}, outside the normalized units of a CT slice "
+            f"({NORM_RANGE[0]:.2f} to {NORM_RANGE[1]:.0f}; 1 unit = {STD:.0f} HU, air -0.91, water 1.08, "
+            f"3071 HU {float(hu_to_norm(3071.0)):.2f}): it looks like HU; convert it with "
+            "ctinv_utils.units.hu_to_norm(image_hu)")
     return image.float()
+
+
+def check_lr(lr, name: str = "lr") -> float:
+    """A learning rate: a finite number > 0 (0 would leave the image where it starts)."""
+    ok = (isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, (bool, np.bool_))
+          and math.isfinite(float(lr)) and float(lr) > 0)
+    if not ok:
+        raise BadArgumentError(f"{name} must be a finite number > 0 (Adam's step in normalized units, e.g. 0.01), "
+                               f"got {lr!r}; with {name} = 0 no iteration would move the image")
+    return lr
 
 
 @torch.no_grad()
@@ -177,8 +203,8 @@ class Synthesis:
                              f"{stop_window!r}")
         if isinstance(min_iter, bool) or not isinstance(min_iter, int) or min_iter < 0:
             raise ValueError(f"min_iter must be an integer >= 0, got {min_iter!r}")
-        if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+        if lr is not None:
+            check_lr(lr)
         if stop_criterion is not None and not (isinstance(stop_criterion, (int, float)) and stop_criterion >= 0):
             raise ValueError(f"stop_criterion must be None or a number >= 0, got {stop_criterion!r}")
         if self.optimizer is None:

@@ -28,7 +28,8 @@ from ..models import freeze, module_device
 from ..speed import channels_last, fast_input_gradients
 from .distances import DISTANCES, against, get_distance
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm, norm_difference_to_hu, norm_to_hu
-from .base import Synthesis, check_denoiser, check_image
+from ..errors import BadArgumentError
+from .base import Synthesis, check_denoiser, check_image, check_lr
 
 
 RANGE_MODES = ("project", "penalty")
@@ -68,19 +69,69 @@ def check_betas(betas) -> tuple[float, float]:
     return b1, b2
 
 
-def check_alphas(alpha) -> torch.Tensor:
+#: The largest useful alpha (exclusive). Every distance lies in [0, 1], so the output term can move the
+#: loss by at most 1 while the input term moves it by up to alpha: from alpha = 100 on, once the input
+#: distance nears 1 (where the input term pushes it), the whole output term is within the 1 % that
+#: :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence` tolerates, so a run "converges" however the
+#: output moves, and x_inv runs to the HU range's bounds whatever the denoiser does.
+MAX_ALPHA = 100.0
+
+_NUMBER = (int, float, np.integer, np.floating)
+
+
+def _alpha_values(alpha) -> tuple[list, bool]:
+    """(the alpha values as given, whether ``alpha`` was one value); ``alpha`` in any numeric form."""
     if isinstance(alpha, (str, bytes)):
-        raise ValueError(f"alpha must be a number or a sequence of numbers, got the string {alpha!r}")
-    vals = [alpha] if not isinstance(alpha, (Sequence, np.ndarray, torch.Tensor)) else list(alpha)
+        raise BadArgumentError(f"alpha must be a number or a sequence of numbers, got the string {alpha!r}; "
+                               "pass e.g. alpha=0.05 or alpha=[0.01, 0.05]")
+    if isinstance(alpha, (torch.Tensor, np.ndarray)):
+        if alpha.ndim > 1:
+            raise BadArgumentError(f"alpha must be one number or a 1-d sequence of numbers, got an array of shape "
+                                   f"{tuple(alpha.shape)}; pass e.g. alpha=[0.01, 0.05]")
+        if alpha.ndim == 0:
+            return [alpha], True
+        return list(alpha), False
+    if isinstance(alpha, Sequence):
+        return list(alpha), False
+    return [alpha], True
+
+
+def _one_alpha(a) -> float:
+    """One alpha as a float (exactly its value); numbers, numpy scalars and 0-d arrays or tensors."""
+    if isinstance(a, (torch.Tensor, np.ndarray)) and a.ndim == 0:
+        a = a.item()
+    if isinstance(a, (bool, np.bool_)) or not isinstance(a, _NUMBER):
+        what = (f"the string {a!r}" if isinstance(a, (str, bytes))
+                else f"the boolean {bool(a)}" if isinstance(a, (bool, np.bool_)) else repr(a))
+        raise BadArgumentError(f"alpha must be a number or a sequence of numbers, got {what}; pass e.g. alpha=0.05 "
+                               "or alpha=[0.01, 0.05]")
+    return float(a)
+
+
+def check_alpha_values(alpha) -> tuple[list[float], bool]:
+    """``alpha`` (a number, numpy scalar, 0-d or 1-d tensor or array, or a list of those) as
+    ``(values, single)``: the float values, exactly as given, and whether one value was given.
+    Each must be finite, >= 0 and below :data:`MAX_ALPHA`; anything else is one
+    :class:`~ctinv_utils.errors.BadArgumentError` naming the value and the fix."""
+    vals, single = _alpha_values(alpha)
     if not vals:
-        raise ValueError("alpha is an empty sequence; give one value or several")
-    for a in vals:
-        if isinstance(a, (str, bytes, bool)) or not isinstance(a, (int, float, np.floating, np.integer, torch.Tensor)):
-            raise ValueError(f"alpha must be a number or a sequence of numbers, got {a!r}")
-        a = float(a)
+        raise BadArgumentError("alpha is an empty sequence; give one value or several")
+    out = [_one_alpha(a) for a in vals]
+    for a in out:
         if not math.isfinite(a) or a < 0:
-            raise ValueError(f"alpha must be finite and >= 0 (it weighs how far x_inv may move), got {a}")
-    return torch.tensor([float(a) for a in vals], dtype=torch.float32)
+            raise BadArgumentError(f"alpha must be finite and >= 0 (it weighs how far x_inv may move), got {a}")
+        if a >= MAX_ALPHA:
+            raise BadArgumentError(
+                f"alpha {a:g} cannot give an invariance: every distance is at most 1, so at alpha >= {MAX_ALPHA:g} the "
+                "input term outweighs the whole output term (it stays within the 1 % convergence tolerance) and x_inv "
+                f"runs to the HU range's bounds whatever the denoiser does; use alpha < {MAX_ALPHA:g} (the talk's "
+                "0.002-0.2)")
+    return out, single
+
+
+def check_alphas(alpha) -> torch.Tensor:
+    """The alphas of :func:`check_alpha_values` as a float32 tensor ``(A,)``."""
+    return torch.tensor(check_alpha_values(alpha)[0], dtype=torch.float32)
 
 
 class Invariance(Synthesis):
@@ -107,13 +158,25 @@ class Invariance(Synthesis):
                  adam_betas=(0.9, 0.999)):
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
-        self.alphas = check_alphas(alpha)
-        self.alpha_values = [float(a) for a in np.atleast_1d(np.asarray(alpha, dtype=np.float64))]  # exact, for tables
-        self.single_alpha = not isinstance(alpha, (Sequence, np.ndarray, torch.Tensor))
-        if not math.isfinite(init_noise_std) or init_noise_std < 0:
-            raise ValueError(f"init_noise_std must be finite and >= 0, got {init_noise_std}")
+        self.alpha_values, self.single_alpha = check_alpha_values(alpha)  # exact, for tables
+        self.alphas = torch.tensor(self.alpha_values, dtype=torch.float32)
+        try:
+            std = float(init_noise_std) if not isinstance(init_noise_std, (bool, np.bool_, str, bytes)) else math.nan
+        except (TypeError, ValueError):
+            std = math.nan
+        if not math.isfinite(std) or std < 0:
+            raise BadArgumentError(f"init_noise_std must be a finite number >= 0 (normalized units), got "
+                                   f"{init_noise_std!r}")
+        check_lr(lr)
         self.adam_betas = check_betas(adam_betas)
         image = check_image(image)
+        hu_range = check_hu_range(hu_range, range_mode, range_penalty)
+        if std == 0 and (hu_range is None or (
+                float(image.min()) >= float(hu_to_norm(hu_range[0])) and float(image.max()) <= float(hu_to_norm(hu_range[1])))):
+            # x_inv = x minimises both distances: both terms have a zero gradient there
+            raise BadArgumentError(
+                f"init_noise_std={init_noise_std!r} starts x_inv exactly at x, where both distances have a zero "
+                "gradient: no iteration could move it; use init_noise_std > 0 (the talk's 0.1)")
         self.device = check_device(device, "Invariance device") if device else module_device(denoiser)
         self.image = image.to(self.device)
         # the state in which a denoiser is analysed (and the fast path): eval mode, no gradients for its
