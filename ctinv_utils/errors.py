@@ -35,3 +35,11 @@ class DicomValueError(DicomFileError):
 
 class BadArgumentError(CTInvError, ValueError):
     """An argument of a ctinv function is outside its allowed values (also a ValueError)."""
+
+
+class CacheNotWritableError(CTInvError, OSError):
+    """A cache folder cannot be written: a read-only file system or no permission (nothing was written)."""
+
+
+class UntrainedWarning(UserWarning):
+    """A model or generator is used before it was trained."""

@@ -1,8 +1,9 @@
 """Reading and writing checkpoint files safely, with one clear line for each way they go wrong.
 
 * :func:`load_file`: ``torch.load(..., weights_only=True)`` (a checkpoint is untrusted input) that
-  turns a missing, empty (0 bytes), truncated or foreign file, or one holding pickled code, into one
-  :class:`CheckpointError` naming the file and the fix;
+  turns a missing, empty (0 bytes), truncated or foreign file, or one holding pickled code ("refused:
+  not a plain tensor file"), into one :class:`CheckpointError` naming the file and the fix
+  (:func:`load_failure` words it);
 * :func:`non_finite`: the tensors of a loaded checkpoint that hold NaN or inf;
 * :func:`save_file`: :func:`ctinv_utils.atomic.torch_save` whose failures (a full disk, a read-only
   folder) are one :class:`CheckpointWriteError` naming the file, and never leave a partial file;
@@ -60,17 +61,48 @@ def load_file(path: str | Path, what: str = "checkpoint", fix: str = RETRAIN_OR_
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if found:
-            raise CheckpointError(f"{what} {path} holds a pickled Python object ({found.group(1)}), not only tensors, "
-                                  "and cannot be loaded weights-only (it could run code, so it is refused); save "
-                                  "model.state_dict() instead, or use a trusted checkpoint") from None
-        raise CheckpointError(f"{what} {path} ({size} bytes) is truncated or not a torch file "
-                              f"({_first_line(exc)[:80]}); {fix}") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, OSError, EOFError... for damaged files
-        raise CheckpointError(f"{what} {path} ({size} bytes) is truncated or corrupt ({type(exc).__name__}: "
-                              f"{_first_line(exc)[:80]}); {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, OSError, EOFError...
+        raise CheckpointError(load_failure(path, exc, what, fix)) from None
+
+
+#: How torch's weights-only unpickler starts the message of a file it refuses.
+_REFUSED = "Weights only load failed"
+
+
+def load_failure(path: str | Path, exc: BaseException, what: str = "checkpoint", fix: str = RETRAIN_OR_DOWNLOAD) -> str:
+    """One line for a file that ``torch.load(path, weights_only=True)`` could not load with ``exc``:
+    "refused: not a plain tensor file" when the weights-only unpickler refused what the file holds
+    (pickled Python objects: loading them could run code), else truncated / not a torch file. Never
+    quotes torch's text (which advises switching the check off)."""
+    path = Path(path)
+    try:
+        size = f"{path.stat().st_size} bytes"
+    except OSError:
+        size = "size unknown"
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and text.startswith(_REFUSED):
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        holds = f"a pickled Python object ({found.group(1)})" if found else "pickled Python code or objects"
+        return (f"{what} {path} refused: not a plain tensor file (it holds {holds}, which could run code when "
+                f"loaded, so ctinv loads weights-only); {fix}; a file of your own: save tensors only, e.g. "
+                "torch.save(model.state_dict(), path)")
+    if isinstance(exc, OSError) and not isinstance(exc, EOFError) and exc.errno is not None:
+        return f"{what} {path} cannot be read ({exc.strerror}); check that it is readable, or {fix}"
+    zipped = _is_zip(path)
+    if zipped or isinstance(exc, EOFError) or "central directory" in text or "unexpected EOF" in text:
+        return (f"{what} {path} ({size}) is truncated or damaged (an interrupted save, download or copy; "
+                f"{type(exc).__name__}); {fix}")
+    return (f"{what} {path} ({size}) is truncated or not a torch file ({type(exc).__name__}: "
+            f"{_first_line(exc)[:60]}); {fix}")
+
+
+def _is_zip(path: Path) -> bool:
+    """Does the file start like torch's zip format (a truncated zip lacks its directory at the end)?"""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def non_finite(obj: Any, prefix: str = "") -> list[str]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import CTInvError
 from ..units import norm_to_hu
+from .checkpoints import CheckpointError, load_file
 
 CONFIGS = {
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
@@ -171,9 +172,10 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
     else:
         _check_sha256(found, arch)
         try:
-            state = torch.load(found, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise VGGWeightsError(f"{found} is not a loadable weights file ({exc}); download it again") from exc
+            state = load_file(found, f"{arch.upper()} weights file", f"delete it and download it again "
+                              f"(python -m ctinv_utils.models.vgg download {arch}), or copy {URLS[arch]} there")
+        except CheckpointError as exc:
+            raise VGGWeightsError(str(exc)) from None
         feats = {k: v for k, v in state.items() if k.startswith("features.")} if isinstance(state, dict) else {}
         own = model.state_dict()
         if set(feats) != set(own) or any(feats[k].shape != own[k].shape for k in own):

@@ -30,7 +30,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import tempfile
+import os
+import secrets
+import shutil
+import socket
+import warnings
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import atomic, settings
-from ..errors import CTInvError
+from ..errors import CTInvError, UntrainedWarning
+from ..models.checkpoints import CheckpointError, load_file
 from ..settings import check_device
 from ..models import WGANCritic, freeze, module_device
 from ..provenance import config_hash, versions
@@ -148,16 +154,48 @@ class NaturalConfig:
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
                 raise ValueError(f"hu_range must be None or (low, high) in HU with low < high, got {self.hu_range!r}")
             self.hu_range = (lo, hi)
-        if not (isinstance(self.margin, int) and 0 <= 2 * self.margin < self.patch_size):
-            raise ValueError(f"margin must be an integer with 0 <= 2 * margin < patch_size, got {self.margin!r}")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, int) or self.margin < 0:
+            raise ValueError(f"margin must be an integer >= 0 (px left out of both distances at the patch border), "
+                             f"got {self.margin!r}")
         factor = 2 ** (len(self.channels) - 1)
-        if self.patch_size % factor or self.patch_size < 2 * factor:
-            raise ValueError(f"patch_size {self.patch_size} does not work with {len(self.channels)} generator stages: "
-                             f"it must be a multiple of {factor} and at least {2 * factor} (e.g. 80, 96, 128)")
+        smallest = min_patch_size(len(self.channels), self.margin)
+        if self.patch_size % factor or self.patch_size < smallest:
+            raise ValueError(
+                f"patch_size {self.patch_size} does not work: with {len(self.channels)} generator stages it must be a "
+                f"multiple of {factor}, and at least {smallest} (more than 2 x margin = {2 * self.margin} px, and at "
+                f"least {critic_min_patch()} px for the critic's six 3x3 convolutions); use e.g. "
+                f"{', '.join(str(v) for v in _examples(smallest, factor))}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def critic_min_patch() -> int:
+    """The smallest patch (px) the critic's convolutions leave at least one pixel of."""
+    size = 1
+    while True:
+        n = size
+        for _, _, stride in WGANCritic.CHANNELS_STRIDES:
+            n = (n - 3) // stride + 1
+        if n >= 1:
+            return size
+        size += 1
+
+
+def min_patch_size(stages: int, margin: int) -> int:
+    """The smallest ``patch_size`` for a generator of ``stages`` scales and a distance ``margin``: a
+    multiple of ``2^(stages-1)``, at least twice that, above ``2 * margin`` and large enough for the
+    critic."""
+    factor = 2 ** (stages - 1)
+    need = max(2 * factor, 2 * margin + 1, critic_min_patch())
+    return -(-need // factor) * factor
+
+
+def _examples(smallest: int, factor: int) -> list[int]:
+    """Three patch sizes that work: the talk's 80 px and its neighbours where they do, else the smallest."""
+    good = [v for v in (80, 96, 128) if v >= smallest and v % factor == 0]
+    return good or [smallest, smallest + factor, smallest + 2 * factor]
 
 
 class TensorPatches:
@@ -237,6 +275,59 @@ class _NaturalMethod:
                 "adversarial": adv.item(), **critic}
 
 
+#: Where a training without ``checkpoint=`` keeps its checkpoints (under the cache's ``natural/``).
+TRAINING_DIR = "training"
+
+
+class _TrainingFolder:
+    """A private folder for the checkpoints of one training without ``checkpoint=``:
+    ``<cache>/natural/training/<host>-<pid>-<random>``, removed when this object is collected or the
+    process exits. Creating one first removes the folders of dead processes on this host (a killed
+    training leaves its folder behind; another host's folders are left to that host)."""
+
+    def __init__(self):
+        from ..paths import cache_dir
+
+        parent = cache_dir() / "natural" / TRAINING_DIR
+        remove_stale_training_folders(parent)
+        self.path = parent / f"{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self.path.mkdir(parents=True)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def cleanup(self) -> None:
+        self._finalizer()
+
+
+def _host() -> str:
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_training_folders(parent: str | Path) -> list[Path]:
+    """Remove the training folders under ``parent`` whose process (on this host) is gone; returns them."""
+    parent, removed, host = Path(parent), [], _host()
+    for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
+        owner, _, pid = folder.name.rpartition("-")[0].rpartition("-")  # <host>-<pid>-<random>
+        if owner != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 class NaturalInvariance:
     """A conditional generator of natural invariances of ``denoiser``.
 
@@ -295,7 +386,9 @@ class NaturalInvariance:
     def train(self, source, iterations: int, batch_size: int = 16, checkpoint: str | Path | None = None,
               checkpoint_every: int = 100, progress: bool = True) -> dict:
         """Train up to ``iterations`` in all (calling again with more continues). With ``checkpoint``,
-        checkpoints go there and a killed run resumes from it to the same weights."""
+        checkpoints go there and a killed run resumes from it to the same weights. Without, they go to
+        a private folder under ``<cache>/natural/training/`` that is removed when this object goes
+        away; a killed process's folder is removed by the next training that starts."""
         same = self._trainer is not None and self._trainer._user_source is source and checkpoint is None
         if same:
             trainer = self._trainer
@@ -303,8 +396,8 @@ class NaturalInvariance:
         else:
             tmp = None
             if checkpoint is None:
-                tmp = tempfile.TemporaryDirectory(prefix="ctinv-natural-")
-                checkpoint = Path(tmp.name) / "natural.ckpt"
+                tmp = _TrainingFolder()
+                checkpoint = tmp.path / "natural.ckpt"
             trainer = Trainer(self.method, self._source(source, batch_size), checkpoint, iterations, batch_size,
                               checkpoint_every, self.device)
             if trainer.iteration == 0 and self.iteration:  # continue in memory
@@ -326,9 +419,18 @@ class NaturalInvariance:
         return g
 
     @torch.no_grad()
-    def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8) -> torch.Tensor:
+    def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8, untrained: bool = False) -> torch.Tensor:
         """``n`` invariances of one image ``x`` ``(1, 1, H, W)`` (normalized; H, W divisible by the
-        generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples."""
+        generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples.
+
+        A generator that was never trained gives x plus its initial random texture, not invariances:
+        sampling one warns (:class:`~ctinv_utils.errors.UntrainedWarning`) naming ``train()`` and
+        ``train_or_load_natural``; ``untrained=True`` says it is meant (e.g. to see the start)."""
+        if self.iteration == 0 and not untrained:
+            warnings.warn("this NaturalInvariance was never trained (0 iterations): its samples are x plus the "
+                          "generator's initial random texture, not invariances; call .train(patches, iterations) or "
+                          "train_or_load_natural(nat, data, data_key, iterations) first (untrained=True silences this)",
+                          UntrainedWarning, stacklevel=3)
         x = check_image(x).to(self.device)
         self.net.check_size(*x.shape[-2:])
         if not (isinstance(n, int) and n >= 1):
@@ -377,13 +479,11 @@ class NaturalInvariance:
     def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
              distance_module: nn.Module | None = None, vgg_allow_random: bool = False) -> "NaturalInvariance":
         """Restore a saved generator; ``denoiser`` must be the one it was trained for."""
-        try:
-            st = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - truncated, empty or foreign files
-            raise CTInvError(f"{path} cannot be loaded as a saved NaturalInvariance ({type(exc).__name__}); "
-                             "it may be truncated: train again") from exc
+        st = load_file(path, "saved NaturalInvariance", "delete it and train again (train_or_load_natural "
+                       "retrains a damaged cache entry by itself)")
         if not isinstance(st, dict) or st.get("class") != cls.__name__:
-            raise CTInvError(f"{path} does not hold a NaturalInvariance")
+            raise CheckpointError(f"{path} does not hold a NaturalInvariance (saved by NaturalInvariance.save); "
+                                  "pass the file its save() wrote, or delete it and train again")
         cfg = dict(st["config"])
         obj = cls(denoiser, device=device, distance_module=distance_module, vgg_allow_random=vgg_allow_random, **cfg)
         if not torch.allclose(obj.probe_output.cpu(), st["probe_output"], atol=1e-4, rtol=1e-4):
