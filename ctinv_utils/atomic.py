@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import CTInvError
+from .errors import CacheNotWritableError, CTInvError
 
 try:
     import fcntl
@@ -62,6 +62,46 @@ def _disk_full(exc: BaseException | None) -> OSError | None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return exc
         exc = exc.__cause__ or exc.__context__
+    return None
+
+
+#: errno values of a folder that cannot be written (read-only file system, no permission).
+NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _not_writable(exc: BaseException | None) -> OSError | None:
+    """The EROFS/EACCES/EPERM OSError behind ``exc`` (itself, its cause or its context), or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def cache_write_error(exc: BaseException, path: str | os.PathLike, what: str = "the cache") -> CTInvError | None:
+    """One line for a failed write under ctinv's cache: a :class:`DiskFullError` (disk or quota
+    full) or a :class:`~ctinv_utils.errors.CacheNotWritableError` (read-only file system, no
+    permission), each naming ``path``, ``$CTINV_CACHE`` and the fix; None when ``exc`` is neither
+    (re-raise it). The returned error carries the ``errno`` of the failure."""
+    path = Path(path)
+    full = _disk_full(exc)
+    if full is not None:
+        err: CTInvError = DiskFullError(
+            f"cannot write {what} at {path}: no space left on its disk ({full.strerror}); free some space, or point "
+            "CTINV_CACHE at a folder on a larger disk (export CTINV_CACHE=/path/to/cache), then run again; "
+            "nothing was kept")
+        err.errno = full.errno
+        return err
+    denied = _not_writable(exc)
+    if denied is not None:
+        where = denied.filename or path
+        err = CacheNotWritableError(
+            f"cannot write {what} at {path}: {where} is not writable ({denied.strerror}); make it writable, or point "
+            "CTINV_CACHE at a writable folder (export CTINV_CACHE=/path/to/cache), then run again; nothing was kept")
+        err.errno = denied.errno
+        return err
     return None
 
 

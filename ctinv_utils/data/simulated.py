@@ -360,22 +360,28 @@ def simulated_data_root(cfg: SimulationConfig | dict | None = None, progress: bo
     if check_cache(final, cfg, verify) is None:
         _sweep(parent, cfg.hash)
         return final
-    parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(parent, cfg.hash):
-        remove_stale_temps(parent, held=cfg.hash)
-        problem = check_cache(final, cfg, verify)
-        if problem is None:  # another process finished it while we waited
-            return final
-        if problem != "does not exist":
-            warnings.warn(f"simulated data cache {final} {problem}; regenerating it", stacklevel=2)
-        tmp = parent / f".{cfg.hash}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        tmp.mkdir()
-        try:
-            generate(cfg, tmp, progress=progress)
-            _install(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with writer_lock(parent, cfg.hash):
+            remove_stale_temps(parent, held=cfg.hash)
+            problem = check_cache(final, cfg, verify)
+            if problem is None:  # another process finished it while we waited
+                return final
+            if problem != "does not exist":
+                warnings.warn(f"simulated data cache {final} {problem}; regenerating it", stacklevel=2)
+            tmp = parent / f".{cfg.hash}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            tmp.mkdir()
+            try:
+                generate(cfg, tmp, progress=progress)
+                _install(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except OSError as exc:  # a full disk or a read-only cache, raised deep inside pydicom or numpy
+        err = atomic.cache_write_error(exc, final, "the simulated data set")
+        if err is None:
             raise
+        raise err from exc
     return final
 
 
