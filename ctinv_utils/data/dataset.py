@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from .dicom_io import HU_RANGE, PatientSeries, discover_patients, read_slice_hu
+from .dicom_io import HU_RANGE, PatientSeries, check_hu_range, discover_patients, read_slice_hu
 from ..errors import BadArgumentError, DicomPairingError
 from ..paths import DATA_ENV
 from .simulated import simulated_data_root
@@ -29,7 +30,7 @@ class PairedCTData:
         self.source = source
         self.root = root
         self.cache_bytes = int(cache_bytes)
-        self.hu_range = (float(hu_range[0]), float(hu_range[1]))
+        self.hu_range = check_hu_range(hu_range)
         self._cache: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cached_bytes = 0
 
@@ -48,11 +49,23 @@ class PairedCTData:
         return self.patient_ids.index(patient_id)
 
     def slice_hu(self, patient: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (low_hu, full_hu) pair of slice ``slice_index`` of patient number ``patient`` (indices
+        as in Python: 0 is the first, -1 the last); one outside is a BadArgumentError naming the
+        patient, its slice count and the valid range."""
         key = (patient, slice_index)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        p = self.patients[patient]
+        p = self.patients[self._patient_index(patient)]
+        n = p.n_slices
+        try:
+            s = operator.index(slice_index)
+        except TypeError:
+            raise BadArgumentError(f"slice_index must be an integer, got {slice_index!r} for patient "
+                                   f"{p.patient_id}") from None
+        if not -n <= s < n:
+            raise BadArgumentError(f"patient {p.patient_id} (number {patient}) has {n} slices: slice_index {s} is "
+                                   f"outside 0..{n - 1}; pick one in that range (data.patients[{patient}].n_slices)")
         # the loader warned about header defaults once per patient already
         pair = (read_slice_hu(p.low_files[slice_index], self.hu_range, warn=False),
                 read_slice_hu(p.full_files[slice_index], self.hu_range, warn=False))
@@ -68,6 +81,20 @@ class PairedCTData:
                 _, old = self._cache.popitem(last=False)
                 self._cached_bytes -= old[0].nbytes + old[1].nbytes
         return pair
+
+    def _patient_index(self, patient) -> int:
+        """``patient`` as an index into ``patients``; a BadArgumentError naming the valid range."""
+        n = len(self.patients)
+        try:
+            i = operator.index(patient)
+        except TypeError:
+            hint = f"; for an ID use data.index_of({patient!r})" if isinstance(patient, str) else ""
+            raise BadArgumentError(f"patient must be an integer index, got {patient!r}{hint}") from None
+        if not -n <= i < n:
+            raise BadArgumentError(f"patient index {i} is outside 0..{n - 1}: the data holds {n} patients "
+                                   f"({', '.join(self.patient_ids[:5])}{', ...' if n > 5 else ''}); use "
+                                   "data.index_of(patient_id) for an ID")
+        return i
 
     def subset(self, patient_ids) -> "PairedCTData":
         wanted = set(patient_ids)
@@ -134,6 +161,7 @@ def load_data(data_path: str | Path | None = None, simulation: dict | None = Non
     (``verify='quick'``: file list, sizes and modification times, hashing only files whose time
     changed; ``'full'``: SHA-256 of every file; None: ``$CTINV_VERIFY_DATA``, else ``'quick'``) and
     regenerated when anything is missing or changed."""
+    hu_range = check_hu_range(hu_range)  # before any data is found or generated
     data_path = data_path or os.environ.get(DATA_ENV) or None
     if data_path:
         root = Path(data_path).expanduser()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ SKIP_HINT = "or pass on_bad_file='skip' to leave it out"
 #: ceiling is 3071 HU (dense bone, contrast, metal saturate there). A value outside means a wrong
 #: rescale or PixelRepresentation. Extended-scale (metal) images need a wider ``hu_range``.
 HU_RANGE = (-3100.0, 4000.0)
+#: The tag of the pixel data element, the last element of a CT image file.
+PIXEL_DATA_TAG = pydicom.tag.Tag(0x7FE0, 0x0010)
 #: CT scanners write RescaleSlope 1; anything outside this range is a damaged header.
 SLOPE_RANGE = (0.01, 100.0)
 #: |RescaleIntercept| beyond the 16-bit range cannot be meant (CT uses 0, -1000, -1024, -8192).
@@ -121,8 +124,16 @@ def _read(path: Path, pixels: bool) -> pydicom.Dataset:
         raise DicomFileError(f"{path}: cannot be read ({exc.strerror or _one_line(exc)}); check that it exists "
                              f"and is readable, {SKIP_HINT}") from exc
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for corrupt files
+        if isinstance(exc, pydicom.errors.InvalidDicomError) and path.is_file() and path.stat().st_size < 132:
+            raise DicomFileError(f"{path}: only {_size(path)} bytes, shorter than a DICOM file's 132-byte "
+                                 f"preamble: truncated or not DICOM; re-download it, {SKIP_HINT}") from exc
+        if isinstance(exc, (EOFError, struct.error)) or "unpack requires a buffer" in str(exc):
+            raise DicomFileError(f"{path}: truncated: it ends after {_size(path)} bytes, inside an element "
+                                 f"(an interrupted download or copy); re-download it, {SKIP_HINT}") from exc
         raise DicomFileError(f"{path}: not a readable DICOM file ({_one_line(exc)}); "
                              f"re-download it, {SKIP_HINT}") from exc
+    if ds.get("Modality", None) != "CT" or (pixels and "PixelData" not in ds):
+        _raise_if_truncated(path, ds)  # a truncated file reads as one without Modality, rescale or pixels
     modality = getattr(ds, "Modality", None)
     if modality != "CT":
         raise DicomFileError(f"{path}: DICOM modality is {modality!r}, not 'CT'; remove the file from "
@@ -130,6 +141,55 @@ def _read(path: Path, pixels: bool) -> pydicom.Dataset:
     if pixels and "PixelData" not in ds:
         raise DicomFileError(f"{path}: CT DICOM without pixel data; re-download it, {SKIP_HINT}")
     return ds
+
+
+def _size(path: Path) -> str:
+    try:
+        return str(path.stat().st_size)
+    except OSError:
+        return "?"
+
+
+def _raise_if_truncated(path: Path, ds: pydicom.Dataset) -> None:
+    cut = truncation(path, ds)
+    if cut:
+        raise DicomFileError(f"{path}: truncated: {cut} (an interrupted download or copy); re-download it, "
+                             f"{SKIP_HINT}")
+
+
+def truncation(path: Path, ds: pydicom.Dataset, reread: bool = True) -> str | None:
+    """How ``path`` (read into ``ds``, with or without its pixels) is cut short, or None when its last
+    element is complete and something follows it (pixel data) or it is the pixel data itself. pydicom
+    stops silently where a file ends, so a truncated CT file reads as a dataset missing its Modality,
+    its rescale or its pixels. (Called where something is missing: it may read the header again.)"""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and "deflate" in str(getattr(syntax, "name", "")).lower():
+        return None  # element offsets are in the inflated stream, not the file
+    tags = list(ds.keys())
+    if not tags:
+        return f"it ends after {size} bytes, inside its header, before any data element"
+    last = ds.get_item(tags[-1])
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", None)
+    if tell is None and reread:  # decoded already (its offsets are gone): read the raw elements again
+        try:
+            again = pydicom.dcmread(path, stop_before_pixels=PIXEL_DATA_TAG not in ds)
+        except Exception:  # noqa: BLE001 - it was readable a moment ago; nothing more to say
+            return None
+        return truncation(path, again, reread=False)
+    if tell is None or length is None or length == 0xFFFFFFFF:
+        return None  # no offsets, or of undefined length: nothing to judge by
+    value = getattr(last, "value", None)
+    if value is not None and isinstance(value, (bytes, bytearray)) and len(value) < length:
+        return f"it ends after {size} bytes, inside element {tags[-1]} ({len(value)} of its {length} bytes)"
+    # what follows the last element is too short for the next element's header (12 bytes for the
+    # pixel data in explicit VR): the file stops before (or inside the header of) its pixel data
+    if tags[-1] != PIXEL_DATA_TAG and size - (tell + length) < 12:
+        return f"it ends after {size} bytes, after element {tags[-1]} and before its pixel data"
+    return None
 
 
 def _number(ds: pydicom.Dataset, keyword: str, path: Path) -> float | None:
@@ -143,6 +203,7 @@ def _number(ds: pydicom.Dataset, keyword: str, path: Path) -> float | None:
             return None
         return float(raw)
     except Exception as exc:  # noqa: BLE001 - pydicom's value conversion raises several types
+        _raise_if_truncated(path, ds)
         raise DicomHeaderError(f"{path}: {keyword} is {raw!r}, not a number; the header is damaged: "
                                f"re-download the file, {SKIP_HINT}") from exc
 
@@ -151,6 +212,7 @@ def _rescale(ds: pydicom.Dataset, path: Path) -> tuple[float, float, tuple[str, 
     """(slope, intercept, notes): stored value * slope + intercept = HU."""
     intercept = _number(ds, "RescaleIntercept", path)
     if intercept is None:
+        _raise_if_truncated(path, ds)
         raise DicomHeaderError(f"{path}: RescaleIntercept is missing, so stored values cannot be turned into HU "
                                "(0 and -1024 are both common; a guess would shift every pixel by 1024 HU); "
                                f"re-export the series with its rescale tags, {SKIP_HINT}")
@@ -225,6 +287,21 @@ def read_slice_header(path: str | Path) -> SliceHeader:
                        str(ds.get("PatientID", "") or ""), rescale_notes + spacing_notes)
 
 
+def check_hu_range(hu_range, name: str = "hu_range") -> tuple[float, float]:
+    """``(low, high)`` in HU, two finite numbers with low < high; a BadArgumentError naming the
+    argument otherwise (not a header problem of some file read later)."""
+    try:
+        lo, hi = (float(v) for v in hu_range)
+    except (TypeError, ValueError):
+        raise BadArgumentError(f"{name} must be (low, high) in HU, e.g. {HU_RANGE}; got {hu_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise BadArgumentError(f"{name} must be finite (low, high) in HU, e.g. {HU_RANGE}; got {hu_range!r}")
+    if lo >= hi:
+        fix = f"swap them: {name}=({hi:g}, {lo:g})" if lo > hi else f"widen it, e.g. {HU_RANGE}"
+        raise BadArgumentError(f"{name} {hu_range!r} must be (low, high) in HU with low < high; {fix}")
+    return lo, hi
+
+
 def check_hu(image_hu: np.ndarray, path, hu_range: tuple[float, float] = HU_RANGE, how: str = "") -> None:
     """Raise DicomValueError unless every pixel of ``image_hu`` is finite and inside ``hu_range``."""
     bad = ~np.isfinite(image_hu)
@@ -241,6 +318,10 @@ def check_hu(image_hu: np.ndarray, path, hu_range: tuple[float, float] = HU_RANG
 
 
 def _decode_message(path: Path, ds: pydicom.Dataset, exc: BaseException) -> str:
+    cut = truncation(path, ds)
+    if cut:
+        return (f"{path}: pixel data cannot be decoded: the file is truncated: {cut} (an interrupted download or "
+                f"copy); re-download it, {SKIP_HINT}")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is not None and getattr(syntax, "is_compressed", False):
         fix = (f"it is compressed ({syntax.name}) and no decoder handled it: pip install pylibjpeg pylibjpeg-libjpeg "
@@ -257,6 +338,7 @@ def read_slice_hu(path: str | Path, hu_range: tuple[float, float] = HU_RANGE, wa
     value is not finite or outside ``hu_range``. ``warn=False`` silences the warnings about header
     defaults (the loader has warned once per patient already)."""
     path = Path(path)
+    hu_range = check_hu_range(hu_range)
     ds = _read(path, pixels=True)
     slope, intercept, notes = _rescale(ds, path)
     if warn:
