@@ -23,7 +23,9 @@ from .data import dicom_io
 from .data.dicom_export import ExportStudy, invariance_study, natural_study, write_study
 from .data.regions import FOV_MM
 from .errors import CTInvError
-from .paths import REPO_ROOT, figure_dir
+from .names import DENOISER_NAMES, DISTANCE_NAMES, LDCTBENCH_NAMES, LDCTBENCH_PREFIX
+from .paths import PRESET_DIR, REPO_ROOT, figure_dir
+from .presets import available_presets
 
 
 class ExportError(CTInvError):
@@ -93,9 +95,31 @@ def _note(preset: str, prov: dict, meta: dict) -> str:
     return "; ".join(parts) + "; synthetic research result, not for diagnosis"
 
 
+def known_denoisers() -> list[str]:
+    """Every denoiser name a run can hold: the talk's three and ldct-benchmark's published methods."""
+    return sorted(DENOISER_NAMES) + [f"{LDCTBENCH_PREFIX}{m}" for m in sorted(LDCTBENCH_NAMES)]
+
+
+def check_names(art: Artifacts, denoisers=None, distances=None) -> None:
+    """An :class:`ExportError` for a denoiser or distance name that no run can hold, listing the known
+    names and those with results in this run (a known name without results is left to the artifact
+    check, which names the notebook that makes it)."""
+    stored = _stored_pairs(art)
+    for kind, asked, known, have in (
+            ("denoiser", denoisers, known_denoisers(), sorted({d for d, _ in stored} | set(_stored_natural(art)))),
+            ("distance", distances, list(DISTANCE_NAMES), sorted({t for _, t in stored}))):
+        unknown = [n for n in asked or () if n not in known and n not in have]
+        if unknown:
+            raise ExportError(f"unknown {kind}{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)}; known {kind}s: {', '.join(known)} "
+                              f"(with results in {art.root}: {', '.join(have) or 'none'}); pass --{kind} with "
+                              "one of them, or leave it out to export every one with results")
+
+
 def build_studies(art: Artifacts, denoisers=None, distances=None, natural: bool = True, differences: bool = True,
                   pixel_mm: float | None = None) -> list[tuple[ExportStudy, datetime | None]]:
-    """The studies of a run (each with the time its result was made), read from ``art``."""
+    """The studies of a run (each with the time its result was made), read from ``art``. A denoiser
+    or distance name that no run can hold is an :class:`ExportError` listing the known ones."""
+    check_names(art, denoisers, distances)
     sl = art.read_arrays("analysis_slice")
     region = sl.meta.get("region")
     pixel_mm = pixel_mm or pixel_size_mm(art, sl.meta)
@@ -164,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pixel-mm", type=float, help="pixel size in mm when the run does not record it")
     ap.add_argument("--artifacts", type=Path, help="artifacts folder (default: papermill_runs/<preset>/artifacts)")
     args = ap.parse_args(argv)
+    if not args.artifacts and args.preset not in available_presets():
+        print(f"error: unknown preset {args.preset!r}; available: {', '.join(available_presets())} (files in "
+              f"{_shown(PRESET_DIR)}); or pass --artifacts DIR for a run kept elsewhere", file=sys.stderr)
+        return 1
     art = Artifacts(args.artifacts, args.preset) if args.artifacts else Artifacts.of_preset(args.preset)
     out = args.out or figure_dir(args.preset) / "dicom"
     try:
