@@ -3,13 +3,15 @@
 The callbacks are plain methods (``result``, ``panels``, ``figure``) that tests and headless runs
 call without a browser; ``widget()`` only wires ipywidgets to them. Results precomputed for a grid
 of alphas show instantly; any other value is computed once (tqdm bar) and cached in memory and,
-with ``cache_dir``, on disk.
+with ``cache_dir``, on disk: each file with its SHA-256 beside it (``<file>.sha256``), checked at every
+load; a damaged, changed or unrecorded file is reported, deleted and computed again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ import torch
 
 from .. import atomic
 from .distances import get_distance
-from .invariances import Invariance, check_betas
+from ..errors import BadArgumentError
+from .invariances import Invariance, check_alpha_values, check_betas
 from .grid import rate_for
 from ..provenance import config_hash
 from ..names import display_name
@@ -118,15 +121,18 @@ class InvarianceExplorer:
             raise ValueError(f"unknown denoiser {denoiser!r}; choose one of {sorted(self.denoisers)}")
         if distance not in self.distances:
             raise ValueError(f"unknown distance {distance!r}; choose one of {self.distances}")
-        if not (math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"alpha must be finite and >= 0, got {alpha}")
+        alpha = check_alpha_values(alpha)[0][0] if np.ndim(alpha) == 0 else alpha
+        if not (isinstance(alpha, float) and math.isfinite(alpha) and alpha >= 0):
+            raise BadArgumentError(f"alpha must be one finite number >= 0, got {alpha!r}")
         key = (denoiser, distance, self._key(alpha))
         if key in self.results:
             return self.results[key]
         disk = self._disk(*key)
         if disk is not None and disk.is_file():
-            self.results[key] = np.load(disk)
-            return self.results[key]
+            cached = self._read_disk(disk)
+            if cached is not None:
+                self.results[key] = cached
+                return cached
         inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed,
                          lr=rate_for(self.lr, distance),
                          distance_module=self.distance_module(distance), hu_range=self.hu_range,
@@ -135,7 +141,25 @@ class InvarianceExplorer:
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:
             atomic.write_npy(disk, self.results[key])
+            atomic.write_checksum(disk)  # a SHA-256 beside it, checked at every load
         return self.results[key]
+
+    def _read_disk(self, disk: Path) -> np.ndarray | None:
+        """A disk-cached x_inv whose SHA-256 matches the one recorded beside it; else (damaged, changed,
+        unreadable or without a checksum) None after a warning naming the file, which is removed so
+        that the result is computed and cached again."""
+        problem = atomic.checksum_problem(disk)
+        if problem is None:
+            try:
+                value = np.load(disk, allow_pickle=False)
+                if value.shape == tuple(self.image.shape[-2:]):
+                    return value
+                problem = f"it holds an array of shape {value.shape}, not the image's {tuple(self.image.shape[-2:])}"
+            except (OSError, ValueError, EOFError) as exc:
+                problem = f"it cannot be read ({type(exc).__name__})"
+        warnings.warn(f"cached invariance {disk}: {problem}; it is deleted and computed again", stacklevel=3)
+        atomic.remove_checksummed(disk)
+        return None
 
     @torch.no_grad()
     def _f(self, denoiser: str, x: np.ndarray) -> np.ndarray:
