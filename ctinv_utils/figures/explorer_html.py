@@ -50,13 +50,30 @@ def write_explorer_html(entries: Mapping[tuple[str, str], Mapping[str, Any]], pa
         "entries": [_entry(key, arrays) for key, arrays in entries.items()],
         "provenance": dict(provenance) if provenance else {},
     }
-    blob = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
+    blob = script_json(data)
     page = (_PAGE.replace("@TITLE@", html.escape(title))
             .replace("@CAPTION@", html.escape(caption))
             .replace("@PROVENANCE@", html.escape(_provenance_line(provenance)))
             .replace("@DATA@", blob)
             .replace("@SCRIPT@", _SCRIPT))
     return atomic.write_bytes(path, page.encode("utf-8"))
+
+
+#: Characters that JSON leaves as they are but that can end or re-open a <script> block (``</script>``,
+#: ``<!--``, ``<script``), start an entity, or end a line in older JavaScript: written as \\u escapes,
+#: which JSON.parse reads back to the same text.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside a ``<script type="application/json">`` block: no ``<``,
+    ``>`` or ``&`` (so no ``</script>``, ``<!--`` or ``<script`` can end the block early or swallow the
+    next one), every non-ASCII character as a \\u escape; ``JSON.parse`` and ``json.loads`` give back
+    ``data`` unchanged."""
+    text = json.dumps(data, separators=(",", ":"), default=str, ensure_ascii=True)
+    for char, escaped in _SCRIPT_UNSAFE.items():
+        text = text.replace(char, escaped)
+    return text
 
 
 def encode_int16(image_hu: np.ndarray) -> str:
@@ -162,9 +179,15 @@ _PAGE = """<!DOCTYPE html>
   .warn { color: #f0a050; }
   canvas { display: block; background: #000; image-rendering: pixelated; }
   footer { margin-top: 16px; font-size: 11px; color: #888; max-width: 1000px; }
+  .load-error { background: #5c1a1a; color: #fff; border: 1px solid #c44; border-radius: 3px;
+                padding: 8px 12px; margin-bottom: 12px; font-weight: 600; }
+  .load-error[hidden] { display: none; }
 </style>
 </head>
 <body>
+<div id="load-error" class="load-error" role="alert">This explorer did not start: its script did not run, or
+  its embedded data could not be read. Open the file in a current browser with JavaScript on; if this stays,
+  the file is damaged: write it again (ctinv_utils.figures.explorer_html.write_explorer_html).</div>
 <h1>@TITLE@</h1>
 <div class="controls">
   <span><label for="denoiser">Denoiser</label> <select id="denoiser"></select></span>
@@ -202,145 +225,166 @@ _PAGE = """<!DOCTYPE html>
 _SCRIPT = r"""
 (function () {
   "use strict";
-  const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
   const $ = (id) => document.getElementById(id);
-  const decoded = new Map();  // entry index -> {x, f_x, x_inv, f_x_inv} as Int16Array (HU)
-  const DISPLAY_PX = 320;     // panels are upscaled by an integer factor to about this size
+  // the banner is shown until the first render succeeded; an error on the way says what failed
+  function fail(what, err) {
+    const banner = $("load-error");
+    banner.hidden = false;
+    banner.textContent = "This explorer cannot be shown: " + what + " (" + (err && err.message ? err.message : err) +
+      "). The file is damaged or was cut short: write it again (ctinv_utils.figures.explorer_html.write_explorer_html).";
+  }
+  let DATA;
+  try {
+    const block = $("explorer-data");
+    if (!block) throw new Error("no element with id explorer-data");
+    DATA = JSON.parse(block.textContent);
+    if (!DATA || !Array.isArray(DATA.entries) || DATA.entries.length === 0) throw new Error("no entries in it");
+  } catch (err) {
+    fail("its embedded data could not be read", err);
+    return;
+  }
+  try {
+    const decoded = new Map();  // entry index -> {x, f_x, x_inv, f_x_inv} as Int16Array (HU)
+    const DISPLAY_PX = 320;     // panels are upscaled by an integer factor to about this size
 
-  function int16(b64) {
-    const bytes = atob(b64), view = new DataView(new ArrayBuffer(bytes.length));
-    for (let i = 0; i < bytes.length; i++) view.setUint8(i, bytes.charCodeAt(i));
-    const out = new Int16Array(bytes.length / 2);
-    for (let i = 0; i < out.length; i++) out[i] = view.getInt16(2 * i, true);
-    return out;
-  }
-  function arrays(i) {
-    if (!decoded.has(i)) {
-      const e = DATA.entries[i];
-      decoded.set(i, {x: int16(e.x), f_x: int16(e.f_x), x_inv: int16(e.x_inv), f_x_inv: int16(e.f_x_inv)});
+    function int16(b64) {
+      const bytes = atob(b64), view = new DataView(new ArrayBuffer(bytes.length));
+      for (let i = 0; i < bytes.length; i++) view.setUint8(i, bytes.charCodeAt(i));
+      const out = new Int16Array(bytes.length / 2);
+      for (let i = 0; i < out.length; i++) out[i] = view.getInt16(2 * i, true);
+      return out;
     }
-    return decoded.get(i);
-  }
-  const fmtAlpha = (a) => String(Number(a.toPrecision(3)));
-  const fmtHU = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
-  const windowText = (c, w) => "C=" + c + " / W=" + w + " HU";
+    function arrays(i) {
+      if (!decoded.has(i)) {
+        const e = DATA.entries[i];
+        decoded.set(i, {x: int16(e.x), f_x: int16(e.f_x), x_inv: int16(e.x_inv), f_x_inv: int16(e.f_x_inv)});
+      }
+      return decoded.get(i);
+    }
+    const fmtAlpha = (a) => String(Number(a.toPrecision(3)));
+    const fmtHU = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+    const windowText = (c, w) => "C=" + c + " / W=" + w + " HU";
 
-  function draw(id, values, h, w, center, width) {
-    const canvas = $("canvas-" + id);
-    if (canvas.width !== w || canvas.height !== h) {
-      canvas.width = w; canvas.height = h;
-      const scale = w < DISPLAY_PX ? Math.max(1, Math.floor(DISPLAY_PX / w)) : DISPLAY_PX / w;
-      canvas.style.width = Math.round(w * scale) + "px";
-      canvas.style.height = Math.round(h * scale) + "px";
-      canvas.style.imageRendering = scale >= 1 ? "pixelated" : "auto";
+    function draw(id, values, h, w, center, width) {
+      const canvas = $("canvas-" + id);
+      if (canvas.width !== w || canvas.height !== h) {
+        canvas.width = w; canvas.height = h;
+        const scale = w < DISPLAY_PX ? Math.max(1, Math.floor(DISPLAY_PX / w)) : DISPLAY_PX / w;
+        canvas.style.width = Math.round(w * scale) + "px";
+        canvas.style.height = Math.round(h * scale) + "px";
+        canvas.style.imageRendering = scale >= 1 ? "pixelated" : "auto";
+      }
+      const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h), lo = center - width / 2;
+      for (let i = 0; i < h * w; i++) {
+        const g = Math.round(255 * Math.min(1, Math.max(0, (values[i] - lo) / width)));
+        img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = g;
+        img.data[4 * i + 3] = 255;
+      }
+      ctx.putImageData(img, 0, 0);
     }
-    const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h), lo = center - width / 2;
-    for (let i = 0; i < h * w; i++) {
-      const g = Math.round(255 * Math.min(1, Math.max(0, (values[i] - lo) / width)));
-      img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = g;
-      img.data[4 * i + 3] = 255;
+    function minus(a, b) {
+      const out = new Float32Array(a.length);
+      for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
+      return out;
     }
-    ctx.putImageData(img, 0, 0);
-  }
-  function minus(a, b) {
-    const out = new Float32Array(a.length);
-    for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
-    return out;
-  }
-  function entryIndex() {
-    const den = $("denoiser").value, dist = $("distance").value;
-    return DATA.entries.findIndex((e) => e.denoiser === den && e.distance === dist);
-  }
-  function fillDistances(keep) {
-    const den = $("denoiser").value, sel = $("distance");
-    sel.innerHTML = "";
+    function entryIndex() {
+      const den = $("denoiser").value, dist = $("distance").value;
+      return DATA.entries.findIndex((e) => e.denoiser === den && e.distance === dist);
+    }
+    function fillDistances(keep) {
+      const den = $("denoiser").value, sel = $("distance");
+      sel.innerHTML = "";
+      for (const e of DATA.entries) {
+        if (e.denoiser === den) sel.add(new Option(e.distance_label, e.distance));
+      }
+      if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+    }
+    function setAlphaGrid(keepAlpha) {
+      // a new entry may have another alpha grid: keep the alpha nearest (on a log scale) to the old one
+      const e = DATA.entries[entryIndex()], slider = $("alpha");
+      slider.max = e.alphas.length - 1;
+      let best = 0;
+      if (keepAlpha !== null) {
+        const lg = (a) => Math.log(Math.max(a, 1e-300));
+        const d = e.alphas.map((a) => Math.abs(lg(a) - lg(keepAlpha)));
+        best = d.indexOf(Math.min(...d));
+      }
+      slider.value = best;
+      $("alpha-grid").textContent = "α grid (" + e.alphas.length + "): " + e.alphas.map(fmtAlpha).join(", ");
+    }
+    function currentAlpha() {
+      const i = entryIndex();
+      return i < 0 ? null : DATA.entries[i].alphas[Number($("alpha").value)];
+    }
+
+    function render() {
+      const idx = entryIndex(), e = DATA.entries[idx], A = arrays(idx);
+      const [h, w] = e.shape, n = h * w, k = Number($("alpha").value);
+      const [c, wd] = DATA.windows[$("window").value], [dc, dw] = DATA.difference_window;
+      const xInv = A.x_inv.subarray(k * n, (k + 1) * n), fInv = A.f_x_inv.subarray(k * n, (k + 1) * n);
+      draw("x", A.x, h, w, c, wd);
+      draw("x_inv", xInv, h, w, c, wd);
+      draw("f_x", A.f_x, h, w, c, wd);
+      draw("f_x_inv", fInv, h, w, c, wd);
+      draw("dx", minus(xInv, A.x), h, w, dc, dw);
+      draw("df", minus(fInv, A.f_x), h, w, dc, dw);
+      for (const id of ["x", "x_inv", "f_x", "f_x_inv"]) $("window-" + id).textContent = windowText(c, wd);
+      const rmsIn = e.rms_in_hu[k], rmsOut = e.rms_out_hu[k];
+      $("title-dx").textContent = "x_inv − x: RMS " + fmtHU(rmsIn) + " HU";
+      const df = $("title-df");
+      df.textContent = "f(x_inv) − f(x): RMS " + fmtHU(rmsOut) + " HU";
+      if (rmsOut > DATA.tol_hu) {
+        const warn = document.createElement("span");
+        warn.className = "warn";
+        warn.textContent = " (> " + DATA.tol_hu + " HU: NOT unchanged)";
+        df.appendChild(warn);
+      }
+      const clipped = (f) => (f > 0 ? " · " + Math.round(100 * f) + " % of pixels beyond ±" + dw / 2 + " HU" : "");
+      $("window-dx").textContent = windowText(dc, dw) + clipped(e.clipped_in[k]);
+      $("window-df").textContent = windowText(dc, dw) + clipped(e.clipped_out[k]);
+      const label = "α = " + fmtAlpha(e.alphas[k]);
+      $("alpha-label").textContent = label;
+      $("alpha").setAttribute("aria-valuetext", label);
+      const conv = e.converged === null ? "" : (e.converged[k] ? " · converged" : " · NOT converged");
+      $("alpha-facts").textContent = "(" + (k + 1) + " of " + e.alphas.length + ")" + conv +
+        " · input change " + fmtHU(rmsIn) + " HU RMS · output change " + fmtHU(rmsOut) + " HU RMS";
+    }
+
+    const seen = new Set();
     for (const e of DATA.entries) {
-      if (e.denoiser === den) sel.add(new Option(e.distance_label, e.distance));
+      if (!seen.has(e.denoiser)) { seen.add(e.denoiser); $("denoiser").add(new Option(e.denoiser_label, e.denoiser)); }
     }
-    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
-  }
-  function setAlphaGrid(keepAlpha) {
-    // a new entry may have another alpha grid: keep the alpha nearest (on a log scale) to the old one
-    const e = DATA.entries[entryIndex()], slider = $("alpha");
-    slider.max = e.alphas.length - 1;
-    let best = 0;
-    if (keepAlpha !== null) {
-      const lg = (a) => Math.log(Math.max(a, 1e-300));
-      const d = e.alphas.map((a) => Math.abs(lg(a) - lg(keepAlpha)));
-      best = d.indexOf(Math.min(...d));
+    for (const [name, [c, w]] of Object.entries(DATA.windows)) {
+      $("window").add(new Option(name + " (" + windowText(c, w) + ")", name));
     }
-    slider.value = best;
-    $("alpha-grid").textContent = "α grid (" + e.alphas.length + "): " + e.alphas.map(fmtAlpha).join(", ");
-  }
-  function currentAlpha() {
-    const i = entryIndex();
-    return i < 0 ? null : DATA.entries[i].alphas[Number($("alpha").value)];
-  }
-
-  function render() {
-    const idx = entryIndex(), e = DATA.entries[idx], A = arrays(idx);
-    const [h, w] = e.shape, n = h * w, k = Number($("alpha").value);
-    const [c, wd] = DATA.windows[$("window").value], [dc, dw] = DATA.difference_window;
-    const xInv = A.x_inv.subarray(k * n, (k + 1) * n), fInv = A.f_x_inv.subarray(k * n, (k + 1) * n);
-    draw("x", A.x, h, w, c, wd);
-    draw("x_inv", xInv, h, w, c, wd);
-    draw("f_x", A.f_x, h, w, c, wd);
-    draw("f_x_inv", fInv, h, w, c, wd);
-    draw("dx", minus(xInv, A.x), h, w, dc, dw);
-    draw("df", minus(fInv, A.f_x), h, w, dc, dw);
-    for (const id of ["x", "x_inv", "f_x", "f_x_inv"]) $("window-" + id).textContent = windowText(c, wd);
-    const rmsIn = e.rms_in_hu[k], rmsOut = e.rms_out_hu[k];
-    $("title-dx").textContent = "x_inv − x: RMS " + fmtHU(rmsIn) + " HU";
-    const df = $("title-df");
-    df.textContent = "f(x_inv) − f(x): RMS " + fmtHU(rmsOut) + " HU";
-    if (rmsOut > DATA.tol_hu) {
-      const warn = document.createElement("span");
-      warn.className = "warn";
-      warn.textContent = " (> " + DATA.tol_hu + " HU: NOT unchanged)";
-      df.appendChild(warn);
-    }
-    const clipped = (f) => (f > 0 ? " · " + Math.round(100 * f) + " % of pixels beyond ±" + dw / 2 + " HU" : "");
-    $("window-dx").textContent = windowText(dc, dw) + clipped(e.clipped_in[k]);
-    $("window-df").textContent = windowText(dc, dw) + clipped(e.clipped_out[k]);
-    const label = "α = " + fmtAlpha(e.alphas[k]);
-    $("alpha-label").textContent = label;
-    $("alpha").setAttribute("aria-valuetext", label);
-    const conv = e.converged === null ? "" : (e.converged[k] ? " · converged" : " · NOT converged");
-    $("alpha-facts").textContent = "(" + (k + 1) + " of " + e.alphas.length + ")" + conv +
-      " · input change " + fmtHU(rmsIn) + " HU RMS · output change " + fmtHU(rmsOut) + " HU RMS";
-  }
-
-  const seen = new Set();
-  for (const e of DATA.entries) {
-    if (!seen.has(e.denoiser)) { seen.add(e.denoiser); $("denoiser").add(new Option(e.denoiser_label, e.denoiser)); }
-  }
-  for (const [name, [c, w]] of Object.entries(DATA.windows)) {
-    $("window").add(new Option(name + " (" + windowText(c, w) + ")", name));
-  }
-  $("window").value = DATA.window;
-  fillDistances(null);
-  setAlphaGrid(null);
-  // what was shown before a dropdown changed (a change event sees the new value already)
-  let alphaBefore = null, distanceBefore = null;
-  function remember() { alphaBefore = currentAlpha(); distanceBefore = $("distance").value; }
-  $("denoiser").addEventListener("change", () => {
-    fillDistances(distanceBefore); setAlphaGrid(alphaBefore); remember(); render();
-  });
-  $("distance").addEventListener("change", () => { setAlphaGrid(alphaBefore); remember(); render(); });
-  $("window").addEventListener("change", render);
-  for (const canvas of document.querySelectorAll("canvas")) {
-    canvas.addEventListener("mousemove", (ev) => {
-      const idx = entryIndex(), e = DATA.entries[idx], A = arrays(idx), [h, w] = e.shape;
-      const r = canvas.getBoundingClientRect();
-      const col = Math.min(w - 1, Math.floor((ev.clientX - r.left) / r.width * w));
-      const row = Math.min(h - 1, Math.floor((ev.clientY - r.top) / r.height * h));
-      const i = row * w + col, j = Number($("alpha").value) * h * w + i;
-      $("pixel").textContent = "pixel (row " + row + ", col " + col + "): x = " + A.x[i] + " HU, x_inv = " +
-        A.x_inv[j] + " HU, f(x) = " + A.f_x[i] + " HU, f(x_inv) = " + A.f_x_inv[j] + " HU";
+    $("window").value = DATA.window;
+    fillDistances(null);
+    setAlphaGrid(null);
+    // what was shown before a dropdown changed (a change event sees the new value already)
+    let alphaBefore = null, distanceBefore = null;
+    function remember() { alphaBefore = currentAlpha(); distanceBefore = $("distance").value; }
+    $("denoiser").addEventListener("change", () => {
+      fillDistances(distanceBefore); setAlphaGrid(alphaBefore); remember(); render();
     });
+    $("distance").addEventListener("change", () => { setAlphaGrid(alphaBefore); remember(); render(); });
+    $("window").addEventListener("change", render);
+    for (const canvas of document.querySelectorAll("canvas")) {
+      canvas.addEventListener("mousemove", (ev) => {
+        const idx = entryIndex(), e = DATA.entries[idx], A = arrays(idx), [h, w] = e.shape;
+        const r = canvas.getBoundingClientRect();
+        const col = Math.min(w - 1, Math.floor((ev.clientX - r.left) / r.width * w));
+        const row = Math.min(h - 1, Math.floor((ev.clientY - r.top) / r.height * h));
+        const i = row * w + col, j = Number($("alpha").value) * h * w + i;
+        $("pixel").textContent = "pixel (row " + row + ", col " + col + "): x = " + A.x[i] + " HU, x_inv = " +
+          A.x_inv[j] + " HU, f(x) = " + A.f_x[i] + " HU, f(x_inv) = " + A.f_x_inv[j] + " HU";
+      });
+    }
+    $("alpha").addEventListener("input", () => { remember(); render(); });
+    remember();
+    render();
+    $("load-error").hidden = true;
+  } catch (err) {
+    fail("drawing it failed", err);
   }
-  $("alpha").addEventListener("input", () => { remember(); render(); });
-  remember();
-  render();
 })();
 """
