@@ -5,7 +5,7 @@ PRESET ?= quick
 # test workers (pytest-xdist), one file each at a time; each computes on cores / workers threads
 TEST_WORKERS ?= 2
 
-.PHONY: reproduce test test-fast lab clean-outputs
+.PHONY: reproduce test test-fast lab docs lint clean-outputs
 
 $(VENV)/.installed: pyproject.toml jupyter/overrides.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,14 @@ test-fast: $(VENV)/.installed
 ## lab: JupyterLab on the notebooks (py:percent files open as notebooks)
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
+## docs: the documentation site into site/ (a broken link or reference fails the build)
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+## lint: ruff's checks (ruff.toml)
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check ctinv_utils tests docs
 
 clean-outputs:
 	rm -rf papermill_runs/quick papermill_runs/paper figures/quick figures/paper

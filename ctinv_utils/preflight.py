@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from .data.dicom_io import DataRootError, DicomSeriesError, locate_patients
 from .errors import CTInvError

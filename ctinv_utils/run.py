@@ -296,12 +296,12 @@ def runner_lock(out_dir: Path):
     lock = FileLock(str(out_dir / ".runner.lock"))
     try:
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # the other run's own record says who it is
         who = {}
         with contextlib.suppress(OSError, json.JSONDecodeError):
             who = json.loads(owner.read_text())
         raise RunnerBusy(f"another run writes into {_rel(out_dir)} (pid {who.get('pid', '?')}, started "
-                         f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or stop it")
+                         f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or stop it") from None
     try:
         atomic.write_json(owner, {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                   "command": " ".join(sys.argv)})

@@ -123,7 +123,9 @@ def test_explorer_in_headless_chromium(tmp_path):
                     let s = 0, h = 0; for (let i = 0; i < d.length; i++) { s += d[i]; h = (h * 31 + d[i]) | 0; }
                     return [c.width, c.height, s, h]; }""", panel)
 
-            label = lambda: page.inner_text("#alpha-label")
+            def label():
+                return page.inner_text("#alpha-label")
+
             assert label() == "α = 0.01"
             x0, inv0 = pixels("x"), pixels("x_inv")
             assert x0[:2] == [32, 32] and x0[2] > 0

@@ -59,7 +59,7 @@ def transfer_figure(art):
     fig, axes = plt.subplots(2, len(diameters), figsize=(3.6 * len(diameters), 6.2), squeeze=False, sharey="row")
     for kind in m["kinds"]:
         k = m["metrics"][kind]
-        for i, d in enumerate(diameters):
+        for i in range(len(diameters)):
             for row, key in enumerate(("contrast_retained_cells", "structure_transfer_cells")):
                 y = np.asarray(k[key], dtype=float)[i]
                 axes[row, i].plot(contrasts, y, "o-", ms=3, label=_label(kind))
@@ -129,7 +129,7 @@ def lesion_invariance_figure(art, denoisers):
         h, w = a["x"].shape
         radius = float(a.meta["lesion_extent_px"]) / 2
 
-        def ring(ax):
+        def ring(ax, w=w, h=h, radius=radius):
             ax.add_patch(Circle((w // 2, h // 2), radius, fill=False, ec="gold", lw=1.2, ls="--"))
 
         ax = fig.add_subplot(gs[row, 0])
