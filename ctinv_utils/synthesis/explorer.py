@@ -61,7 +61,7 @@ class InvarianceExplorer:
         self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
-        self.alphas = sorted(float(a) for a in alphas)
+        self.alphas = sorted(check_alpha_values(list(alphas))[0])
         self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
         self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
         # on disk, results are keyed by everything that determines them besides the three choices: the
