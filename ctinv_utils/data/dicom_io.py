@@ -573,7 +573,7 @@ def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[Pati
             raise exc
         warnings.warn(f"leaving out {exc}", stacklevel=2)
     patients = []
-    for d, low, full, layout, low_files, full_files in located:
+    for d, _low, _full, layout, low_files, full_files in located:
         try:
             low_f, full_f, z, pixel_mm, skipped, notes = _pair(d.name, low_files, full_files, on_bad_file)
         except (DicomSeriesError, DicomPairingError) as exc:
