@@ -41,5 +41,5 @@ class CacheNotWritableError(CTInvError, OSError):
     """A cache folder cannot be written: a read-only file system or no permission (nothing was written)."""
 
 
-class UntrainedWarning(UserWarning):
+class UntrainedError(CTInvError, RuntimeError):
     """A model or generator is used before it was trained."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ctinv_utils import atomic
-from ctinv_utils.errors import BadArgumentError, CacheNotWritableError, CTInvError, DicomFileError, UntrainedWarning
+from ctinv_utils.errors import BadArgumentError, CacheNotWritableError, CTInvError, DicomFileError, UntrainedError
 from ctinv_utils.models import GaussRI
 from ctinv_utils.units import hu_to_norm
 
@@ -138,17 +138,16 @@ def test_image_in_hu_is_refused_naming_hu_to_norm():
     Invariance(hu_to_norm(torch.full((1, 1, 32, 32), -1000.0)), GaussRI(), "mse", 0.1)
 
 
-def test_untrained_natural_generator_warns_naming_train():
+def test_untrained_natural_generator_is_refused_naming_train():
     from ctinv_utils.synthesis.natural import NaturalInvariance
 
     small = dict(channels=(8, 8, 8), critic_width=0.125, patch_size=32, margin=2)
     nat = NaturalInvariance(nn.Identity(), **small)
     x = 0.3 * torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
-    with pytest.warns(UntrainedWarning) as record:
+    with pytest.raises(UntrainedError) as err:
         nat.sample(x, 2)
-    msg = str(record[0].message)
-    assert "never trained" in msg and ".train(" in msg and "train_or_load_natural" in msg
-    assert record[0].filename == __file__  # points at the caller
+    msg = str(err.value)
+    assert "never trained" in msg and ".train(" in msg and "train_or_load_natural" in msg and "\n" not in msg
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nat.sample(x, 2, untrained=True)  # meant: silent

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import atomic, settings
-from ..errors import CTInvError, UntrainedWarning
+from ..errors import CTInvError, UntrainedError
 from ..models.checkpoints import CheckpointError, load_file
 from ..settings import check_device
 from ..models import WGANCritic, freeze, module_device
@@ -424,13 +424,13 @@ class NaturalInvariance:
         generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples.
 
         A generator that was never trained gives x plus its initial random texture, not invariances:
-        sampling one warns (:class:`~ctinv_utils.errors.UntrainedWarning`) naming ``train()`` and
-        ``train_or_load_natural``; ``untrained=True`` says it is meant (e.g. to see the start)."""
+        sampling one is refused (:class:`~ctinv_utils.errors.UntrainedError`, naming ``train()`` and
+        ``train_or_load_natural``); ``untrained=True`` says it is meant (e.g. to see the start)."""
         if self.iteration == 0 and not untrained:
-            warnings.warn("this NaturalInvariance was never trained (0 iterations): its samples are x plus the "
-                          "generator's initial random texture, not invariances; call .train(patches, iterations) or "
-                          "train_or_load_natural(nat, data, data_key, iterations) first (untrained=True silences this)",
-                          UntrainedWarning, stacklevel=3)
+            raise UntrainedError("this NaturalInvariance was never trained (0 iterations): its samples would be x plus "
+                                 "the generator's initial random texture, not invariances; call .train(patches, "
+                                 "iterations) or train_or_load_natural(nat, data, data_key, iterations) first "
+                                 "(or pass untrained=True to see the untrained start)")
         x = check_image(x).to(self.device)
         self.net.check_size(*x.shape[-2:])
         if not (isinstance(n, int) and n >= 1):
@@ -522,8 +522,6 @@ def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iteration
 
 
 def _train_or_load_natural(nat, data, path: Path, iterations, batch_size, progress):
-    import warnings
-
     if path.is_file() and (problem := atomic.checksum_problem(path)):
         warnings.warn(f"cached natural-invariance generator {path}: {problem}; it is deleted and trained again",
                       stacklevel=3)
