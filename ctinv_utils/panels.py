@@ -278,12 +278,19 @@ def linearised_rows(art: Artifacts, denoisers, alphas) -> list[dict]:
 
 
 def linearised_table(art: Artifacts, denoisers, alphas) -> str:
-    return markdown_table(linearised_rows(art, denoisers, alphas), LINEARISED_COLUMNS,
-                          note="λ: eigenvalues of JᵀJ (dimensionless squared gain of f, network units in and out)")
+    """Per denoiser: λ_min as certified or as an upper bound (below the solver's resolution, not
+    converged), λ_max, the state of the k smallest pairs, the certified ignored directions, the floor
+    and the alphas of the grid worth running."""
+    rows = []
+    for d in denoisers:
+        a = art.read_arrays("linearised", denoiser=d)
+        rows.append(linearised_figures.table_row(a, alphas, display_name(d), a.meta.get("crop")))
+    return markdown_table(rows, linearised_figures.TABLE_COLUMNS, note=linearised_figures.TABLE_NOTE)
 
 
 def linearised(art: Artifacts, denoiser: str, alphas):
-    """The smallest- and largest-eigenvalue directions of one denoiser and its spectrum against the α grid."""
+    """The certified smallest- and largest-eigenvalue directions of one denoiser (pairs below the
+    solver's resolution stated, not drawn) and its spectrum against the α grid."""
     stored = art.read_arrays("linearised", denoiser=denoiser)
     return linearised_figures.linearised_figure(stored, alphas)
 
