@@ -20,7 +20,7 @@ import numpy as np
 
 from . import atomic
 from .errors import CTInvError
-from .paths import REPO_ROOT, run_dir
+from .paths import repo_relative, run_dir
 from .provenance import array_sha256, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
 
 
@@ -141,10 +141,7 @@ class Artifacts:
 
     def _missing(self, kind: str, path: Path, why: str = "is missing") -> ArtifactError:
         nb = SPECS[kind].notebook
-        try:
-            shown = path.relative_to(REPO_ROOT)
-        except ValueError:
-            shown = path
+        shown = repo_relative(path)
         if nb == "sweep":
             return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: a sweep makes it; run "
                                  f"`python -m ctinv_utils.sweep --preset {self.preset}`")

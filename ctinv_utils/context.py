@@ -26,7 +26,7 @@ from .artifacts import Artifacts
 from .errors import PresetError
 from .figures.ct import add_caption, figure_data
 from .figures.explorer_html import write_explorer_html
-from .paths import REPO_ROOT, STAGING_ENV, resolve_output
+from .paths import STAGING_ENV, repo_relative, resolve_output
 from .pipeline.config import NOTEBOOK_SETTINGS
 from .presets import _problems, parameters_hash
 from .provenance import array_sha256, provenance, set_seed, sha256_bytes, sha256_file
@@ -91,7 +91,7 @@ class RunContext:
         atomic.write_npz(data_file, **data)
         paths = atomic.savefig(fig, self.figures_dir / name)
         atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
-            figure=name, caption=caption, files=[p.name for p in paths], data_file=_shown(data_file),
+            figure=name, caption=caption, files=[p.name for p in paths], data_file=repo_relative(data_file),
             data_sha256={k: array_sha256(v) for k, v in data.items()}, drawn_from=self.artifacts.pop_reads(),
             **extra))
         return paths
@@ -179,11 +179,3 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
     figures.mkdir(parents=True, exist_ok=True)
     artifacts.mkdir(parents=True, exist_ok=True)
     return RunContext(notebook, params, figures, artifacts, settings=settings)
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it (records stay valid in any clone)."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)

@@ -43,3 +43,14 @@ class CacheNotWritableError(CTInvError, OSError):
 
 class UntrainedError(CTInvError, RuntimeError):
     """A model or generator is used before it was trained."""
+
+
+def first_line(what: BaseException | str, limit: int | None = None) -> str:
+    """The first non-empty line of an exception's message (or of a text), at most ``limit``
+    characters; an exception without a message gives its type's name. The one way ctinv quotes
+    another library's error inside its own one-line messages."""
+    text = str(what)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if not line and isinstance(what, BaseException):
+        line = type(what).__name__
+    return line[:limit]

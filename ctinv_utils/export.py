@@ -22,9 +22,9 @@ from .artifacts import ArrayArtifact, ArtifactError, Artifacts
 from .data import dicom_io
 from .data.dicom_export import ExportStudy, invariance_study, natural_study, write_study
 from .data.regions import FOV_MM
-from .errors import CTInvError
+from .errors import CTInvError, first_line
 from .names import DENOISER_NAMES, DISTANCE_NAMES, LDCTBENCH_NAMES, LDCTBENCH_PREFIX
-from .paths import PRESET_DIR, REPO_ROOT, figure_dir
+from .paths import PRESET_DIR, figure_dir, repo_relative
 from .presets import available_presets
 
 
@@ -165,16 +165,9 @@ def export(art: Artifacts, out: str | Path, **kwargs) -> list[Path]:
         folder = write_study(study, out, patient_name=f"CTINV^{name}", patient_id=f"CTINV-{name}",
                              study_datetime=when)
         n = sum(len(s.images_hu) for s in study.series)
-        print(f"wrote {_shown(folder)}: {len(study.series)} series, {n} images ({study.description})")
+        print(f"wrote {repo_relative(folder)}: {len(study.series)} series, {n} images ({study.description})")
         folders.append(folder)
     return folders
-
-
-def _shown(path: Path) -> Path:
-    try:
-        return path.resolve().relative_to(REPO_ROOT)
-    except ValueError:
-        return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.artifacts and args.preset not in available_presets():
         print(f"error: unknown preset {args.preset!r}; available: {', '.join(available_presets())} (files in "
-              f"{_shown(PRESET_DIR)}); or pass --artifacts DIR for a run kept elsewhere", file=sys.stderr)
+              f"{repo_relative(PRESET_DIR)}); or pass --artifacts DIR for a run kept elsewhere", file=sys.stderr)
         return 1
     art = Artifacts(args.artifacts, args.preset) if args.artifacts else Artifacts.of_preset(args.preset)
     out = args.out or figure_dir(args.preset) / "dicom"
@@ -198,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         folders = export(art, out, denoisers=args.denoiser, distances=args.distance, natural=not args.no_natural,
                          differences=not args.no_differences, pixel_mm=args.pixel_mm)
     except (ArtifactError, CTInvError) as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
-    print(f"{len(folders)} studies in {_shown(Path(out))}: open the folder in a DICOM viewer (one study per case)")
+    print(f"{len(folders)} studies in {repo_relative(Path(out))}: open the folder in a DICOM viewer (one study per case)")
     return 0
 
 

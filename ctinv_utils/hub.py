@@ -37,6 +37,7 @@ from . import atomic
 from .errors import CTInvError
 from .paths import cache_dir
 from .progress import progress_bar
+from .provenance import sha256_file
 
 #: ldct-benchmark 0.0.15's ``ldctbench/hub/checkpoints.json``, unchanged.
 CHECKPOINTS_JSON = Path(__file__).resolve().parent / "models" / "ldctbench" / "checkpoints.json"
@@ -98,21 +99,13 @@ def candidates(method: str) -> list[Path]:
     return [cache_folder() / file_name(method), ldctbench_cache_folder() / file_name(method)]
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verified(method: str) -> tuple[Path | None, list[Path]]:
     """(the first candidate whose SHA-256 matches or None, the candidates that exist but do not match)."""
     expected = published(method)["checksum"]
     wrong = []
     for path in candidates(method):
         if path.is_file():
-            if sha256_of(path) == expected:
+            if sha256_file(path) == expected:
                 return path, wrong
             wrong.append(path)
     return None, wrong

@@ -54,3 +54,12 @@ def resolve_output(path: str | Path) -> Path:
     path = Path(path).expanduser()
     return path if path.is_absolute() else output_root() / path
 
+
+def repo_relative(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as given: how ctinv names a
+    file in a message or a record (records stay valid in any clone)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+

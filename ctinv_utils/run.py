@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from . import atomic
-from .errors import CTInvError, DataRootError
-from .paths import REPO_ROOT, STAGING_ENV, figure_dir, run_dir
+from .errors import CTInvError, DataRootError, first_line
+from .paths import REPO_ROOT, STAGING_ENV, figure_dir, repo_relative, run_dir
 from .progress import HEADLESS_ENV
 from .preflight import preflight
 from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
@@ -43,13 +43,6 @@ class NotebookFailed(CTInvError):
 
 class RunnerBusy(CTInvError):
     """Another runner writes into the same output folder."""
-
-
-def _rel(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(p)
 
 
 @contextlib.contextmanager
@@ -168,10 +161,9 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: b
     atomic.write_text(target, nbformat.writes(executed))
     tmp.unlink(missing_ok=True)
     if failure is not None:
-        first_line = next((ln for ln in (failure.source or "").splitlines() if ln.strip()), "")
         raise NotebookFailed(
             f"notebook {notebook.name} failed in cell {failure.cell_index} (execution {failure.exec_count}: "
-            f"{first_line[:80]!r}): {failure.ename}: {failure.evalue}; traceback in {_rel(target)}")
+            f"{first_line(failure.source or '', 80)!r}): {failure.ename}: {failure.evalue}; traceback in {repo_relative(target)}")
     with contextlib.suppress(FileNotFoundError):
         (output.parent / "failed" / output.name).unlink()
 
@@ -300,7 +292,7 @@ def runner_lock(out_dir: Path):
         who = {}
         with contextlib.suppress(OSError, json.JSONDecodeError):
             who = json.loads(owner.read_text())
-        raise RunnerBusy(f"another run writes into {_rel(out_dir)} (pid {who.get('pid', '?')}, started "
+        raise RunnerBusy(f"another run writes into {repo_relative(out_dir)} (pid {who.get('pid', '?')}, started "
                          f"{who.get('started', '?')}: {who.get('command', '?')}); wait for it to finish, or stop it") from None
     try:
         atomic.write_json(owner, {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -345,7 +337,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         fig_dir = Path(output_root) / "figures" / name
     runtime = {
         "preset": preset_name, "data_path": data, "device": device, "seed": int(preset["seed"]),
-        "figures_dir": _rel(fig_dir), "artifacts_dir": _rel(out_dir / "artifacts"), "interactive": False,
+        "figures_dir": repo_relative(fig_dir), "artifacts_dir": repo_relative(out_dir / "artifacts"), "interactive": False,
     }
     # the preset resolved once, every selected notebook validated before the first one starts
     all_params = {stem: s.parameters() for stem, s in plan(preset, notebooks, runtime).items()}
@@ -383,7 +375,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
             print(f"[{i}/{len(notebooks)}] {nb.stem} (preset {preset_name}, device {device})", flush=True)
             entry = {"notebook": nb.stem, "preset": preset_name, "data": data_label, "parameters": resolved,
                      "config_hash": parameters_hash(resolved), "fingerprint": fingerprint,
-                     "output": _rel(out_dir / f"{nb.stem}.ipynb"), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                     "output": repo_relative(out_dir / f"{nb.stem}.ipynb"), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             notes = out_dir / "artifacts" / "notes" / f"{nb.stem}.json"
             staging = fig_dir.parent / ".staging" / f"{name}-{nb.stem}"
             shutil.rmtree(staging, ignore_errors=True)  # what a killed run left
@@ -401,7 +393,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                 update_figure_manifest(fig_dir, preset_name, published)
             except BaseException as exc:
                 entry["status"] = f"failed: {exc}"
-                entry["output"] = _rel(out_dir / "failed" / f"{nb.stem}.ipynb")
+                entry["output"] = repo_relative(out_dir / "failed" / f"{nb.stem}.ipynb")
                 entry["figures"] = {}
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -413,12 +405,12 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                 try:  # a failure to write the manifest must never hide the notebook's own error
                     atomic.write_json(manifest_path, manifest)
                 except OSError as write_error:
-                    print(f"warning: could not write {_rel(manifest_path)}: {write_error}", file=sys.stderr)
+                    print(f"warning: could not write {repo_relative(manifest_path)}: {write_error}", file=sys.stderr)
             print(f"    done in {entry['wall_s']:.1f} s -> {entry['output']}", flush=True)
             upstream = fingerprint
         manifest["notebooks"] = [entries[k] for k in sorted(entries)]
         atomic.write_json(manifest_path, manifest)
-        print(f"manifest: {_rel(manifest_path)}; figures: {_rel(fig_dir)}/ (manifest.json)", flush=True)
+        print(f"manifest: {repo_relative(manifest_path)}; figures: {repo_relative(fig_dir)}/ (manifest.json)", flush=True)
     return manifest
 
 

@@ -24,6 +24,7 @@ import pydicom
 import pytest
 from pydicom.uid import JPEGLosslessSV1
 
+from ctinv_utils.provenance import sha256_file
 from ctinv_utils.data import dicom_io, simulated
 from ctinv_utils.data.dataset import load_data
 from ctinv_utils.data.dicom_io import HU_RANGE, check_hu, discover_patients, read_slice_hu, write_patient
@@ -370,7 +371,7 @@ def tiny_reference(tmp_path_factory):
 
 
 def _checksums(root: Path) -> dict[str, str]:
-    return {rel: simulated._sha256(p) for rel, p in simulated._data_files(root).items()}
+    return {rel: sha256_file(p) for rel, p in simulated._data_files(root).items()}
 
 
 @pytest.fixture

@@ -41,7 +41,6 @@ the arrays' SHA-256, checked on loading).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -56,7 +55,7 @@ from .. import atomic, settings
 from ..errors import CTInvError
 from ..paths import cache_dir
 from ..progress import progress_bar
-from ..provenance import config_hash, provenance
+from ..provenance import config_hash, provenance, sha256_file
 from .acquisition import fbp_delta_hu, fbp_hu, noisy_line_integrals, project, project_delta
 from .phantoms import FLAT_TISSUE, LABELS, Phantom
 from .regions import DOSE_FRACTION, FOV_MM, REGIONS
@@ -432,14 +431,6 @@ def annuli(masks: np.ndarray, inner_px: float, outer_px: float) -> np.ndarray:
     return out.reshape(masks.shape)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def lesion_set_dir(cfg: LesionSetConfig) -> Path:
     return cache_dir() / "lesions" / cfg.hash
 
@@ -459,7 +450,7 @@ def lesion_set(cfg: LesionSetConfig | dict | None = None, workers: int | None = 
             seconds = time.perf_counter() - t0
             np.savez(tmp / ARRAYS_FILE, **arrays)
             atomic.write_json(tmp / DONE_MARKER, provenance(
-                seed=cfg.seed, config=cfg.to_dict(), sha256=_sha256(tmp / ARRAYS_FILE),
+                seed=cfg.seed, config=cfg.to_dict(), sha256=sha256_file(tmp / ARRAYS_FILE),
                 seconds=round(seconds, 2), n_samples=int(len(arrays["diameter_mm"])),
                 realisations=[dict(patient_seed=int(s), z=float(z), center_px=[int(v) for v in c],
                                    center_mm=[round(float(v), 2) for v in px_to_mm(c, cfg.image_size, cfg.pixel_mm)])
@@ -482,7 +473,7 @@ def load_lesion_set(folder: str | Path, cfg: LesionSetConfig | None = None) -> L
     except (OSError, ValueError) as e:
         raise LesionError(f"{folder} is not a complete lesion set ({e}); delete the folder and call lesion_set() "
                           "again") from None
-    if _sha256(folder / ARRAYS_FILE) != record.get("sha256"):
+    if sha256_file(folder / ARRAYS_FILE) != record.get("sha256"):
         raise LesionError(f"{folder / ARRAYS_FILE} does not match the SHA-256 in {DONE_MARKER} (damaged cache); "
                           "delete the folder and call lesion_set() again")
     cfg = cfg or LesionSetConfig.from_dict(record["config"])

@@ -62,7 +62,7 @@ from .acquisition import simulate_pair
 from .dicom_io import write_patient
 from ..paths import cache_dir
 from ..progress import progress_bar
-from ..provenance import config_hash, provenance
+from ..provenance import config_hash, provenance, sha256_file
 from .phantoms import Phantom
 from .regions import DOSE_FRACTION, PREFIX_OF_REGION, REGIONS
 
@@ -199,14 +199,6 @@ def generate(cfg: SimulationConfig, out_root: str | Path, workers: int | None = 
 
 # ---------------------------------------------------------------------------------------------
 # checksums
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _data_files(root: Path) -> dict[str, Path]:
     """Every file of a data folder but the marker, by POSIX path relative to ``root``. Hidden files
     (``.DS_Store``, atomic writers' temporaries) are not data: the loader ignores them too."""
@@ -223,7 +215,7 @@ def file_table(root: str | Path) -> dict[str, dict]:
     out = {}
     for rel, p in sorted(_data_files(Path(root)).items()):
         st = p.stat()
-        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(p)}
+        out[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(p)}
     return out
 
 
@@ -267,7 +259,7 @@ def check_cache(root: str | Path, cfg: SimulationConfig, verify: str = "quick") 
         if st.st_size != entry["size"]:
             return f"has {rel} at {st.st_size} bytes instead of {entry['size']}"
         if verify == "full" or st.st_mtime_ns != entry.get("mtime_ns"):
-            if _sha256(on_disk[rel]) != entry["sha256"]:
+            if sha256_file(on_disk[rel]) != entry["sha256"]:
                 return f"has {rel} changed since it was written (SHA-256 differs)"
             if st.st_mtime_ns != entry.get("mtime_ns"):
                 stale.append((rel, st.st_mtime_ns))

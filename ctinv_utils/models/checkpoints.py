@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .. import atomic
-from ..errors import CTInvError
+from ..errors import CTInvError, first_line
 
 #: The fix for a damaged denoiser checkpoint (ours are retrained, published ones re-downloaded).
 RETRAIN_OR_DOWNLOAD = ("delete it and train again (notebook 02), or re-download it "
@@ -37,11 +37,6 @@ class CheckpointError(CTInvError):
 
 class CheckpointWriteError(CheckpointError, OSError):
     """A checkpoint that could not be written (full disk, read-only folder); nothing was left behind."""
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def load_file(path: str | Path, what: str = "checkpoint", fix: str = RETRAIN_OR_DOWNLOAD,
@@ -93,7 +88,7 @@ def load_failure(path: str | Path, exc: BaseException, what: str = "checkpoint",
         return (f"{what} {path} ({size}) is truncated or damaged (an interrupted save, download or copy; "
                 f"{type(exc).__name__}); {fix}")
     return (f"{what} {path} ({size}) is truncated or not a torch file ({type(exc).__name__}: "
-            f"{_first_line(exc)[:60]}); {fix}")
+            f"{first_line(exc, 60)}); {fix}")
 
 
 def _is_zip(path: Path) -> bool:
@@ -155,7 +150,7 @@ def write_error(exc: BaseException, path: str | Path, what: str = "checkpoint") 
                                    "free some space (or point CTINV_CACHE at a larger disk) and run again; "
                                    "nothing was written")
     else:
-        err = CheckpointWriteError(f"cannot write {what} {path}: {os_err.strerror or _first_line(os_err)} "
+        err = CheckpointWriteError(f"cannot write {what} {path}: {os_err.strerror or first_line(os_err, 200)} "
                                    f"(errno {os_err.errno}); check that {folder} is writable and run again")
     err.errno = os_err.errno
     return err

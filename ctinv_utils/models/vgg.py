@@ -7,12 +7,14 @@ an explicit path, ``$CTINV_VGG16_WEIGHTS`` / ``$CTINV_VGG19_WEIGHTS``, and torch
 ``python -m ctinv_utils.models.vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
 the file name is torchvision's, its SHA-256 is checked against the prefix in that name.
 
-Why our own: torchvision costs a second multi-GB torch build here; the VGG definition is 20 lines.
+Why our own and not torchvision's: ``torchvision==0.28.*`` (the release paired with torch 2.13)
+installs beside the CPU build of torch 2.13.0 but does not import with it ("operator torchvision::nms
+does not exist": the registry's wheel is built against the CUDA build), and the next torchvision that
+does comes with a multi-GB CUDA torch. The VGG definition is 20 lines.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import warnings
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CTInvError
+from ..provenance import sha256_file
 from ..units import norm_to_hu
 from .checkpoints import CheckpointError, load_file
 
@@ -112,12 +115,9 @@ def _check_sha256(path: Path, arch: str) -> None:
     if path.name != name:
         return  # a user's own file: no known hash
     prefix = name.rsplit("-", 1)[1].split(".")[0]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    if not h.hexdigest().startswith(prefix):
-        raise VGGWeightsError(f"{path}: SHA-256 {h.hexdigest()[:12]}... does not match torchvision's {prefix}; "
+    digest = sha256_file(path)
+    if not digest.startswith(prefix):
+        raise VGGWeightsError(f"{path}: SHA-256 {digest[:12]}... does not match torchvision's {prefix}; "
                               "the file is corrupt or not the published one: delete it and download again")
 
 
