@@ -354,7 +354,8 @@ def test_bad_input_is_refused_with_the_fix():
 def _gauss_ri_null_space(model: GaussRI, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The exact null space of Gauss+RI's J (= J^T J's) on an n x n image, built here from the model's
     kernel, its mirror padding and its square, not from its forward pass: ``(orthonormal basis of its
-    complement, J's row space (n*n, n*n - d); J (n*n, n*n); footprint mask (n, n))``. J = M G with G the separable blur and M the zeroed square, so the null space is
+    complement, J's row space (n*n, n*n - d); J (n*n, n*n); footprint mask (n, n))``. J = M G with G
+    the separable blur and M the zeroed square, so the null space is
     {v: G v = 0 outside the square}. It holds every pixel whose blur footprint lies inside the square
     (the mask, 22 x 22 for the 30 x 30 square and radius 4), and more: G is invertible, so its dimension
     is the square's area, 900."""
@@ -409,7 +410,8 @@ def test_gauss_ri_at_the_notebook_size_says_below_resolution_in_float32():
     the rounding of a float32 product (about 5e-7 here): 300 products cannot resolve them. The result says
     so, names the floor, and shows no vector as ignored; the bound it states holds (the true eigenvalues
     are 0)."""
-    spec = linearised_spectrum(GaussRI(), _image(48), k=4, max_iter=300, progress=False)
+    with pytest.warns(UserWarning, match="below the solver's resolution"):
+        spec = linearised_spectrum(GaussRI(), _image(48), k=4, max_iter=300, progress=False)
     assert not spec.converged and "below the solver's resolution (floor" in spec.status
     assert len(spec.ignored) == 0
     assert spec.below_floor_smallest.all() and np.all(spec.smallest <= spec.floor)

@@ -180,8 +180,9 @@ def linearised_caption(arrays, alphas=(), meta: dict | None = None, change_rms_h
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
     lmax_seen = float(np.max(_get(arrays, "largest")))
     upper = float(lam[0]) + noise
+    n_below = [int(np.sum(lam + noise < a)) for a in alphas]  # eigenvalues certainly below each alpha
     below_txt = [f"{a:g}: all (α > λ_max ≈ {lmax_seen:.2g})" if a > lmax_seen else
-                 f"{a:g}: {'≥' if np.sum(lam + noise < a) == k else ''}{int(np.sum(lam + noise < a))}" for a in alphas]
+                 f"{a:g}: {'≥' if nb == k else ''}{nb}" for a, nb in zip(alphas, n_below)]
     floor_txt = (f" {below} of the smallest lie below the solver's resolution: at least {below} eigenvalues are "
                  f"≤ {float(np.max(lam[below_sel])) + noise:.2g} (Ritz values bound them from above), and their "
                  "directions are not drawn." if below else "")
@@ -204,13 +205,14 @@ def linearised_caption(arrays, alphas=(), meta: dict | None = None, change_rms_h
 
 #: The columns of the per-denoiser summary table (``figures.tables.markdown_table``).
 TABLE_COLUMNS = [("denoiser", "denoiser", ""), ("crop", "crop (px)", ""), ("lambda_min", "λ_min", ""),
-                 ("lambda_max", "λ_max", ".3g"), ("smallest", "k smallest", ""), ("ignored", "ignored (certified)", ""),
-                 ("floor", "floor", ".2g"), ("products", "J^T J v products", ""),
+                 ("lambda_max", "λ_max", ".3g"), ("smallest", "k smallest", ""),
+                 ("ignored", "ignored (certified)", ""), ("floor", "floor", ".2g"),
+                 ("products", "J^T J v products", ""),
                  ("alphas_worth", "α of the grid above λ_min", "")]
-TABLE_NOTE = ("λ: eigenvalues of JᵀJ (dimensionless squared gain of f, network units in and out). A pair is certified "
-              "when its explicit residual plus the products' rounding is at most tol·λ, or as a null direction at that "
-              "rounding; below the floor (2·rounding/tol) the solver cannot resolve an eigenvalue and states an upper "
-              "bound (≤). α above the bound on λ_min grows x_inv along at least one direction.")
+TABLE_NOTE = ("λ: eigenvalues of JᵀJ (dimensionless squared gain of f, network units in and out). A pair is "
+              "certified when its explicit residual plus the products' rounding is at most tol·λ, or as a null "
+              "direction at that rounding; below the floor (2·rounding/tol) the solver cannot resolve an eigenvalue "
+              "and states an upper bound (≤). α above the bound on λ_min grows x_inv along at least one direction.")
 
 
 def table_row(arrays, alphas, denoiser: str = "", crop=None) -> dict:
@@ -225,7 +227,8 @@ def table_row(arrays, alphas, denoiser: str = "", crop=None) -> dict:
     ignored_max = float(_scalar(arrays, "ignored_max"))
     ignored = sum(s in ("certified", "null") and v <= ignored_max
                   for s, v in zip(pair_states(arrays, "smallest"), lam))
-    return {"denoiser": denoiser, "crop": crop, "lambda_min": lambda_min, "lambda_max": float(_get(arrays, "largest")[0]),
+    return {"denoiser": denoiser, "crop": crop, "lambda_min": lambda_min,
+            "lambda_max": float(_get(arrays, "largest")[0]),
             "smallest": _end_summary(arrays, "smallest"), "ignored": f"{ignored}/{len(lam)}", "floor": floor,
             "products": int(_scalar(arrays, "iterations")),
             "alphas_worth": ", ".join(f"{a:g}" for a in np.atleast_1d(alphas) if float(a) > upper) or "none"}

@@ -210,9 +210,9 @@ def extreme_eigenpairs(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, k
     n, k : int
         Operator size; pairs per end (``1 <= 2k + 1 <= n``).
     tol : float
-        Relative residual: a smallest or largest pair stops the iteration when the Lanczos estimate
-        passes :func:`certify` (``r + phi <= tol * theta``, or ``|theta|, r <= phi / 2``: a null pair).
-        Pairs below the floor are not certified: the budget then ends the run.
+        Relative residual: the iteration stops when every wanted pair passes :func:`certify` with
+        twice its Lanczos residual estimate (the recurrence does not see the products' rounding).
+        Pairs below the floor are never certified: the budget then ends the run.
     max_matvecs : int
         At most this many more products. ``max_seconds``: also stop after this much wall-clock time.
     basis_size : int, optional
