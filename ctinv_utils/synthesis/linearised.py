@@ -916,7 +916,9 @@ def linearised_spectrum(denoiser: nn.Module, x_norm, k: int = 4, which: str = "b
     so eigenvalues below the floor ``2 * noise / tol`` are reported as "below the solver's resolution
     (floor ...)" with an upper bound and are never shown as ignored directions. Gauss+RI, for example,
     has a null space (900-dimensional at 48 x 48) and eigenvalues from about 1e-7 upwards: float32
-    products cannot tell them apart, float64 products can.
+    products cannot tell them apart, float64 products can. A residual certifies an eigenpair, not its
+    rank: an eigenvalue the Krylov space has not reached (a large multiplicity, found one direction per
+    breakdown) can still lie below a certified one; the Ritz values stay upper bounds either way.
 
     Parameters
     ----------
