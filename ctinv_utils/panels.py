@@ -260,23 +260,6 @@ def tolerance_results(art: Artifacts, denoiser: str, distances, tol_hu: float, d
     return fig, caption
 
 
-LINEARISED_COLUMNS = [("denoiser", "denoiser", ""), ("crop", "crop (px)", ""), ("lambda_min", "λ_min", ".2e"),
-                      ("lambda_max", "λ_max", ".3g"), ("status", "Lanczos", ""), ("products", "J^T J v products", ""),
-                      ("alphas_worth", "α of the grid above λ_min", "")]
-
-
-def linearised_rows(art: Artifacts, denoisers, alphas) -> list[dict]:
-    rows = []
-    for d in denoisers:
-        a = art.read_arrays("linearised", denoiser=d)
-        rows.append({"denoiser": display_name(d), "crop": a.meta.get("crop"), "lambda_min": float(a["smallest"][0]),
-                     "lambda_max": float(a["largest"][0]), "status": a.meta.get("status", ""),
-                     "products": int(a["iterations"]),
-                     # an alpha above lambda_min grows x_inv along at least that direction (synthesis.linearised.alpha_report)
-                     "alphas_worth": ", ".join(f"{al:g}" for al in alphas if al > float(a["smallest"][0])) or "none"})
-    return rows
-
-
 def linearised_table(art: Artifacts, denoisers, alphas) -> str:
     """Per denoiser: λ_min as certified or as an upper bound (below the solver's resolution, not
     converged), λ_max, the state of the k smallest pairs, the certified ignored directions, the floor
