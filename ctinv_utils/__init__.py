@@ -5,9 +5,11 @@ Reconstructing invariances of CT denoising algorithms (Eulig, Maier, Ommer, Kach
 
     from ctinv_utils import load_data, load_denoiser, Invariance, hu_to_norm
 
-Names are imported on first use (``import ctinv_utils.run`` stays light). The stage packages behind
-them: ``data`` -> ``models`` -> ``training`` / ``synthesis`` -> ``artifacts``; ``units``, ``figures``
-and the infrastructure modules sit beside them (README: Layout).
+Names are imported on first use (``import ctinv_utils`` stays light). The stage packages behind
+them: ``data`` -> ``models`` -> ``training`` / ``synthesis`` -> ``recipes``; the notebook pipeline
+(``pipeline``: settings, presets, runner, context, artifacts), the panels drawn from artifacts
+(``report``), the arrays-in-HU figures (``figures``), the command-line tools (``tools``, run them as
+``python -m ctinv_utils <command>``) and the infrastructure modules sit beside them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _API = {
     "linearised_spectrum": "synthesis.linearised", "rate_for": "synthesis.grid", "alphas_for": "synthesis.grid", "require_in_grid": "synthesis.grid",
     "early_stop": "synthesis.grid",
     # hand-off between notebooks
-    "Artifacts": "artifacts",
+    "Artifacts": "pipeline.artifacts",
     "display_name": "names",
 }
 

@@ -1,7 +1,7 @@
 """Write the documentation's Performance page from the benchmark records, never by hand.
 
-Reads ``docs/bench_cpu_*.json`` (``python -m ctinv_utils.bench``), ``docs/convergence_quick.json``
-(``python -m ctinv_utils.bench_convergence``) and the committed run's manifest
+Reads ``docs/bench_cpu_*.json`` (``python -m ctinv_utils bench``), ``docs/convergence_quick.json``
+(``python -m ctinv_utils convergence``) and the committed run's manifest
 (``papermill_runs/quick/manifest.json``) and renders them as Markdown. The documentation build calls
 :func:`render` (``docs/site_hooks.py``); run as a script it prints the page, or writes it with
 ``--out PATH``::
@@ -184,7 +184,7 @@ def convergence_section(path: Path) -> list[str]:
     out = [
         "## How close the quick preset's invariances get to the optimum",
         "",
-        f"Record: `docs/{path.name}` (`python -m ctinv_utils.bench_convergence --preset {rec['preset']}`). "
+        f"Record: `docs/{path.name}` (`python -m ctinv_utils convergence --preset {rec['preset']}`). "
         f"CPU: {cpu_of(rec, path)}; torch {rec['versions'].get('torch', '?')}.",
         "",
         f"Each denoiser and distance runs twice from the same start on a {s['crop']} px crop: with the "
@@ -252,7 +252,7 @@ def render(docs: Path = DOCS) -> str:
         "",
         "## What is measured",
         "",
-        "`python -m ctinv_utils.bench` times three implementations of the talk's invariance synthesis in one run, "
+        "`python -m ctinv_utils bench` times three implementations of the talk's invariance synthesis in one run, "
         "each in a fresh child process:",
         "",
         "- **baseline**: the plain loop a user writes from the talk (one α at a time, a fresh Adam, nothing "
@@ -267,10 +267,10 @@ def render(docs: Path = DOCS) -> str:
         "GFLOP/s can be read as a share of it. Peak memory is the child process's.",
         "",
         "```bash",
-        ".venv/bin/python -m ctinv_utils.bench --sizes 128 --alphas 4 --iters 10 --check-iters 20",
-        ".venv/bin/python -m ctinv_utils.bench --sizes 256 --denoisers cnn10 --distances mse --alphas 8 "
+        ".venv/bin/python -m ctinv_utils bench --sizes 128 --alphas 4 --iters 10 --check-iters 20",
+        ".venv/bin/python -m ctinv_utils bench --sizes 256 --denoisers cnn10 --distances mse --alphas 8 "
         "--iters 10 --check-iters 100",
-        ".venv/bin/python -m ctinv_utils.bench --gpu-check    # on a GPU: TF32 and bf16 against fp32",
+        ".venv/bin/python -m ctinv_utils bench --gpu-check    # on a GPU: TF32 and bf16 against fp32",
         "```",
         "",
         "## Invariance synthesis: ctinv against the plain loop and plenoptic",
@@ -279,7 +279,7 @@ def render(docs: Path = DOCS) -> str:
     for path in sorted(docs.glob("bench_cpu_*.json")):
         out += bench_section(path)
     out += [
-        "GPU: not yet measured. `python -m ctinv_utils.bench --gpu-check` is the prepared check: TF32, and "
+        "GPU: not yet measured. `python -m ctinv_utils bench --gpu-check` is the prepared check: TF32, and "
         "VGG16's features in bf16, against an fp32 run of 100 steps, each α's objective within the benchmark's "
         "tolerance, or it exits with status 1.",
         "",

@@ -25,7 +25,9 @@ noise_slices_per_patient = None  # slices per patient for the noise measurement 
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, load_data, split_patients
+from ctinv_utils import load_data, split_patients
+
+from ctinv_utils.pipeline import context
 from ctinv_utils.data.noise_measurement import noise_by_region
 from ctinv_utils.data.sampling import PatientBalancedSampler, SliceUniformSampler, patient_frequencies
 from ctinv_utils.figures import ct, data as data_figures

@@ -29,7 +29,7 @@ wganvgg = {"iterations": 1700, "pretrain_iterations": 1500, "batch_size": 8, "pa
            "gan_lr": 2e-5, "critic_lr": 1e-4, "gan_betas": [0.5, 0.9], "critic_warmup": 50,
            "lambda_perceptual": 1e6, "vgg_weights": "imagenet_or_random"}
 # ldct-benchmark's published networks (e.g. "ldctbench:cnn10") evaluated beside ours when their files are
-# in the hub cache (`python -m ctinv_utils.hub download cnn10`); a missing one is skipped with a note
+# in the hub cache (`python -m ctinv_utils hub download cnn10`); a missing one is skipped with a note
 published = []
 
 # %%
@@ -38,9 +38,13 @@ import warnings
 import numpy as np
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, denoise_hu, display_name, evaluate, load_data, panels, recipes
+from ctinv_utils import denoise_hu, display_name, evaluate, load_data, recipes
+
+from ctinv_utils.pipeline import context
+
+from ctinv_utils.report import panels
 from ctinv_utils.data.ldctbench_split import evaluation_patients
-from ctinv_utils.hub import present_published
+from ctinv_utils.models.ldctbench.hub import present_published
 from ctinv_utils.models import load_denoiser
 from ctinv_utils.training.evaluation import worse_than_input
 from ctinv_utils.training.model_cache import training_data_key
@@ -69,7 +73,7 @@ ctx.add_note("vgg", vgg_note)
 published_files, missing = present_published(published)
 for name in missing:
     print(f"note: {name} skipped: its checkpoint is not in the hub cache "
-          f"(`python -m ctinv_utils.hub download {name.split(':', 1)[1]}`)")
+          f"(`python -m ctinv_utils hub download {name.split(':', 1)[1]}`)")
 if missing:
     ctx.add_note("published_missing", missing)
 for name, path in published_files.items():

@@ -70,7 +70,11 @@ include_published = True      # also analyse every ldct-benchmark network notebo
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import InvarianceExplorer, context, get_distance, load_data, panels, recipes, require_in_grid
+from ctinv_utils import InvarianceExplorer, get_distance, load_data, recipes, require_in_grid
+
+from ctinv_utils.pipeline import context
+
+from ctinv_utils.report import panels
 from ctinv_utils.names import display_name
 from ctinv_utils.synthesis.distances import DISTANCES
 

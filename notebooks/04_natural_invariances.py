@@ -44,7 +44,11 @@ vgg_weights = "imagenet_or_random"  # only with the vgg distance; imagenet never
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, hu_to_norm, load_data, norm_to_hu, panels, recipes
+from ctinv_utils import hu_to_norm, load_data, norm_to_hu, recipes
+
+from ctinv_utils.pipeline import context
+
+from ctinv_utils.report import panels
 from ctinv_utils.analysis.natural import change_metrics, verdicts
 from ctinv_utils.names import display_name
 from ctinv_utils.training.model_cache import training_data_key

@@ -51,7 +51,9 @@ invariance_min_iter = 300      # ... not before this many iterations (a short wi
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, hu_to_norm, recipes
+from ctinv_utils import hu_to_norm, recipes
+
+from ctinv_utils.pipeline import context
 from ctinv_utils.analysis import lesion_removal as lr
 from ctinv_utils.data.lesions import LesionSetConfig, crop, lesion_set
 from ctinv_utils.figures import lesions as lesion_panels

@@ -24,7 +24,9 @@ n_natural_panels = 4          # samples shown per slice (the std map uses all of
 # %%
 from IPython.display import Markdown, display
 
-from ctinv_utils import context, panels
+from ctinv_utils.pipeline import context
+
+from ctinv_utils.report import panels
 from ctinv_utils.figures.contrast_detail import contrast_detail_from_artifacts
 from ctinv_utils.names import display_name
 

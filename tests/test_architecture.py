@@ -10,48 +10,58 @@ import pytest
 import torch
 
 import ctinv_utils
-from ctinv_utils import presets
-from ctinv_utils.artifacts import ArtifactError, Artifacts
+from ctinv_utils.pipeline import presets
+from ctinv_utils.pipeline.artifacts import ArtifactError, Artifacts
 
 PKG = Path(ctinv_utils.__file__).parent
 
-# What each part may import (besides itself). The direction is one-way:
-# notebooks -> panels/context -> artifacts -> synthesis/training -> models/data -> units/atomic/errors.
-BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed", "hub"}
+# What each part may import (besides itself). The direction is one-way: notebooks and tools ->
+# report -> pipeline -> recipes -> synthesis/training -> models/data -> infrastructure ("base").
+BASE = {"errors", "atomic", "paths", "progress", "provenance", "names", "units", "settings", "speed"}
+#: Wings whose modules are parts of their own (pipeline.run may import pipeline.presets, not the reverse).
+WINGS = ("pipeline", "tools", "report")
 ALLOWED = {
     "base": {"base"},
-    # typed settings of each notebook (their nested settings are the data and training dataclasses)
-    "pipeline": {"base", "data", "training"},
-    "presets": {"base", "pipeline"},
-    # the recipe of each stage, called by the notebooks, the sweep and the benchmarks
-    "recipes": {"base", "data", "models", "training", "synthesis"},
     "figures": {"base"},
     "data": {"base"},
     "models": {"base"},
     "training": {"base", "data", "models"},
     "synthesis": {"base", "data", "models", "training", "figures"},
     "analysis": {"base", "data"},
-    "artifacts": {"base", "models"},
-    "panels": {"base", "artifacts", "figures"},
-    "context": {"base", "artifacts", "presets", "pipeline", "figures"},
-    "run": {"base", "presets", "preflight"},
+    # the recipe of each stage, called by the notebooks, the sweep and the benchmarks
+    "recipes": {"base", "data", "models", "training", "synthesis"},
+    "pipeline": {"base"},
+    # typed settings of each notebook (their nested settings are the data and training dataclasses)
+    "pipeline.config": {"base", "data", "training"},
+    "pipeline.presets": {"base", "pipeline.config"},
+    "pipeline.artifacts": {"base", "models"},
+    "pipeline.context": {"base", "pipeline.artifacts", "pipeline.presets", "pipeline.config", "figures"},
     # checks before the long work (VGG weights, data root, a GPU preset on a CPU)
-    "preflight": {"base", "presets", "models", "data"},
-    "bench": {"base", "data", "models", "synthesis", "training"},
-    # a preset's invariance settings against a long run of the talk's Adam (CLI)
-    "bench_convergence": {"base", "presets", "artifacts", "synthesis", "recipes"},
-    # a DICOM export of a run's artifacts for a radiologist's viewer (CLI)
-    "export": {"base", "artifacts", "data", "presets"},
-    # sharded invariance sweeps under torchrun (CLI)
-    "sweep": {"base", "presets", "artifacts", "data", "models", "synthesis", "training", "recipes"},
+    "pipeline.preflight": {"base", "pipeline.presets", "models", "data"},
+    "pipeline.run": {"base", "pipeline.presets", "pipeline.preflight"},
+    "report": {"base"},
+    "report.panels": {"base", "pipeline.artifacts", "figures"},
+    "tools": {"base"},
+    "tools.bench": {"base", "data", "models", "synthesis", "training"},
+    # a preset's invariance settings against a long run of the talk's Adam
+    "tools.convergence": {"base", "pipeline.presets", "pipeline.artifacts", "synthesis", "recipes"},
+    # a DICOM export of a run's artifacts for a radiologist's viewer
+    "tools.export": {"base", "pipeline.artifacts", "pipeline.presets", "data"},
+    # sharded invariance sweeps under torchrun
+    "tools.sweep": {"base", "pipeline.presets", "pipeline.artifacts", "data", "models", "synthesis", "training",
+                    "recipes"},
 }
 
 
 def part_of(module: str) -> str:
-    """'ctinv_utils.data.sampling' -> 'data'; top-level infrastructure modules -> 'base' etc."""
-    first = module.split(".")[1] if module.count(".") else ""
+    """'ctinv_utils.data.sampling' -> 'data'; 'ctinv_utils.pipeline.run' -> 'pipeline.run'; top-level
+    infrastructure modules -> 'base'."""
+    parts = module.split(".")[1:]
+    first = parts[0] if parts else ""
     if first in BASE:
         return "base"
+    if first in WINGS and len(parts) > 1 and parts[1] != "__init__":
+        return f"{first}.{parts[1]}"
     return first
 
 
@@ -71,20 +81,29 @@ def imports_of(path: Path) -> set[str]:
             else:
                 mod = node.module or ""
             if mod.startswith("ctinv_utils"):
-                if node.module is None or mod.count(".") == 0:  # "from . import atomic" / "from .. import atomic"
+                if node.module is None or (PKG.parent / mod.replace(".", "/")).is_dir():
+                    # "from . import atomic", "from ..pipeline import presets": the names are modules
                     out |= {f"{mod}.{a.name}" for a in node.names}
                 else:
                     out.add(mod)
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("ctinv_utils")}
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            name = node.args[0].value  # importlib.import_module("..x", __package__) hides nothing from this test
+            if name.startswith("."):
+                level = len(name) - len(name.lstrip("."))
+                name = ".".join(package[: len(package) - level + 1] + ([name.lstrip(".")] if name.lstrip(".") else []))
+            if name.startswith("ctinv_utils"):
+                out.add(name)
     return out
 
 
 def test_imports_run_one_way():
     bad = []
     for path in sorted(PKG.rglob("*.py")):
-        if path.name == "__init__.py" and path.parent == PKG:
-            continue  # the public API names everything (lazily)
+        if path.parent == PKG and path.name in ("__init__.py", "__main__.py"):
+            continue  # the public API and the command dispatcher name everything (lazily)
         me = part_of(".".join(path.relative_to(PKG.parent).with_suffix("").parts))
         assert me in ALLOWED, f"{path} belongs to no known part ({me!r}); add it to the layout and this test"
         for mod in imports_of(path):
@@ -92,6 +111,22 @@ def test_imports_run_one_way():
             if other != me and other not in ALLOWED[me]:
                 bad.append(f"{path.relative_to(PKG.parent)} ({me}) imports {mod} ({other})")
     assert not bad, "imports running against the layout:\n" + "\n".join(bad)
+
+
+def test_layering_test_sees_an_importlib_violation():
+    """An import through importlib is an import: a data module loading synthesis that way is caught."""
+    f = PKG / "data" / "_probe_importlib.py"
+    f.write_text("import importlib\n\ndef f():\n    return importlib.import_module('ctinv_utils.synthesis.invariances')\n")
+    try:
+        with pytest.raises(AssertionError, match="_probe_importlib"):
+            test_imports_run_one_way()
+    finally:
+        f.unlink()
+
+
+def test_at_most_ten_modules_loose_at_the_top():
+    loose = sorted(p.name for p in PKG.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert len(loose) <= 10, loose
 
 
 def test_layering_test_sees_a_violation(tmp_path):
@@ -119,7 +154,7 @@ def test_public_api():
 def test_missing_artifact_names_its_notebook_and_command(tmp_path):
     art = Artifacts(tmp_path, "quick")
     with pytest.raises(ArtifactError, match=r"invariances/cnn10_mse.npz .*notebook 03_image_domain_invariances.*"
-                                            r"python -m ctinv_utils.run --preset quick --only 03"):
+                                            r"python -m ctinv_utils run --preset quick --only 03"):
         art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
     with pytest.raises(ArtifactError, match="notebook 01_data"):
         art.read_json("data")

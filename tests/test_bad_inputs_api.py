@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctinv_utils import presets
+from ctinv_utils.pipeline import presets
 from ctinv_utils.errors import CTInvError, PresetError
 from ctinv_utils.models import CNN10, load_denoiser
 from ctinv_utils.models.checkpoints import CheckpointError, read_checkpoint
@@ -154,7 +154,7 @@ def test_null_where_the_notebook_offers_it_is_accepted(tmp_path):
 
 
 def test_bad_preset_fails_before_any_notebook_starts(tmp_path, monkeypatch):
-    from ctinv_utils import run
+    from ctinv_utils.pipeline import run
 
     _preset(tmp_path, "notebooks:\n  03_image_domain_invariances: {max_iter: '150'}\n", "typo")
     monkeypatch.setattr(run, "load_preset", functools.partial(presets.load_preset, preset_dir=tmp_path))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ctinv_utils import bench
+from ctinv_utils.tools import bench
 
 pytestmark = pytest.mark.reproduction
 
@@ -46,7 +46,7 @@ def test_gpu_check_runs_its_code_path_on_cpu(tmp_path):
     the reference bounded-MSE runs compute the same thing."""
     import json
 
-    from ctinv_utils.bench import gpu_check
+    from ctinv_utils.tools.bench import gpu_check
 
     out = gpu_check(tmp_path, device="cpu", size=32, iterations=6, reference_iterations=3, burst_iterations=1,
                     bursts={"cnn10": {"batch_size": 2, "patch_size": 16},
@@ -66,7 +66,7 @@ def test_gpu_check_runs_its_code_path_on_cpu(tmp_path):
 def test_gpu_check_without_a_gpu_says_so(tmp_path):
     import torch
 
-    from ctinv_utils.bench import gpu_check
+    from ctinv_utils.tools.bench import gpu_check
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from ctinv_utils import presets, run
-from ctinv_utils.artifacts import sha256_file
+from ctinv_utils.pipeline import presets
+
+from ctinv_utils.pipeline import run
+from ctinv_utils.pipeline.artifacts import sha256_file
 from ctinv_utils.paths import REPO_ROOT
 
 pytestmark = pytest.mark.reproduction

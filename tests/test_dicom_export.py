@@ -10,12 +10,12 @@ import pydicom
 import pytest
 from pydicom.uid import UID
 
-from ctinv_utils.artifacts import Artifacts
+from ctinv_utils.pipeline.artifacts import Artifacts
 from ctinv_utils.data.dicom_export import (REPRESENTABLE_HU, invariance_study, natural_study, read_study,
                                            write_study)
 from ctinv_utils.data.dicom_io import read_slice_hu, write_ct_slice
 from ctinv_utils.errors import BadArgumentError, DicomValueError
-from ctinv_utils.export import ExportError, main
+from ctinv_utils.tools.export import ExportError, main
 
 REPO = Path(__file__).resolve().parent.parent
 H, W = 12, 10
@@ -199,7 +199,7 @@ def test_cli_exports_a_run(tmp_path, capsys):
 
 def test_cli_missing_artifact_is_one_line_naming_the_notebook(tmp_path):
     _tiny_run(tmp_path / "art")
-    r = subprocess.run([sys.executable, "-m", "ctinv_utils.export", "--preset", "t", "--artifacts",
+    r = subprocess.run([sys.executable, "-m", "ctinv_utils", "export", "--preset", "t", "--artifacts",
                         str(tmp_path / "art"), "--out", str(tmp_path / "d"), "--denoiser", "wganvgg",
                         "--distance", "mse"], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 1
@@ -214,7 +214,7 @@ def test_cli_unknown_pixel_size_names_the_option(tmp_path, capsys):
     assert main(["--preset", "t", "--artifacts", str(tmp_path / "art"), "--out", str(tmp_path / "d")]) == 1
     assert "--pixel-mm" in capsys.readouterr().err
     with pytest.raises(ExportError, match="pixel size"):
-        from ctinv_utils.export import pixel_size_mm
+        from ctinv_utils.tools.export import pixel_size_mm
 
         pixel_size_mm(Artifacts(tmp_path / "art", "t"), {"region": "chest", "patient": "C001"})
     assert main(["--preset", "t", "--artifacts", str(tmp_path / "art"), "--out", str(tmp_path / "d"),

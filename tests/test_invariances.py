@@ -358,7 +358,7 @@ def test_a_short_second_moment_memory_grows_a_small_alpha_invariance_faster(x):
 def test_convergence_benchmark_against_itself_and_against_a_short_budget(x):
     """bench_convergence's comparison: the talk's settings compared with themselves reach exactly the
     reference's loss (fraction 1); a 5-step budget on the ideal low-pass reaches far less of it."""
-    from ctinv_utils.bench_convergence import compare_settings
+    from ctinv_utils.tools.convergence import compare_settings
     from ctinv_utils.recipes import InvarianceProtocol
     talk = InvarianceProtocol(alphas=[0.01, 0.2], max_iter=60, lr=0.03, lr_schedule="constant",
                               adam_betas=[0.9, 0.999], hu_range=None)
@@ -420,7 +420,7 @@ def test_a_rate_per_distance_and_alphas_a_panel_needs():
     require_in_grid(0.05, {"mse": [0.01, 0.05], "vgg": [0.05000000001]})
     with pytest.raises(ValueError, match=r"panel_alpha 0.05 must be one of the alphas of vgg \(\[0.003\]\)"):
         require_in_grid(0.05, {"mse": [0.05], "vgg": [0.003]})
-    from ctinv_utils.panels import alpha_index  # the panels find an alpha by the same rule
+    from ctinv_utils.report.panels import alpha_index  # the panels find an alpha by the same rule
     assert alpha_index([0.002, 0.05], 0.05000000001) == 1
     with pytest.raises(ValueError, match="alpha 0.05 was not optimised"):
         alpha_index([0.002, 0.0501], 0.05)

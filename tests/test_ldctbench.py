@@ -21,7 +21,7 @@ import needs
 import pytest
 import torch
 
-from ctinv_utils import hub
+from ctinv_utils.models.ldctbench import hub
 from ctinv_utils.data.ldctbench_split import LDCTBenchSplitError, ldctbench_split, ldctbench_test_ids
 from ctinv_utils.models import load_denoiser
 from ctinv_utils.models.ldctbench import (PUBLISHED, GaussianBlur, InputSizeError, PublishedModelError,
@@ -319,7 +319,7 @@ def test_missing_checkpoint_names_file_url_and_folder(caches):
     msg = str(info.value)
     assert "\n" not in msg and "redcnn.pt" in msg and str(caches[0]) in msg
     assert "https://downloads.eeulig.com/ldct-benchmark/redcnn.pt" in msg
-    assert "python -m ctinv_utils.hub download redcnn" in msg
+    assert "python -m ctinv_utils hub download redcnn" in msg
 
 
 def test_ldctbenchs_own_cache_is_reused_and_a_bad_file_there_is_reported(served, caches, monkeypatch):
@@ -457,7 +457,7 @@ def test_present_published_finds_verified_files_and_names_the_missing(served, ca
 def test_published_denoiser_is_handed_from_02_to_03_by_file_and_checksum(served, caches, tmp_path):
     """Notebook 02 records the published file it evaluated; 03 loads that same file (checksum checked),
     with artifact file names free of ':'."""
-    from ctinv_utils.artifacts import ArtifactError, Artifacts
+    from ctinv_utils.pipeline.artifacts import ArtifactError, Artifacts
 
     path = hub.download("cnn10", progress=False)
     art = Artifacts(tmp_path / "art", preset="t")

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from ctinv_utils.artifacts import Artifacts
+from ctinv_utils.pipeline.artifacts import Artifacts
 from ctinv_utils.errors import CTInvError
 from ctinv_utils.figures.ct import figure_data
 from ctinv_utils.figures.linearised import CHANGE_RMS_HU, linearised_figure

@@ -9,7 +9,8 @@ import torch
 from ctinv_utils.analysis.natural import change_metrics, verdicts
 from ctinv_utils.analysis.spectra import radial_nps, spectral_shape_distance
 from ctinv_utils.errors import CTInvError
-from ctinv_utils.synthesis.natural import ConditionalGenerator, NaturalInvariance
+from ctinv_utils.models.natural_generator import ConditionalGenerator
+from ctinv_utils.synthesis.natural import NaturalInvariance
 
 from ground_truth import IdealLowPass
 

@@ -10,7 +10,9 @@ import jupytext
 import pytest
 from jupytext.config import load_jupytext_config
 
-from ctinv_utils import presets, run
+from ctinv_utils.pipeline import presets
+
+from ctinv_utils.pipeline import run
 
 NOTEBOOKS = presets.list_notebooks()
 

@@ -184,7 +184,7 @@ def test_contrast_detail_figure_draws_reached_and_missing_points():
 def test_contrast_detail_figure_from_artifacts_alone(tmp_path):
     """The figures notebook redraws the contrast-detail curves from the stored artifact (no network,
     no simulation): one line per image kind, a missing observer is named."""
-    from ctinv_utils.artifacts import Artifacts
+    from ctinv_utils.pipeline.artifacts import Artifacts
     from ctinv_utils.figures.contrast_detail import contrast_detail_from_artifacts
 
     art = Artifacts(tmp_path, "smoke")

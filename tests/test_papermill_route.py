@@ -10,7 +10,7 @@ import sys
 import jupytext
 import yaml
 
-from ctinv_utils import presets
+from ctinv_utils.pipeline import presets
 from ctinv_utils.paths import NOTEBOOK_DIR, PRESET_DIR, REPO_ROOT
 
 
@@ -21,7 +21,7 @@ def test_parameter_files_are_generated_from_the_settings():
         for nb in presets.list_notebooks():
             path = PRESET_DIR / name / f"{nb.stem}.yaml"
             assert path.read_text() == presets.papermill_parameters(preset, nb), (
-                f"{path} is stale: run python -m ctinv_utils.presets --write")
+                f"{path} is stale: run python -m ctinv_utils presets --write")
             params = yaml.safe_load(path.read_text())
             assert params["preset"] == name and params["interactive"] is False
 

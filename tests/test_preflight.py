@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ctinv_utils import preflight as pf
-from ctinv_utils import run
-from ctinv_utils.preflight import PreflightError
+from ctinv_utils.pipeline import preflight as pf
+from ctinv_utils.pipeline import run
+from ctinv_utils.pipeline.preflight import PreflightError
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_paper_preset_without_vgg_weights_stops_before_any_notebook(tmp_path, no
         run.run("paper", device="cpu", output_root=tmp_path, progress=False)
     msg = str(info.value)
     assert "02_denoiser_training needs ImageNet VGG19" in msg and "03_image_domain_invariances needs ImageNet VGG16" in msg
-    assert "python -m ctinv_utils.models.vgg download vgg19" in msg
+    assert "python -m ctinv_utils vgg download vgg19" in msg
     assert "meant for a GPU" in msg and "at least 123 hours" in msg and "--confirm-cpu" in msg
     assert not (tmp_path / "papermill_runs").exists()  # nothing started, nothing written
 
@@ -62,7 +62,7 @@ def test_cpu_estimate_is_measured_and_grows_with_the_work(monkeypatch):
 
 
 def test_meant_for_is_checked_in_the_preset(tmp_path):
-    from ctinv_utils import presets
+    from ctinv_utils.pipeline import presets
     from ctinv_utils.errors import PresetError
 
     (tmp_path / "x.yaml").write_text("meant_for: tpu\n")

@@ -312,7 +312,7 @@ def test_natural_training_without_checkpoint_keeps_its_temporary_in_the_cache(tm
 
 
 def test_export_unknown_names_list_the_known_ones(tmp_path, capsys):
-    from ctinv_utils.export import main
+    from ctinv_utils.tools.export import main
 
     art = tmp_path / "art"
     art.mkdir()

@@ -1,7 +1,7 @@
 """A run never damages committed results: figures are published only when their notebook succeeds,
 the figure manifest grows entry by entry, a run on other data writes to its own folders, and two
 runners never share an output folder. The notebooks are replaced by a stand-in that writes a figure
-into the runner's staging folder (as ctinv_utils.context does), so these tests start no kernel."""
+into the runner's staging folder (as ctinv_utils.pipeline.context does), so these tests start no kernel."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ctinv_utils import run
+from ctinv_utils.pipeline import run
 from ctinv_utils.paths import STAGING_ENV
 from ctinv_utils.errors import CTInvError, DataRootError
 
@@ -88,7 +88,7 @@ def test_a_second_runner_on_the_same_folder_is_refused(tmp_path):
 
 
 def test_preset_names_and_files_that_cannot_be_a_preset(tmp_path):
-    from ctinv_utils import presets
+    from ctinv_utils.pipeline import presets
     from ctinv_utils.errors import PresetError
 
     with pytest.raises(PresetError, match="not a plain name"):

@@ -6,7 +6,9 @@ import textwrap
 
 import pytest
 
-from ctinv_utils import presets, run
+from ctinv_utils.pipeline import presets
+
+from ctinv_utils.pipeline import run
 from ctinv_utils.errors import PresetError
 
 

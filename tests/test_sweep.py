@@ -1,4 +1,4 @@
-"""Sharded invariance sweeps (``python -m ctinv_utils.sweep``): two gloo ranks under torchrun on the
+"""Sharded invariance sweeps (``python -m ctinv_utils sweep``): two gloo ranks under torchrun on the
 CPU against one plain process, item by item; a rank killed mid-sweep and the job launched again.
 
 A tiny sweep: 2 test slices of the smoke data (32 px crops) x Gauss+RI and a seeded untrained CNN-10 x
@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from ctinv_utils import sweep
-from ctinv_utils.sweep import ItemStore, WorkItem, plan, spread
+from ctinv_utils.tools import sweep
+from ctinv_utils.tools.sweep import ItemStore, WorkItem, plan, spread
 from ctinv_utils.training import model_cache
 
-REPO = Path(sweep.__file__).resolve().parent.parent
+REPO = Path(sweep.__file__).resolve().parents[2]
 ARGS = ["--preset", "smoke", "--patients", "2", "--slices", "1", "--crop", "32", "--max-iter", "5",
         "--alphas", "0.2", "0.5", "--distances", "mse", "dssim", "--denoisers", "gauss_ri", "cnn10",
         "--threads", "1", "--no-progress"]
@@ -33,7 +33,7 @@ N_ITEMS = 8
 def run_artifacts(smoke_data, tmp_path_factory):
     """What notebooks 01 and 02 would leave: the split, Gauss+RI and a seeded untrained CNN-10."""
     from ctinv_utils import GaussRI
-    from ctinv_utils.artifacts import Artifacts
+    from ctinv_utils.pipeline.artifacts import Artifacts
     from ctinv_utils.data.sampling import split_patients
     from ctinv_utils.models import build_denoiser
 
@@ -66,7 +66,7 @@ def reference(run_artifacts, tmp_path_factory):
 
 def torchrun(artifacts: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "ctinv_utils.sweep", *ARGS, "--artifacts", str(artifacts), "--out", str(out)]
+           "-m", "ctinv_utils", "sweep", *ARGS, "--artifacts", str(artifacts), "--out", str(out)]
     return subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                           capture_output=True, text=True, timeout=240)
 
@@ -189,9 +189,9 @@ def test_sweep_item_equals_the_notebook_path(reference, run_artifacts, smoke_dat
     """One recipe: a sweep item and notebook 03's study (recipes.invariance_study) of the same slice,
     settings and seed give bit-identical invariances."""
     from ctinv_utils import hu_to_norm, recipes
-    from ctinv_utils.artifacts import Artifacts
+    from ctinv_utils.pipeline.artifacts import Artifacts
     from ctinv_utils.data.dataset import centre_crop
-    from ctinv_utils.presets import load_preset
+    from ctinv_utils.pipeline.presets import load_preset
 
     nb03 = sweep.notebook_settings(load_preset("smoke"), "03_image_domain_invariances", None, "cpu")
     protocol = recipes.InvarianceProtocol.from_settings(nb03, alphas=[0.2, 0.5], alphas_dssim=None, alphas_vgg=None,
@@ -223,8 +223,8 @@ def test_item_store_reads_what_it_wrote(tmp_path):
 
 def _trained_files(artifacts: Path, smoke_data):
     """The model-cache files notebooks 02 and 04 would look for under the smoke preset."""
-    from ctinv_utils.artifacts import Artifacts
-    from ctinv_utils.presets import load_preset
+    from ctinv_utils.pipeline.artifacts import Artifacts
+    from ctinv_utils.pipeline.presets import load_preset
     from ctinv_utils.training.methods import TrainConfig
     from ctinv_utils.training.model_cache import model_cache_path
 
@@ -256,7 +256,7 @@ def test_train_on_two_ranks_writes_one_cached_model(run_artifacts, smoke_data):
     for f in files.values():
         f.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "ctinv_utils.sweep", "train", "--preset", "smoke", "--artifacts", str(run_artifacts), "--no-progress",
+           "ctinv_utils.tools.sweep", "train", "--preset", "smoke", "--artifacts", str(run_artifacts), "--no-progress",
            "--no-natural"]
     done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=240)

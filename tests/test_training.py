@@ -108,7 +108,7 @@ def test_quick_preset_denoisers_beat_low_dose_on_test_patients():
     that does not denoise answers nothing)."""
     from ctinv_utils.data.dataset import load_data
     from ctinv_utils.data.sampling import split_patients
-    from ctinv_utils.presets import load_preset, notebook_settings
+    from ctinv_utils.pipeline.presets import load_preset, notebook_settings
     from ctinv_utils.recipes import train_denoisers
     from ctinv_utils.training.evaluation import evaluate, worse_than_input
     from ctinv_utils.training.model_cache import training_data_key

@@ -48,7 +48,7 @@ def test_loads_by_path_and_by_environment(tmp_path, monkeypatch):
 
 
 def test_missing_weights_offline_is_one_clear_error(tmp_path):
-    with pytest.raises(VGGWeightsError, match=r"VGG16 weights not found.*python -m ctinv_utils.models.vgg download vgg16"):
+    with pytest.raises(VGGWeightsError, match=r"VGG16 weights not found.*python -m ctinv_utils vgg download vgg16"):
         load_vgg("vgg16")
     with pytest.raises(VGGWeightsError, match="does not exist"):
         load_vgg("vgg16", path=tmp_path / "nope.pth")

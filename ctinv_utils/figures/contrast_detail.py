@@ -93,7 +93,7 @@ def dprime_figure(tables: dict, threshold: float = 2.0, title: str = ""):
 
 def contrast_detail_from_artifacts(art, observers=("npw", "cho")):
     """The contrast-detail figure from notebook 05's ``contrast_detail`` artifact alone (no network,
-    no simulation). ``art``: an :class:`~ctinv_utils.artifacts.Artifacts`; ``observers``: "npw",
+    no simulation). ``art``: an :class:`~ctinv_utils.pipeline.artifacts.Artifacts`; ``observers``: "npw",
     "cho" or both (one row each; positive and negative lesions side by side). One line per image kind
     (low dose, full dose, each denoiser on the low-dose scan). Returns ``(fig, caption)``."""
     from ..names import display_name

@@ -1,7 +1,7 @@
 """Lesion figures drawn from notebook 05's artifacts alone (no network, no simulation): example ROIs
 with their lesion-free twins, contrast retained and structure transfer, the lesion removed by
 invariances, and the metrics table. Each panel function takes an
-:class:`~ctinv_utils.artifacts.Artifacts` and returns ``(fig, caption)`` (tables: markdown and CSV)."""
+:class:`~ctinv_utils.pipeline.artifacts.Artifacts` and returns ``(fig, caption)`` (tables: markdown and CSV)."""
 
 from __future__ import annotations
 

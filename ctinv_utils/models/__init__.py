@@ -5,7 +5,8 @@ from .checkpoints import CheckpointError, load_state_dict_into, read_checkpoint
 from .cnn10 import CNN10
 from .critic import WGANCritic
 from .gauss_ri import GaussRI, central_square
-from .registry import DENOISERS, DISPLAY_NAME, build_denoiser, freeze, load_denoiser, module_device
+from .registry import DENOISERS, DISPLAY_NAME, build_denoiser, load_denoiser
+from .state import freeze, module_device
 from .wganvgg import WGANVGG
 
 __all__ = ["CNN10", "WGANVGG", "WGANCritic", "GaussRI", "central_square", "DENOISERS", "DISPLAY_NAME",

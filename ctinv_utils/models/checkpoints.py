@@ -28,7 +28,7 @@ from ..errors import CTInvError, first_line
 
 #: The fix for a damaged denoiser checkpoint (ours are retrained, published ones re-downloaded).
 RETRAIN_OR_DOWNLOAD = ("delete it and train again (notebook 02), or re-download it "
-                       "(python -m ctinv_utils.hub download <method>)")
+                       "(python -m ctinv_utils hub download <method>)")
 
 
 class CheckpointError(CTInvError):

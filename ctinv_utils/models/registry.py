@@ -16,6 +16,8 @@ from ..settings import check_device
 from .checkpoints import CheckpointError, load_state_dict_into, read_checkpoint
 from .cnn10 import CNN10
 from .gauss_ri import GaussRI
+from .ldctbench import build_published, load_published
+from .state import freeze
 from .wganvgg import WGANVGG
 
 DENOISERS: dict[str, type[nn.Module]] = {"cnn10": CNN10, "wganvgg": WGANVGG, "gauss_ri": GaussRI}
@@ -26,8 +28,6 @@ DISPLAY_NAME = DENOISER_NAMES
 def build_denoiser(name: str) -> nn.Module:
     """An untrained denoiser: ``cnn10``, ``wganvgg``, ``gauss_ri`` or ``ldctbench:<method>``."""
     if name.startswith("ldctbench:"):
-        from .ldctbench import build_published  # imported here: ldctbench imports this module
-
         return build_published(name)
     try:
         return DENOISERS[name]()
@@ -36,29 +36,13 @@ def build_denoiser(name: str) -> nn.Module:
                          "or ldctbench:<method> (see ctinv_utils.models.ldctbench)") from None
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """``eval()`` and ``requires_grad_(False)``: the state in which a denoiser is analysed."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def module_device(module: nn.Module) -> str:
-    """Where a module lives (first parameter or buffer); CPU for one without tensors."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return str(tensors[0].device) if tensors else "cpu"
-
-
 def load_denoiser(name: str, path: str | Path | None = None, device: str = "cpu") -> nn.Module:
     """A frozen denoiser: Gauss+RI needs no checkpoint; CNN-10 / WGAN-VGG load ``path``;
     ``ldctbench:<method>`` loads ``path`` or, without one, the verified published file from the hub
-    cache (``python -m ctinv_utils.hub download <method>`` fetches it). ``device``: 'cpu', 'cuda[:N]'
+    cache (``python -m ctinv_utils hub download <method>`` fetches it). ``device``: 'cpu', 'cuda[:N]'
     or 'auto'; one that this machine lacks is a :class:`~ctinv_utils.settings.DeviceError`."""
     device = check_device(device, "load_denoiser device")
     if name.startswith("ldctbench:"):
-        from .ldctbench import load_published  # imported here: ldctbench imports this module
-
         return load_published(name, path, device)
     model = build_denoiser(name)
     if name != "gauss_ri":

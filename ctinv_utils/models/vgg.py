@@ -4,7 +4,7 @@ The ``features`` Sequential has torchvision's layout, so the state-dict keys (``
 ...) are torchvision's and its published files load directly. Weights are looked up, in order, at
 an explicit path, ``$CTINV_VGG16_WEIGHTS`` / ``$CTINV_VGG19_WEIGHTS``, and torch.hub's cache
 (``<torch hub dir>/checkpoints/``). Nothing is downloaded unless asked (``download=True`` or
-``python -m ctinv_utils.models.vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
+``python -m ctinv_utils vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
 the file name is torchvision's, its SHA-256 is checked against the prefix in that name.
 
 Why our own and not torchvision's: ``torchvision==0.28.*`` (the release paired with torch 2.13)
@@ -158,7 +158,7 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
         if not allow_random:
             raise VGGWeightsError(
                 f"ImageNet {arch.upper()} weights not found (looked at ${f'CTINV_{arch.upper()}_WEIGHTS'} and "
-                f"{_hub_file(arch)}); download them once with `python -m ctinv_utils.models.vgg download {arch}`, or copy "
+                f"{_hub_file(arch)}); download them once with `python -m ctinv_utils vgg download {arch}`, or copy "
                 f"{URLS[arch]} to that path")
         warnings.warn(f"{RANDOM_INIT_LABEL}: using a seeded random {arch.upper()}", stacklevel=2)
         gen = torch.Generator().manual_seed(seed)
@@ -173,7 +173,7 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
         _check_sha256(found, arch)
         try:
             state = load_file(found, f"{arch.upper()} weights file", f"delete it and download it again "
-                              f"(python -m ctinv_utils.models.vgg download {arch}), or copy {URLS[arch]} there")
+                              f"(python -m ctinv_utils vgg download {arch}), or copy {URLS[arch]} there")
         except CheckpointError as exc:
             raise VGGWeightsError(str(exc)) from None
         feats = {k: v for k, v in state.items() if k.startswith("features.")} if isinstance(state, dict) else {}
@@ -190,7 +190,7 @@ def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 2 or args[0] != "download" or any(a not in URLS for a in args[1:]):
-        print("usage: python -m ctinv_utils.models.vgg download vgg16 [vgg19]", file=sys.stderr)
+        print("usage: python -m ctinv_utils vgg download vgg16 [vgg19]", file=sys.stderr)
         return 2
     for arch in args[1:]:
         print(f"{arch}: {download_weights(arch)}")

@@ -10,7 +10,7 @@ so that one forward pass gives a new invariance of x that looks like a real low-
 ``+ beta * adversarial_loss = - beta * E[C(g)]``: the generator is rewarded where the critic believes
 its samples are real.
 
-**Generator** (:class:`ConditionalGenerator`): ``stages`` scales, coarse to fine; stage ``i`` works
+**Generator** (:class:`~ctinv_utils.models.natural_generator.ConditionalGenerator`): ``stages`` scales, coarse to fine; stage ``i`` works
 at ``1/2^(stages-1-i)`` of the input resolution and sees the condition downsampled to its own
 resolution (the talk's ``d_i(x)``, average pooling), fresh spatial noise ``z_i`` and the upsampled
 features of the previous stage. The output is ``x + delta``, so the identity (no invariance) is easy to
@@ -49,6 +49,7 @@ from ..errors import CTInvError, UntrainedError
 from ..models.checkpoints import CheckpointError, load_file
 from ..settings import check_device
 from ..models import WGANCritic, freeze, module_device
+from ..models.natural_generator import ConditionalGenerator
 from ..provenance import config_hash, versions
 from ..speed import channels_last, tune_allocator
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm
@@ -58,56 +59,6 @@ from ..training.gan import adversarial_loss, critic_step
 from ..training.loop import Trainer, seeded_init
 from .base import check_denoiser, check_image
 from .distances import DISTANCES, get_distance
-
-
-class ConditionalGenerator(nn.Module):
-    """g(z|x): ``(B, 1, H, W)`` normalized in and out, H and W divisible by :attr:`factor`."""
-
-    def __init__(self, channels=(64, 64, 48, 32, 32), z_channels: int = 4, init_delta_std: float = 0.1):
-        super().__init__()
-        self.channels, self.z_channels = tuple(int(c) for c in channels), int(z_channels)
-        if len(self.channels) < 1 or min(self.channels) < 1 or self.z_channels < 1:
-            raise ValueError(f"need at least one stage with >= 1 channel and z_channels >= 1, got {channels}, {z_channels}")
-        self.factor = 2 ** (len(self.channels) - 1)
-        blocks, c_prev = [], 0
-        for c in self.channels:
-            blocks.append(nn.Sequential(
-                nn.Conv2d(c_prev + 1 + self.z_channels, c, 3, padding=1), nn.LeakyReLU(0.2),
-                nn.Conv2d(c, c, 3, padding=1), nn.LeakyReLU(0.2)))
-            c_prev = c
-        self.blocks = nn.ModuleList(blocks)
-        self.out = nn.Conv2d(c_prev, 1, 3, padding=1)
-        with torch.no_grad():  # start like the image-domain method: g(z|x) = x + a z-texture of std init_delta_std
-            self.out.bias.zero_()
-            probe = torch.randn(4, 1, 4 * self.factor, 4 * self.factor, generator=torch.Generator().manual_seed(0))
-            delta = self(probe, self.noise(4, *probe.shape[-2:], torch.Generator().manual_seed(1))) - probe
-            self.out.weight.mul_(init_delta_std / float(delta.std().clamp_min(1e-12)))
-
-    def check_size(self, height: int, width: int) -> None:
-        if height % self.factor or width % self.factor or min(height, width) < self.factor:
-            f = self.factor
-            raise ValueError(f"image size {height}x{width} does not work with this generator: {len(self.channels)} stages "
-                             f"need sizes divisible by {f} (e.g. {', '.join(str(f * k) for k in (5, 8, 16, 32))}); "
-                             "crop or pad the image")
-
-    def noise(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
-              device="cpu") -> list[torch.Tensor]:
-        """z: one ``(batch, z_channels, h_i, w_i)`` standard-normal tensor per stage (drawn on the CPU)."""
-        out = []
-        for i in range(len(self.channels)):
-            s = 2 ** (len(self.channels) - 1 - i)
-            out.append(torch.randn(batch, self.z_channels, height // s, width // s, generator=generator).to(device))
-        return out
-
-    def forward(self, x: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
-        self.check_size(*x.shape[-2:])
-        h = None
-        for i, block in enumerate(self.blocks):
-            s = 2 ** (len(self.blocks) - 1 - i)
-            cond = F.avg_pool2d(x, s) if s > 1 else x  # d_i(x): the condition at this stage's resolution
-            parts = [cond, z[i]] if h is None else [F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False), cond, z[i]]
-            h = block(torch.cat(parts, dim=1))
-        return x + self.out(h)
 
 
 # Part of every cache key: raised when a change of the training code makes earlier cached generators

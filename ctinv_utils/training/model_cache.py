@@ -20,7 +20,7 @@ from .methods import TrainConfig, denoiser_trainer
 
 def training_data_key(data: PairedCTData, split: dict) -> str:
     """The key of a training set in the model caches (data source, root and training patients): the
-    one place notebooks 02 and 04 and ``python -m ctinv_utils.sweep train`` compute it, so a model
+    one place notebooks 02 and 04 and ``python -m ctinv_utils sweep train`` compute it, so a model
     trained by one is found by the others."""
     from ..provenance import config_hash
 

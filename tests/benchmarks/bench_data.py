@@ -15,7 +15,7 @@ import time
 os.environ["CTINV_CACHE"] = tempfile.mkdtemp(prefix="ctinv-bench-")
 
 from ctinv_utils.data.dataset import load_data  # noqa: E402
-from ctinv_utils.presets import load_preset  # noqa: E402
+from ctinv_utils.pipeline.presets import load_preset  # noqa: E402
 from ctinv_utils.data.simulated import SimulationConfig, generate  # noqa: E402
 
 

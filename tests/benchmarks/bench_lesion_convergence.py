@@ -20,9 +20,9 @@ import time
 import torch
 
 from ctinv_utils import Invariance, hu_to_norm
-from ctinv_utils.artifacts import Artifacts
+from ctinv_utils.pipeline.artifacts import Artifacts
 from ctinv_utils.paths import REPO_ROOT
-from ctinv_utils.presets import load_preset, notebook_settings
+from ctinv_utils.pipeline.presets import load_preset, notebook_settings
 
 
 def main() -> None:

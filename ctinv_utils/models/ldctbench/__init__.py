@@ -19,7 +19,7 @@ transct   :class:`.TransCT`           512x512 only
 
 The bilateral filter is not ported (it needs ldct-benchmark's compiled CUDA extension); asking
 for it raises an error that says so. ``load_published("redcnn")`` loads the verified file that
-``python -m ctinv_utils.hub download redcnn`` fetched (see :mod:`ctinv_utils.hub`);
+``python -m ctinv_utils hub download redcnn`` fetched (see :mod:`ctinv_utils.models.ldctbench.hub`);
 ``load_denoiser("ldctbench:redcnn")`` is the same call through the common registry.
 """
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from torch import nn
 
-from ... import hub
+from . import hub
 from ...errors import CTInvError
 from ...names import LDCTBENCH_PREFIX, display_name
 from ..checkpoints import load_state_dict_into, read_checkpoint
 from ..cnn10 import CNN10
-from ..registry import freeze
+from ..state import freeze
 from ..wganvgg import WGANVGG
 from .qae import QAE
 from .redcnn import REDCNN, DUGANGenerator
@@ -98,7 +98,7 @@ def load_published(method: str, path: str | Path | None = None, device: str = "c
     ``path``: a checkpoint file (ldct-benchmark's ``{"args", "iteration", "model_state_dict"}`` or a
     plain state dict, loaded with ``weights_only=True``). Without it, the verified file in the hub
     cache is used; if there is none the error names the file, its URL and the folder to put it in.
-    Nothing is downloaded here (``python -m ctinv_utils.hub download <method>`` does that)."""
+    Nothing is downloaded here (``python -m ctinv_utils hub download <method>`` does that)."""
     m = _method(method)
     if path is None:
         path = hub.checkpoint_path(m)

@@ -17,9 +17,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .data.dicom_io import DataRootError, DicomSeriesError, locate_patients
-from .errors import CTInvError
-from .models.vgg import URLS, _hub_file, weights_path
+from ..data.dicom_io import DataRootError, DicomSeriesError, locate_patients
+from ..errors import CTInvError
+from ..models.vgg import URLS, _hub_file, weights_path
 
 
 class PreflightError(CTInvError):
@@ -47,7 +47,7 @@ def missing_vgg_weights(params_by_notebook: dict[str, dict]) -> list[str]:
             if weights_path(arch) is None:
                 out.append(f"{nb} needs ImageNet {arch.upper()} weights (vgg_weights: imagenet), not found at "
                            f"$CTINV_{arch.upper()}_WEIGHTS or {_hub_file(arch)}: download them once with "
-                           f"`python -m ctinv_utils.models.vgg download {arch}` (or copy {URLS[arch]} there)")
+                           f"`python -m ctinv_utils vgg download {arch}` (or copy {URLS[arch]} there)")
     return out
 
 
@@ -57,7 +57,7 @@ def _seconds_per_step(batch: int, size: int, train: bool, repeats: int = 2) -> f
     of ``batch`` images)."""
     import torch
 
-    from .models import CNN10
+    from ..models import CNN10
 
     torch.manual_seed(0)
     net = CNN10()

@@ -18,10 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import atomic
-from .errors import CTInvError
-from .paths import repo_relative, run_dir
-from .provenance import array_sha256, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
+from .. import atomic
+from ..errors import CTInvError
+from ..paths import repo_relative, run_dir
+from ..provenance import array_sha256, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
 
 
 class ArtifactError(CTInvError):
@@ -83,7 +83,7 @@ SPECS: dict[str, Spec] = {
                             "contrast-detail curves: threshold contrast (HU) against diameter (mm) per image kind"),
     "lesion_invariance": Spec("05_lesions", "lesions/invariance_{denoiser}.npz",
                               "how much of a lesion x_inv removes, per alpha"),
-    # sweeps (python -m ctinv_utils.sweep, not a notebook)
+    # sweeps (python -m ctinv_utils sweep, not a notebook)
     "sweep_item": Spec("sweep", "sweep/items/{item}.npz",
                        "one work item of a sharded sweep: x, x_inv, f(x), f(x_inv) and histories in HU"),
     "sweep_summary": Spec("sweep", "sweep/summary.json",
@@ -144,9 +144,9 @@ class Artifacts:
         shown = repo_relative(path)
         if nb == "sweep":
             return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: a sweep makes it; run "
-                                 f"`python -m ctinv_utils.sweep --preset {self.preset}`")
+                                 f"`python -m ctinv_utils sweep --preset {self.preset}`")
         return ArtifactError(f"{shown} ({SPECS[kind].what}) {why}: notebook {nb} makes it; run "
-                             f"`python -m ctinv_utils.run --preset {self.preset} --only {nb[:2]}`")
+                             f"`python -m ctinv_utils run --preset {self.preset} --only {nb[:2]}`")
 
     def require(self, kind: str, **keys: Any) -> Path:
         p = self.path(kind, **keys)
@@ -231,7 +231,7 @@ class Artifacts:
         if info["source"] != data.source or info["root"] != str(data.root):
             raise ArtifactError(f"notebook 01's split was made on {info['source']} ({info['root']}), this notebook "
                                 f"loads {data.source} ({data.root}); re-run notebook 01 with the same data: "
-                                f"`python -m ctinv_utils.run --preset {self.preset} --only 01 ...`")
+                                f"`python -m ctinv_utils run --preset {self.preset} --only 01 ...`")
         return info["split"]
 
     def save_denoisers(self, models: dict, info: dict, published: dict | None = None) -> None:
@@ -250,7 +250,7 @@ class Artifacts:
     def load_denoisers(self, names, device: str = "cpu") -> dict:
         """Frozen denoisers by name, from the weights notebook 02 saved or, for ldct-benchmark's published
         networks, from the checkpoint file 02 evaluated (checksums verified)."""
-        from .models import load_denoiser
+        from ..models import load_denoiser
         info = self.read_json("denoisers")
         published = info.get("published", {})
         out = {}
@@ -261,14 +261,14 @@ class Artifacts:
                 rec = published[name]
                 if not Path(rec["path"]).is_file() or sha256_file(rec["path"]) != rec["sha256"]:
                     raise ArtifactError(f"{rec['path']} ({name}) is missing or changed since notebook 02 evaluated it; "
-                                        f"re-run notebook 02: `python -m ctinv_utils.run --preset {self.preset} --only 02`")
+                                        f"re-run notebook 02: `python -m ctinv_utils run --preset {self.preset} --only 02`")
                 out[name] = load_denoiser(name, rec["path"], device)
             elif name in info["names"]:
                 out[name] = load_denoiser(name, None, device)
             elif name.startswith("ldctbench:"):
                 raise ArtifactError(f"notebook 02 did not evaluate the published denoiser {name!r} (it evaluated "
                                     f"{sorted(published) or 'none'}); add it to notebook 02's `published` list (and "
-                                    f"download it: `python -m ctinv_utils.hub download {name.split(':', 1)[1]}`)")
+                                    f"download it: `python -m ctinv_utils hub download {name.split(':', 1)[1]}`)")
             else:
                 raise ArtifactError(f"notebook 02 did not make the denoiser {name!r} (it made {info['names']}); "
                                     "add it to the preset's denoisers and re-run notebook 02")

@@ -1,9 +1,9 @@
 """Sharded invariance sweeps and data-parallel training across GPUs and nodes, launched by ``torchrun``.
 
-    python -m ctinv_utils.sweep --preset quick [--out DIR] [--denoisers ...] [--distances ...]
+    python -m ctinv_utils sweep --preset quick [--out DIR] [--denoisers ...] [--distances ...]
                                 [--patients N] [--slices N] [--max-iter N] [--alphas ...]
-    torchrun --nproc-per-node 8 -m ctinv_utils.sweep --preset paper
-    torchrun --nproc-per-node 8 -m ctinv_utils.sweep train --preset paper
+    torchrun --nproc-per-node 8 -m ctinv_utils sweep --preset paper
+    torchrun --nproc-per-node 8 -m ctinv_utils sweep train --preset paper
 
 **Sweep.** The work items are (test slice x denoiser x distance), each with the distance's whole
 alpha grid optimised as one batch (:class:`~ctinv_utils.synthesis.invariances.Invariance`), in a
@@ -17,7 +17,7 @@ kernels).
 
 Each item is written atomically to ``<out>/items/<item>.npz`` with a JSON sidecar (SHA-256 of the
 file and of each array, the per-alpha metrics, the settings hash, which run and rank computed it):
-the layout of :meth:`~ctinv_utils.artifacts.Artifacts.write_arrays`. An item counts as done when both
+the layout of :meth:`~ctinv_utils.pipeline.artifacts.Artifacts.write_arrays`. An item counts as done when both
 files exist, the checksum verifies and the settings hash matches; anything else is (re)computed, so a
 killed or pre-empted job that is launched again computes only what is missing. The ranks first check
 the items of their static share (item i on rank i mod world) and exchange what they found; the items
@@ -53,19 +53,20 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import atomic, presets
-from .artifacts import Artifacts, ArtifactError
-from .data.dataset import centre_crop, load_data
-from .errors import CTInvError
-from .paths import run_dir
-from .presets import load_preset
-from .progress import progress_bar
-from .provenance import array_sha256, config_hash, provenance, sha256_bytes
-from .recipes import InvarianceProtocol, optimise_invariance, train_denoisers, train_generators
-from .synthesis.base import SynthesisDiverged
-from .synthesis.distances import DISTANCES, get_distance
-from .training import distributed, model_cache
-from .units import hu_to_norm
+from .. import atomic
+from ..pipeline import presets
+from ..pipeline.artifacts import Artifacts, ArtifactError
+from ..data.dataset import centre_crop, load_data
+from ..errors import CTInvError
+from ..paths import run_dir
+from ..pipeline.presets import load_preset
+from ..progress import progress_bar
+from ..provenance import array_sha256, config_hash, provenance, sha256_bytes
+from ..recipes import InvarianceProtocol, optimise_invariance, train_denoisers, train_generators
+from ..synthesis.base import SynthesisDiverged
+from ..synthesis.distances import DISTANCES, get_distance
+from ..training import distributed, model_cache
+from ..units import hu_to_norm
 
 #: Test hook only: ``"RANK:N"`` makes rank RANK SIGKILL itself after writing N items (a pre-emption).
 KILL_ENV = "CTINV_SWEEP_KILL_AFTER"
@@ -122,7 +123,7 @@ def plan(patients: list[tuple[str, str, int]], denoisers: list[str], distances: 
 # -- item files ----------------------------------------------------------------------------------
 class ItemStore:
     """``<folder>/items/<item>.npz`` and its JSON sidecar, in the layout of
-    :meth:`~ctinv_utils.artifacts.Artifacts.write_arrays` (file and per-array SHA-256, ``meta``,
+    :meth:`~ctinv_utils.pipeline.artifacts.Artifacts.write_arrays` (file and per-array SHA-256, ``meta``,
     ``provenance``)."""
 
     def __init__(self, folder: str | Path):
@@ -325,7 +326,7 @@ class SweepResults:
         path = self.folder / "summary.json"
         if not path.is_file():
             raise SweepError(f"{path} is missing: no sweep finished in {self.folder}; run "
-                             "`python -m ctinv_utils.sweep --preset ... --out " + str(self.folder) + "`")
+                             "`python -m ctinv_utils sweep --preset ... --out " + str(self.folder) + "`")
         self.summary = json.loads(path.read_text())
 
     def rows(self) -> list[dict]:
@@ -381,7 +382,7 @@ def _start(args):
 
 # -- the command line ------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ctinv_utils.sweep", description=(
+    p = argparse.ArgumentParser(prog="python -m ctinv_utils sweep", description=(
         "Invariances of every test slice x denoiser x distance (alpha grids batched), sharded over the ranks of "
         "a torchrun job; resumable. 'train' as the first argument trains the denoisers and natural-invariance "
         "generators data-parallel into the notebooks' caches instead."))
@@ -411,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ctinv_utils.sweep train", description=(
+    p = argparse.ArgumentParser(prog="python -m ctinv_utils sweep train", description=(
         "Train the denoisers of notebook 02 and the natural-invariance generators of notebook 04 under a preset, "
         "data-parallel over the ranks of a torchrun job, into the caches the notebooks load from."))
     p.add_argument("--preset", required=True)
@@ -535,7 +536,7 @@ def train_main(args) -> int:
                                        progress=not args.no_progress)
             for name, (_, path, loaded) in trained.items():
                 log(f"natural invariances of {name}: {'loaded' if loaded else 'trained'} ({path})")
-        log("done: `python -m ctinv_utils.run --preset {0}` now loads these models instead of training "
+        log("done: `python -m ctinv_utils run --preset {0}` now loads these models instead of training "
             "them".format(args.preset))
     finally:
         distributed.shutdown()

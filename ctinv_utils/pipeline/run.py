@@ -1,6 +1,6 @@
 """Run the notebooks of a preset headlessly with papermill.
 
-    python -m ctinv_utils.run --preset quick [--only 01,03] [--data PATH] [--device auto|cpu|cuda] [--force]
+    python -m ctinv_utils run --preset quick [--only 01,03] [--data PATH] [--device auto|cpu|cuda] [--force]
 
 Executed notebooks go to ``papermill_runs/<preset>/``, figures to ``figures/<preset>/``, a run manifest
 (per notebook: parameters, config hash, data source, time, status) to
@@ -24,14 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from . import atomic
-from .errors import CTInvError, DataRootError, first_line
-from .paths import REPO_ROOT, STAGING_ENV, figure_dir, repo_relative, run_dir
-from .progress import HEADLESS_ENV
+from .. import atomic
+from ..errors import CTInvError, DataRootError, first_line
+from ..paths import REPO_ROOT, STAGING_ENV, figure_dir, repo_relative, run_dir
+from ..progress import HEADLESS_ENV
 from .preflight import preflight
 from .presets import list_notebooks, load_preset, parameters_hash, plan, select_notebooks
-from .provenance import provenance, sha256_file
-from .settings import check_device
+from ..provenance import provenance, sha256_file
+from ..settings import check_device
 
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 TCP_WARNING = "Kernel is running over TCP without encryption"
@@ -172,7 +172,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: b
 def code_fingerprint() -> str:
     """SHA-256 over the package's source files: a change of any of them re-executes every notebook."""
     h = hashlib.sha256()
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parent.parent  # the whole package, not only this wing
     for f in sorted(pkg.rglob("*.py")):
         h.update(str(f.relative_to(pkg)).encode())
         h.update(f.read_bytes())
@@ -307,7 +307,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
         progress: bool = True, output_root: Path | None = None, force: bool = False,
         confirm_cpu: bool = False, name: str | None = None) -> dict:
     """Run the selected notebooks of a preset; returns the manifest. Raises on the first failure
-    (the manifest records it). Before any notebook starts, :func:`~ctinv_utils.preflight.preflight`
+    (the manifest records it). Before any notebook starts, :func:`~ctinv_utils.pipeline.preflight.preflight`
     checks that the run can finish (VGG weights, data root, a GPU preset on a CPU: ``confirm_cpu``).
     ``output_root`` (tests) replaces the repository as the place of ``papermill_runs/<name>`` and
     ``figures/<name>``; ``name`` is the output folders' name (default: :func:`output_name`, the
@@ -427,7 +427,7 @@ def _figures_of(notebook: str, fig_dir: Path, records: dict[str, dict]) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.run", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="quick", help="quick (CPU, minutes) or paper (GPU); see configs/")
     ap.add_argument("--only", default=None, help="comma-separated notebooks, e.g. 01,03 or 01_data")
     ap.add_argument("--data", default=None, help="real data root (TCIA or AAPM layout); default: $CTINV_DATA, else simulated")

@@ -27,19 +27,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from . import atomic
-from .errors import PresetError
-from .paths import NOTEBOOK_DIR, PRESET_DIR
-from .pipeline.config import (NOTEBOOK_SETTINGS, PRESENTATION_PARAMETERS, RUNTIME_PARAMETERS, NotebookSettings,
-                              settings_model)
-from .provenance import config_hash
+from .. import atomic
+from ..errors import PresetError
+from ..paths import NOTEBOOK_DIR, PRESET_DIR
+from .config import NOTEBOOK_SETTINGS, PRESENTATION_PARAMETERS, RUNTIME_PARAMETERS, NotebookSettings, settings_model
+from ..provenance import config_hash
 
 __all__ = ["RUNTIME_PARAMETERS", "PRESENTATION_PARAMETERS", "available_presets", "load_preset", "list_notebooks",
            "select_notebooks", "notebook_settings", "plan", "parameters_hash", "runtime_parameters"]
 
 #: The top-level keys of a preset file and their types.
 PRESET_KEYS = {"description": str, "seed": int, "meant_for": str, "common": dict, "notebooks": dict}
-#: Values of ``meant_for`` (see :mod:`ctinv_utils.preflight`).
+#: Values of ``meant_for`` (see :mod:`ctinv_utils.pipeline.preflight`).
 MEANT_FOR = ("cpu", "gpu")
 #: How the runner sets each runtime parameter (a preset that sets one would be overridden silently).
 _RUNTIME_FIX = {"seed": "the top-level 'seed:' of the preset", "device": "the runner's --device",
@@ -292,7 +291,7 @@ def parameters_hash(params: dict) -> str:
 
 
 #: The first lines of every generated parameter file.
-GENERATED_HEADER = ("# Generated from configs/{preset}.yaml by `python -m ctinv_utils.presets --write`: do not edit.\n"
+GENERATED_HEADER = ("# Generated from configs/{preset}.yaml by `python -m ctinv_utils presets --write`: do not edit.\n"
                     "# papermill {notebook}.ipynb out.ipynb -f configs/{preset}/{notebook}.yaml (see the docs: papermill)\n")
 
 
@@ -318,9 +317,9 @@ def write_papermill_parameters(preset_dir: Path = PRESET_DIR) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ctinv_utils.presets PRESET NOTEBOOK``: the notebook's parameters under the preset as
+    """``python -m ctinv_utils presets PRESET NOTEBOOK``: the notebook's parameters under the preset as
     flat YAML, for plain papermill (``papermill in.ipynb out.ipynb -f params.yaml``);
-    ``python -m ctinv_utils.presets --write``: every such file, to ``configs/<preset>/<notebook>.yaml``."""
+    ``python -m ctinv_utils presets --write``: every such file, to ``configs/<preset>/<notebook>.yaml``."""
 
     args = sys.argv[1:] if argv is None else argv
     if args == ["--write"]:
@@ -328,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"written: {path.relative_to(PRESET_DIR.parent)}")
         return 0
     if len(args) != 2:
-        print("usage: python -m ctinv_utils.presets PRESET NOTEBOOK   (e.g. quick 03)\n"
-              "       python -m ctinv_utils.presets --write   (configs/<preset>/<notebook>.yaml)", file=sys.stderr)
+        print("usage: python -m ctinv_utils presets PRESET NOTEBOOK   (e.g. quick 03)\n"
+              "       python -m ctinv_utils presets --write   (configs/<preset>/<notebook>.yaml)", file=sys.stderr)
         return 2
     try:
         preset = load_preset(args[0])

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .artifacts import Artifacts
-from .figures import curves, evaluation as evaluation_figures, talk
-from .figures import linearised as linearised_figures
-from .figures.ct import MASK, ct_grid, fitted_difference_window
-from .units import LUNG, PHYSICAL_HU_RANGE
-from .figures.tables import csv_text, markdown_table
-from .names import display_name
-from .settings import value_index
+from ..pipeline.artifacts import Artifacts
+from ..figures import curves, evaluation as evaluation_figures, talk
+from ..figures import linearised as linearised_figures
+from ..figures.ct import MASK, ct_grid, fitted_difference_window
+from ..units import LUNG, PHYSICAL_HU_RANGE
+from ..figures.tables import csv_text, markdown_table
+from ..names import display_name
+from ..settings import value_index
 
 EVALUATION_COLUMNS = [("region", "region", ""), ("method", "method", ""), ("slices", "slices", ""),
                       ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".3f"), ("rmse_hu", "RMSE (HU)", ".1f")]
@@ -99,7 +99,7 @@ def evaluation_figure(art: Artifacts):
 
 
 def examples(art: Artifacts, regions=("chest", "abdomen")):
-    from .units import get_window
+    from ..units import get_window
 
     rows = []
     for region in regions:
@@ -348,7 +348,7 @@ NATURAL_COLUMNS = [("kind", "invariance", ""), ("d_out", "d(f(x), f(x_inv))", ".
 
 
 def natural_samples(art: Artifacts, denoiser: str, k: int = 4):
-    from .figures import natural as natural_figures
+    from ..figures import natural as natural_figures
 
     a = art.read_arrays("natural_arrays", denoiser=denoiser)
     m = a.meta
@@ -362,7 +362,7 @@ def natural_samples(art: Artifacts, denoiser: str, k: int = 4):
 
 
 def natural_nps(art: Artifacts, denoiser: str):
-    from .figures import natural as natural_figures
+    from ..figures import natural as natural_figures
 
     an = art.read_json("natural_analysis")["denoisers"][denoiser]
     f = an["natural"]["nps"]["frequency"]

@@ -1,9 +1,9 @@
 """Side-by-side benchmark of invariance synthesis: the plain loop a user writes from the talk, plenoptic
 (when installed) and ctinv, measured in one run.
 
-    python -m ctinv_utils.bench [--sizes 128 256] [--alphas 8] [--iters 30] [--out bench_results]
-    python -m ctinv_utils.bench --check        # small sizes: correctness only (CI)
-    python -m ctinv_utils.bench --gpu-check    # one GPU, under 5 minutes (see README: Performance)
+    python -m ctinv_utils bench [--sizes 128 256] [--alphas 8] [--iters 30] [--out bench_results]
+    python -m ctinv_utils bench --check        # small sizes: correctness only (CI)
+    python -m ctinv_utils bench --gpu-check    # one GPU, under 5 minutes (see README: Performance)
 
 Each measurement runs in a fresh child process (the allocator state and thread pools of one must not
 help the next). Printed and written to ``<out>/bench.json`` and ``<out>/bench.png``:
@@ -57,7 +57,7 @@ def tolerance_for(distance: str, precision: str) -> float:
 def _setup(denoiser: str, size: int, seed: int = 0):
     import torch
 
-    from .models import build_denoiser
+    from ..models import build_denoiser
 
     warnings.simplefilter("ignore")
     g = torch.Generator().manual_seed(seed)
@@ -113,7 +113,7 @@ def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
     """The talk's objective as a user writes it: per alpha, fresh Adam, nothing frozen or cached."""
     import torch
 
-    from .synthesis.distances import get_distance
+    from ..synthesis.distances import get_distance
 
     x, f = _setup(denoiser, size)
     x, f = x.to(device), f.to(device)
@@ -133,7 +133,7 @@ def run_baseline(denoiser, distance, size, alphas, iters, device="cpu"):
 
 
 def run_ctinv(denoiser, distance, size, alphas, iters, device="cpu"):
-    from .synthesis.invariances import Invariance
+    from ..synthesis.invariances import Invariance
 
     x, f = _setup(denoiser, size)
     inv = Invariance(x.to(device), f.to(device), distance, alpha=list(alphas), seed=0, lr=LR,
@@ -146,7 +146,7 @@ def run_plenoptic(denoiser, distance, size, alphas, iters, device="cpu"):
     import plenoptic as po
     import torch
 
-    from .synthesis.distances import get_distance
+    from ..synthesis.distances import get_distance
 
     x, f = _setup(denoiser, size)
     x, f = x.to(device), f.to(device)
@@ -191,7 +191,7 @@ def measure(method, denoiser, distance, size, n_alphas, iters, device="cpu", wor
     workdir = Path(workdir or tempfile.mkdtemp(prefix="ctinv-bench-"))
     out = workdir / f"{method}-{denoiser}-{distance}-{size}.pt"
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    cmd = [sys.executable, "-m", "ctinv_utils.bench", "--child", method, denoiser, distance, str(size), str(n_alphas),
+    cmd = [sys.executable, "-m", "ctinv_utils", "bench", "--child", method, denoiser, distance, str(size), str(n_alphas),
            str(iters), device, str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -206,7 +206,7 @@ def objective_difference(denoiser, distance, size, alphas, x_inv_a, x_inv_b, dev
     computed on ``device``."""
     import torch
 
-    from .synthesis.distances import get_distance
+    from ..synthesis.distances import get_distance
 
     x, f = _setup(denoiser, size)
     x, f = x.to(device), f.to(device)
@@ -226,7 +226,7 @@ def conv_throughput(device: str = "cpu") -> float:
     """GFLOP/s of this machine on a large 3x3 convolution (forward), best of 5."""
     import torch
 
-    from .speed import tune_allocator
+    from ..speed import tune_allocator
 
     tune_allocator()
     x = torch.randn(8, 64, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
@@ -303,7 +303,7 @@ def benchmark(sizes=(128, 256), denoisers=DENOISERS, distances=DISTANCES, n_alph
     result = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(), "device": device,
               "conv_gflops": peak, "methods": methods, "rows": rows, "tolerance": TOLERANCE}
     out = Path(out_dir)
-    from . import atomic
+    from .. import atomic
 
     atomic.write_json(out / "bench.json", result)
     plot(result, out / "bench")
@@ -318,7 +318,7 @@ def plot(result: dict, path_without_suffix: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from . import atomic
+    from .. import atomic
 
     rows = result["rows"]
     labels = [f"{r['denoiser']}\n{r['distance']}\n{r['size']} px" for r in rows]
@@ -374,11 +374,11 @@ def gpu_check(out_dir: str | Path = "bench_results", device: str = "cuda", size:
     first GPU run does not meet a broken check)."""
     import torch
 
-    from . import atomic
-    from .settings import check_device
-    from .synthesis.distances import get_distance
-    from .synthesis.invariances import Invariance
-    from .training.methods import TrainConfig, build_method
+    from .. import atomic
+    from ..settings import check_device
+    from ..synthesis.distances import get_distance
+    from ..synthesis.invariances import Invariance
+    from ..training.methods import TrainConfig, build_method
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--gpu-check needs a CUDA GPU; torch sees none")
@@ -454,7 +454,7 @@ def gpu_check(out_dir: str | Path = "bench_results", device: str = "cuda", size:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.bench", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--denoisers", nargs="+", default=list(DENOISERS), choices=DENOISERS)
     ap.add_argument("--distances", nargs="+", default=list(DISTANCES), choices=DISTANCES)

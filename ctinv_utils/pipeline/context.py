@@ -21,16 +21,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import atomic
+from .. import atomic
 from .artifacts import Artifacts
-from .errors import PresetError
-from .figures.ct import add_caption, figure_data
-from .figures.explorer_html import write_explorer_html
-from .paths import STAGING_ENV, repo_relative, resolve_output
-from .pipeline.config import NOTEBOOK_SETTINGS
+from ..errors import PresetError
+from ..figures.ct import add_caption, figure_data
+from ..figures.explorer_html import write_explorer_html
+from ..paths import STAGING_ENV, repo_relative, resolve_output
+from .config import NOTEBOOK_SETTINGS
 from .presets import _problems, parameters_hash
-from .provenance import array_sha256, provenance, set_seed, sha256_bytes, sha256_file
-from .settings import check_device
+from ..provenance import array_sha256, provenance, set_seed, sha256_bytes, sha256_file
+from ..settings import check_device
 
 
 @dataclass

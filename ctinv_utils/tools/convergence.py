@@ -1,7 +1,7 @@
 """How close a preset's invariances get to the optimum: each (denoiser, distance) run with the
 preset's notebook-03 settings against a long constant-rate run of the talk's Adam from the same start.
 
-    python -m ctinv_utils.bench_convergence [--preset quick] [--reference-iters 2000]
+    python -m ctinv_utils convergence [--preset quick] [--reference-iters 2000]
         [--denoisers cnn10 wganvgg gauss_ri] [--distances mse dssim] [--out docs/convergence_quick.json]
 
 Needs the preset's notebook 03 to have run (its analysis slice and notebook 02's denoisers). Prints,
@@ -22,16 +22,16 @@ import time
 
 import torch
 
-from .artifacts import ArtifactError, Artifacts
-from .atomic import write_json
-from .errors import PresetError
-from .paths import run_dir
-from .presets import load_preset, notebook_settings, runtime_parameters
-from .progress import progress_bar
-from .provenance import versions
-from .recipes.invariances import TALK_BETAS, InvarianceProtocol, optimise_invariance
-from .synthesis.distances import get_distance
-from .units import hu_to_norm
+from ..pipeline.artifacts import ArtifactError, Artifacts
+from ..atomic import write_json
+from ..errors import PresetError
+from ..paths import run_dir
+from ..pipeline.presets import load_preset, notebook_settings, runtime_parameters
+from ..progress import progress_bar
+from ..provenance import versions
+from ..recipes.invariances import TALK_BETAS, InvarianceProtocol, optimise_invariance
+from ..synthesis.distances import get_distance
+from ..units import hu_to_norm
 
 
 def compare(preset_name: str = "quick", denoisers=None, distances=("mse", "dssim"), reference_iters: int = 2000,
@@ -101,7 +101,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.bench_convergence", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils convergence", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--denoisers", nargs="+", default=None)
     ap.add_argument("--distances", nargs="+", default=["mse", "dssim"], choices=["mse", "dssim", "vgg"])

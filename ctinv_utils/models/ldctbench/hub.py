@@ -2,8 +2,8 @@
 
 Nothing here touches the network unless you ask for a download::
 
-    python -m ctinv_utils.hub download cnn10 redcnn     # or: download all
-    python -m ctinv_utils.hub list                      # what is published, what is here and verified
+    python -m ctinv_utils hub download cnn10 redcnn     # or: download all
+    python -m ctinv_utils hub list                      # what is published, what is here and verified
 
 **Where.** Downloads go to ``<ctinv cache>/ldctbench/<method>.pt`` (the ctinv cache is ``$CTINV_CACHE``
 or ``~/.cache/ctinv``, see :func:`ctinv_utils.paths.cache_dir`). A file that ldct-benchmark itself
@@ -33,14 +33,14 @@ import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
-from . import atomic
-from .errors import CTInvError
-from .paths import cache_dir
-from .progress import progress_bar
-from .provenance import sha256_file
+from ... import atomic
+from ...errors import CTInvError
+from ...paths import cache_dir
+from ...progress import progress_bar
+from ...provenance import sha256_file
 
 #: ldct-benchmark 0.0.15's ``ldctbench/hub/checkpoints.json``, unchanged.
-CHECKPOINTS_JSON = Path(__file__).resolve().parent / "models" / "ldctbench" / "checkpoints.json"
+CHECKPOINTS_JSON = Path(__file__).resolve().parent / "checkpoints.json"
 #: Published methods ctinv cannot run, and why.
 NOT_PORTED = {
     "bilateral": ("ldct-benchmark's trainable bilateral filter needs its compiled extension "
@@ -125,7 +125,7 @@ def checkpoint_path(method: str) -> Path:
     rec = published(method)
     bad = "".join(f"; {p} has the wrong SHA-256 (incomplete or another file: delete it)" for p in wrong)
     raise HubError(f"no verified {file_name(method)} for ldctbench:{method}: download it with "
-                   f"`python -m ctinv_utils.hub download {method}`, or fetch {rec['url']} yourself and put it in "
+                   f"`python -m ctinv_utils hub download {method}`, or fetch {rec['url']} yourself and put it in "
                    f"{cache_folder()}/ (SHA-256 {rec['checksum']}){bad}")
 
 
@@ -205,7 +205,7 @@ def status() -> list[dict]:
     return rows
 
 
-USAGE = ("usage: python -m ctinv_utils.hub download METHOD [METHOD ...] | download all | list\n"
+USAGE = ("usage: python -m ctinv_utils hub download METHOD [METHOD ...] | download all | list\n"
          "  METHOD: one of {methods}\n"
          "  files go to {folder}/ (ldct-benchmark's own cache {theirs}/ is used when it holds them)")
 

@@ -1,6 +1,6 @@
 """Export a run's results as DICOM, to open in a radiologist's own viewer.
 
-    python -m ctinv_utils.export --preset quick [--out DIR] [--denoiser cnn10 ...] [--distance mse ...]
+    python -m ctinv_utils export --preset quick [--out DIR] [--denoiser cnn10 ...] [--distance mse ...]
 
 Reads the artifacts of notebooks 03 (invariances) and 04 (natural invariances) of the preset and
 writes one DICOM study per case under ``figures/<preset>/dicom/`` (layout and headers:
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArrayArtifact, ArtifactError, Artifacts
-from .data import dicom_io
-from .data.dicom_export import ExportStudy, invariance_study, natural_study, write_study
-from .data.regions import FOV_MM
-from .errors import CTInvError, first_line
-from .names import DENOISER_NAMES, DISTANCE_NAMES, LDCTBENCH_NAMES, LDCTBENCH_PREFIX
-from .paths import PRESET_DIR, figure_dir, repo_relative
-from .presets import available_presets
+from ..pipeline.artifacts import ArrayArtifact, ArtifactError, Artifacts
+from ..data import dicom_io
+from ..data.dicom_export import ExportStudy, invariance_study, natural_study, write_study
+from ..data.regions import FOV_MM
+from ..errors import CTInvError, first_line
+from ..names import DENOISER_NAMES, DISTANCE_NAMES, LDCTBENCH_NAMES, LDCTBENCH_PREFIX
+from ..paths import PRESET_DIR, figure_dir, repo_relative
+from ..pipeline.presets import available_presets
 
 
 class ExportError(CTInvError):
@@ -171,7 +171,7 @@ def export(art: Artifacts, out: str | Path, **kwargs) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ctinv_utils.export", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m ctinv_utils export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="quick", help="the run to export (default: quick)")
     ap.add_argument("--out", type=Path, help="output folder (default: figures/<preset>/dicom/)")
     ap.add_argument("--denoiser", nargs="+", help="denoisers to export (default: every one with results)")

@@ -1,0 +1,1 @@
+"""Command-line tools: the synthesis benchmark and GPU check, the convergence benchmark, sweeps under torchrun, DICOM export."""
