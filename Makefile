@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml jupyter/overrides.json
 ## reproduce: every notebook of a preset (default: quick) on the embedded data -> papermill_runs/, figures/
 # (paths are quoted: DATA="/data/my scans" works)
 reproduce: $(VENV)/.installed
-	$(PY) -m ctinv_utils run --preset '$(PRESET)' $(if $(DATA),--data '$(DATA)') $(if $(ONLY),--only '$(ONLY)') $(if $(CONFIRM_CPU),--confirm-cpu)
+	$(PY) -m ctinv_utils run --preset '$(PRESET)' $(if $(DATA),--data '$(DATA)') $(if $(ONLY),--only '$(ONLY)') $(if $(OUT),--out '$(OUT)') $(if $(CONFIRM_CPU),--confirm-cpu)
 
 ## test: the whole test suite (CPU, no network)
 test: $(VENV)/.installed
