@@ -13,8 +13,25 @@ LDCTBENCH_NAMES = {"cnn10": "CNN-10", "wganvgg": "WGAN-VGG", "redcnn": "RED-CNN"
 
 
 def display_name(key: str) -> str:
-    """``cnn10`` -> ``CNN-10``, ``mse`` -> ``bounded MSE``, ``ldctbench:redcnn`` -> ``RED-CNN (ldct-benchmark)``;
-    unknown keys come back unchanged."""
+    """The name a reader sees for an internal key of a denoiser or a distance.
+
+    Parameters
+    ----------
+    key : str
+        A denoiser key (``"cnn10"``, ``"wganvgg"``, ``"gauss_ri"``, ``"ldctbench:<method>"``) or a
+        distance key (``"mse"``, ``"dssim"``, ``"vgg"``).
+
+    Returns
+    -------
+    str
+        The display name; an unknown key comes back unchanged.
+
+    Examples
+    --------
+    >>> from ctinv_utils import display_name
+    >>> display_name("cnn10"), display_name("mse"), display_name("ldctbench:redcnn")
+    ('CNN-10', 'bounded MSE', 'RED-CNN (ldct-benchmark)')
+    """
     if key.startswith(LDCTBENCH_PREFIX):
         method = key[len(LDCTBENCH_PREFIX):]
         return f"{LDCTBENCH_NAMES.get(method, method)} (ldct-benchmark)"

@@ -1,4 +1,8 @@
-"""Paired low/full-dose slices in HU, from real DICOM or the embedded simulated data."""
+"""Paired low/full-dose slices in HU, from real DICOM or the embedded simulated data.
+
+:func:`load_data` finds the patients (real TCIA/AAPM DICOM, or the simulated set generated and
+cached on first use); :class:`PairedCTData` reads their slices lazily and checks each one.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,38 @@ from .simulated import simulated_data_root
 
 
 class PairedCTData:
-    """Paired slices of several patients. ``slice_hu(p, s)`` -> (low_hu, full_hu), each (H, W)
-    float32 in HU. Slices are read lazily; the most recently used pairs stay in memory up to
-    ``cache_bytes`` (the real data set is ~30 GB as float32, far more than fits). Every slice read is
-    checked: finite and inside ``hu_range`` (HU) (else DicomValueError naming the file), low and full
-    of one shape (else DicomPairingError naming both files)."""
+    """Paired low/full-dose slices of several patients, read lazily, in HU.
+
+    Usually made by :func:`load_data`. ``slice_hu(p, s)`` returns the pair of slice ``s`` of patient
+    number ``p``; the most recently used pairs stay in memory up to ``cache_bytes`` (the real data
+    set is about 30 GB as float32, far more than fits). Every slice read is checked.
+
+    Parameters
+    ----------
+    patients : list of PatientSeries
+        The patients (from ``ctinv_utils.data.dicom_io.discover_patients``), in ID order.
+    source : str
+        Where the data comes from, as shown in tables and provenance records.
+    root : pathlib.Path, optional
+        The data root the patients were found under.
+    cache_bytes : int
+        Memory for recently read pairs, in bytes (default 2 GiB).
+    hu_range : tuple of float
+        ``(low, high)`` in HU a pixel must lie in (default ``(-3100, 4000)``).
+
+    Raises
+    ------
+    BadArgumentError
+        No patients, or a malformed ``hu_range``.
+
+    Examples
+    --------
+    >>> from ctinv_utils import load_data
+    >>> data = load_data()               # the simulated data set, generated once and cached
+    >>> low_hu, full_hu = data.slice_hu(0, 0)
+    >>> low_hu.shape, data.patient_ids[:2]  # doctest: +SKIP
+    ((256, 256), ['C001', 'C002'])
+    """
 
     def __init__(self, patients: list[PatientSeries], source: str, root: Path | None = None,
                  cache_bytes: int = 2 * 1024**3, hu_range: tuple[float, float] = HU_RANGE):
@@ -39,19 +70,47 @@ class PairedCTData:
 
     @property
     def n_slices(self) -> np.ndarray:
+        """Slices per patient, ``(P,)`` int, in the order of ``patients``."""
         return np.array([p.n_slices for p in self.patients])
 
     @property
     def patient_ids(self) -> list[str]:
+        """The patients' IDs, in the order of ``patients``."""
         return [p.patient_id for p in self.patients]
 
     def index_of(self, patient_id: str) -> int:
+        """The patient number of ``patient_id`` (a ``ValueError`` when it is not in the data)."""
         return self.patient_ids.index(patient_id)
 
     def slice_hu(self, patient: int, slice_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The (low_hu, full_hu) pair of slice ``slice_index`` of patient number ``patient`` (indices
-        as in Python: 0 is the first, -1 the last); one outside is a BadArgumentError naming the
-        patient, its slice count and the valid range."""
+        """One paired slice: low dose and full dose, in HU.
+
+        Parameters
+        ----------
+        patient : int
+            Patient number (as in Python: 0 is the first, -1 the last); :meth:`index_of` turns an
+            ID into one.
+        slice_index : int
+            Slice of that patient, from 0 to ``n_slices[patient] - 1`` (negative counts from the end).
+
+        Returns
+        -------
+        low_hu, full_hu : numpy.ndarray
+            Each ``(H, W)`` float32 in HU.
+
+        Raises
+        ------
+        BadArgumentError
+            A patient or slice index that is not an integer or lies outside the data.
+        DicomValueError
+            A pixel that is not finite or lies outside ``hu_range`` (names the file).
+        DicomPairingError
+            Low- and full-dose slice of different shapes (names both files).
+
+        Examples
+        --------
+        >>> low_hu, full_hu = data.slice_hu(data.index_of(data.patient_ids[0]), -1)
+        """
         key = (patient, slice_index)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -97,6 +156,7 @@ class PairedCTData:
         return i
 
     def subset(self, patient_ids) -> "PairedCTData":
+        """The same data restricted to ``patient_ids`` (e.g. one split of :func:`split_patients`)."""
         wanted = set(patient_ids)
         return PairedCTData([p for p in self.patients if p.patient_id in wanted], self.source, self.root,
                             self.cache_bytes, self.hu_range)
@@ -151,16 +211,53 @@ def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None 
 def load_data(data_path: str | Path | None = None, simulation: dict | None = None,
               on_bad_file: str = "raise", progress: bool = True, hu_range: tuple[float, float] = HU_RANGE,
               verify: str | None = None) -> PairedCTData:
-    """Real data from ``data_path`` (or ``$CTINV_DATA``); else the simulated data set described by
-    ``simulation`` (a :class:`SimulationConfig` dict), generated and cached on first use.
+    """Load paired low/full-dose CT: real DICOM when a path is given, else the simulated data set.
 
-    Real data: the root's layout and every slice header are checked here (a root that is a file, or
-    whose folders hold no pairable low- and full-dose series, fails in milliseconds, before any
-    header is read); pixel values are checked against ``hu_range`` (HU) as slices are read.
-    Simulated data: the cached folder is checked against the checksums in its completion marker
-    (``verify='quick'``: file list, sizes and modification times, hashing only files whose time
-    changed; ``'full'``: SHA-256 of every file; None: ``$CTINV_VERIFY_DATA``, else ``'quick'``) and
-    regenerated when anything is missing or changed."""
+    Real data (``data_path`` or ``$CTINV_DATA``, TCIA or AAPM layout): the root's layout and every
+    slice header are checked here, before any pixel is read; pixel values are checked as slices are
+    read. Simulated data: generated on first use, cached, and checked against the checksums in its
+    completion marker at every load (regenerated when anything is missing or changed).
+
+    Parameters
+    ----------
+    data_path : str or pathlib.Path, optional
+        Root of the real data; None: ``$CTINV_DATA``, and without it the simulated data.
+    simulation : dict, optional
+        Fields of ``ctinv_utils.data.simulated.SimulationConfig`` (e.g. ``{"image_size": 128}``);
+        None: the defaults.
+    on_bad_file : {"raise", "skip"}
+        Real data: ``"skip"`` leaves out bad files, unpairable slices and unusable patients with a
+        warning instead of raising.
+    progress : bool
+        Show a progress bar while the simulated data is generated.
+    hu_range : tuple of float
+        ``(low, high)`` in HU every pixel must lie in (default ``(-3100, 4000)``).
+    verify : {"quick", "full"}, optional
+        Check of the simulated cache: file list, sizes and modification times (``"quick"``) or
+        SHA-256 of every file (``"full"``); None: ``$CTINV_VERIFY_DATA``, else ``"quick"``.
+
+    Returns
+    -------
+    PairedCTData
+
+    Raises
+    ------
+    BadArgumentError
+        A malformed ``hu_range``, ``on_bad_file`` or ``verify``.
+    DataRootError
+        A root that is missing, empty, or holds no pairable patient.
+    DicomFileError, DicomSeriesError, DicomPairingError
+        A bad header, a missing series or unpairable slices (with ``on_bad_file="raise"``).
+    SettingsError
+        An unknown key or a wrong type in ``simulation``.
+
+    Examples
+    --------
+    >>> from ctinv_utils import load_data
+    >>> data = load_data(simulation={"image_size": 128, "patients_per_region": 3})
+    >>> data.summary()[0]["region"]  # doctest: +SKIP
+    'abdomen'
+    """
     hu_range = check_hu_range(hu_range)  # before any data is found or generated
     data_path = data_path or os.environ.get(DATA_ENV) or None
     if data_path:

@@ -7,12 +7,21 @@ from torch import nn
 
 
 class CNN10(nn.Module):
-    """Conv 1->64 9x9, ReLU, Conv 64->32 3x3, ReLU, Conv 32->1 5x5; same padding, no residual.
+    """CNN-10 (Chen et al. 2017): Conv 1->64 9x9, ReLU, Conv 64->32 3x3, ReLU, Conv 32->1 5x5.
 
-    ``(B, 1, H, W)`` normalized in and out. Trained with an L2 loss. The module list is called
-    ``layers`` with the ReLUs at indices 1 and 3, so the state-dict keys (``layers.0.weight`` ...)
-    are those of ldct-benchmark's CNN-10 and its published checkpoints load directly
-    (see :func:`ctinv_utils.models.load_state_dict_into`)."""
+    Same padding, no residual, 24,513 parameters; trained with an L2 loss. The state-dict keys
+    (``layers.0.weight`` ...) are those of ldct-benchmark's CNN-10, so its published checkpoints
+    load directly (:func:`ctinv_utils.models.load_state_dict_into`).
+
+    The forward pass maps ``(B, 1, H, W)`` normalized images to the same shape, any H, W.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import CNN10
+    >>> CNN10()(torch.zeros(2, 1, 48, 48)).shape
+    torch.Size([2, 1, 48, 48])
+    """
 
     def __init__(self):
         super().__init__()

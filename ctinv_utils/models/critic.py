@@ -7,12 +7,34 @@ from torch import nn
 
 
 class WGANCritic(nn.Module):
-    """Critic: 6 conv layers 3x3 (64, 64, 128, 128, 256, 256 channels; strides 1, 2, 1, 2, 1, 2;
-    no padding; LeakyReLU), then FC 1024, LeakyReLU, FC 1. Input ``(B, 1, P, P)`` normalized with a
-    fixed patch size ``P``; output ``(B, 1)`` scores (no sigmoid: Wasserstein critic).
+    """The Wasserstein critic of WGAN-VGG: scores how much a patch looks like a real one.
 
-    ``width`` scales every layer's channels (1: Yang et al.'s critic; the natural-invariance critic on
-    CPU uses fewer); ``hidden`` is the size of the first fully connected layer."""
+    Six 3x3 convolutions (64, 64, 128, 128, 256, 256 channels; strides 1, 2, 1, 2, 1, 2; no padding;
+    LeakyReLU), then FC ``hidden``, LeakyReLU, FC 1. The forward pass maps ``(B, 1, P, P)``
+    normalized patches to ``(B, 1)`` scores (no sigmoid: a Wasserstein critic); another patch size
+    is a ``ValueError``.
+
+    Parameters
+    ----------
+    patch_size : int
+        The fixed side ``P`` of the patches, in pixels (at least 29).
+    width : float
+        Scales every layer's channels (1: Yang et al.'s critic; the natural-invariance critic uses 0.25).
+    hidden : int
+        Size of the first fully connected layer.
+
+    Raises
+    ------
+    ValueError
+        A patch size too small for the six convolutions.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import WGANCritic
+    >>> WGANCritic(80)(torch.zeros(2, 1, 80, 80)).shape
+    torch.Size([2, 1])
+    """
 
     CHANNELS_STRIDES = ((1, 64, 1), (64, 64, 2), (64, 128, 1), (128, 128, 2), (128, 256, 1), (256, 256, 2))
 

@@ -26,12 +26,28 @@ def gaussian_kernel_1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
 
 
 class GaussRI(nn.Module):
-    """Gaussian filter (sigma 1 px) whose output is exactly zero inside the central 30x30 square.
+    """Gauss+RI, the talk's known-answer denoiser: a Gaussian blur whose output is zero in a central square.
 
-    ``(B, 1, H, W)`` normalized in and out, any H, W >= 30, any device, no parameters. Zero is in
-    normalized units (= -542.5 HU). Borders use mirror padding (scipy.ndimage mode 'mirror'). Every
-    input change inside the square that the blur does not carry outside it is invisible in the
-    output: the invariances are known exactly."""
+    Every input change inside the square that the blur does not carry outside it is invisible in the
+    output, so the invariances are known exactly. Zero is in normalized units (-542.5 HU). Borders
+    are mirror-padded (scipy.ndimage mode 'mirror'). No parameters, any device. The forward pass maps
+    ``(B, 1, H, W)`` normalized images, H, W >= ``square``, to the same shape.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation of the Gaussian, in pixels (kernel radius ``int(4 sigma + 0.5)``).
+    square : int
+        Side of the central square set to zero, in pixels (``start = (H - square) // 2``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import GaussRI
+    >>> y = GaussRI()(torch.ones(1, 1, 64, 64))
+    >>> float(y[0, 0, 32, 32]), round(float(y[0, 0, 0, 0]), 4)
+    (0.0, 1.0)
+    """
 
     def __init__(self, sigma: float = 1.0, square: int = 30):
         super().__init__()

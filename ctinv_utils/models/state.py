@@ -6,7 +6,28 @@ from torch import nn
 
 
 def freeze(model: nn.Module) -> nn.Module:
-    """``eval()`` and ``requires_grad_(False)``: the state in which a denoiser is analysed."""
+    """Put a model in the state in which a denoiser is analysed: ``eval()``, no weight gradients.
+
+    Eval mode fixes what dropout and batch norm do; without weight gradients a synthesis computes
+    input gradients only and can never update the weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Frozen in place.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself.
+
+    Examples
+    --------
+    >>> from ctinv_utils import CNN10, freeze
+    >>> f = freeze(CNN10())
+    >>> f.training, any(p.requires_grad for p in f.parameters())
+    (False, False)
+    """
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

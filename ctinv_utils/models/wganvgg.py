@@ -7,10 +7,25 @@ from torch import nn
 
 
 class WGANVGG(nn.Module):
-    """The WGAN-VGG generator: 8 conv layers 3x3 with 32 channels, ReLU after the first 7.
+    """The WGAN-VGG generator (Yang et al. 2018), the denoiser: 3x3 convolutions, ReLU after all but the last.
 
-    ``(B, 1, H, W)`` normalized in and out. Keys ``net.0.weight`` ... ``net.14.weight`` match
-    ldct-benchmark's WGAN-VGG generator."""
+    The keys ``net.0.weight`` ... ``net.14.weight`` match ldct-benchmark's WGAN-VGG generator. The
+    forward pass maps ``(B, 1, H, W)`` normalized images to the same shape, any H, W.
+
+    Parameters
+    ----------
+    channels : int
+        Channels of the hidden layers (the paper: 32).
+    n_layers : int
+        Convolutions in all (the paper: 8).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import WGANVGG
+    >>> WGANVGG()(torch.zeros(1, 1, 40, 40)).shape
+    torch.Size([1, 1, 40, 40])
+    """
 
     def __init__(self, channels: int = 32, n_layers: int = 8):
         super().__init__()

@@ -1,30 +1,11 @@
-"""One training loop for every model we train: atomic checkpoints, exact resume, progress, NaN stop.
+"""One training loop for every model ctinv trains: atomic checkpoints, exact resume, progress, NaN stop.
 
-``Trainer(method, source, checkpoint_path, iterations, batch_size)`` runs any *method object*:
-
-* ``method.modules()`` -> ``{name: nn.Module}`` and ``method.optimizers()`` -> ``{name: Optimizer}``
-  (checkpointed and restored);
-* ``method.step(next_batch, iteration)`` -> ``{loss name: float}``, one training iteration; it calls
-  ``next_batch()`` as often as it needs a batch (a WGAN critic step takes its own);
-* ``method.generator``: the ``torch.Generator`` the method draws its randomness from (owned, never the
-  global RNG; checkpointed);
-* ``method.config``: a JSON-able dict; a checkpoint written with another config is refused;
-* ``method.name``: shown in the progress bar and messages.
-
-``source`` gives the batches: ``next_batch(batch_size)`` -> a tuple of CPU tensors, and
-``state_dict()`` / ``load_state_dict()`` for its random state (e.g. the patient-balanced
-:class:`~ctinv_utils.data.sampling.PatchSampler`).
-
-Checkpoints hold the networks, optimizers, the method's generator, the source's state and the
-history, written to a temporary file and renamed; a killed run resumes from the last one and ends on
-the same weights as an uninterrupted run (CPU).
-
-**Data-parallel** (under ``torchrun``, when a process group of several ranks is initialised; see
-:mod:`~ctinv_utils.training.distributed`): each rank draws its share of ``batch_size`` from its own
-source, the methods average their gradients over the ranks before each optimizer step, the reported
-losses are the batch-weighted means over the ranks, only rank 0 shows the progress bar and writes
-checkpoints (holding every rank's random state; a checkpoint resumes with the number of ranks that
-wrote it). In one process none of this runs.
+:class:`Trainer` runs a *method object* (the networks, optimizers and one training step of a
+method, see :mod:`~ctinv_utils.training.methods`) on batches from a *source* (e.g. the
+patient-balanced :class:`~ctinv_utils.data.sampling.PatchSampler`). Checkpoints hold the networks,
+optimizers, random states and history; a killed run resumes from the last one and ends on the same
+weights as an uninterrupted run (CPU). Under ``torchrun`` the same loop trains data-parallel
+(:mod:`~ctinv_utils.training.distributed`); in one process none of that runs.
 """
 
 from __future__ import annotations
@@ -108,8 +89,45 @@ def check_learning_rate(name: str, value: Any, optional: bool = False) -> float 
 
 
 class Trainer:
-    """Runs ``method`` for ``iterations`` on batches of ``batch_size`` from ``source``; resumes from
-    ``checkpoint_path`` when it exists (and was written with the same config)."""
+    """Train a method object on batches from a source, with checkpoints and exact resume.
+
+    The method object has ``modules()`` and ``optimizers()`` (``{name: nn.Module}``,
+    ``{name: Optimizer}``, checkpointed), ``step(next_batch, iteration) -> {loss name: float}`` (one
+    iteration; it calls ``next_batch()`` once per batch it needs), ``generator`` (its own
+    ``torch.Generator``, never the global RNG), ``config`` (a JSON-able dict; a checkpoint written
+    with another config is refused) and ``name``. The source has ``next_batch(batch_size)`` -> a
+    tuple of CPU tensors and ``state_dict()`` / ``load_state_dict()`` for its random state. Under
+    ``torchrun`` each rank draws its share of ``batch_size``, losses are averaged over the ranks,
+    and rank 0 alone shows progress and writes checkpoints.
+
+    Parameters
+    ----------
+    method : object
+        The method object, e.g. ``ctinv_utils.training.methods.CNN10Method``.
+    source : object
+        The training source, e.g. a :class:`~ctinv_utils.data.sampling.PatchSampler`.
+    checkpoint_path : str or pathlib.Path
+        The checkpoint file; when it exists, training resumes from it.
+    iterations : int
+        Training iterations in all (>= 1).
+    batch_size : int
+        Samples per iteration over all ranks (>= 1).
+    checkpoint_every : int
+        Write a checkpoint every this many iterations (and at the end).
+    device : str
+        ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
+
+    Raises
+    ------
+    TrainingSettingsError
+        ``iterations``, ``batch_size`` or ``checkpoint_every`` not an integer >= 1.
+    DeviceError
+        A device this machine does not have.
+    CheckpointError
+        A checkpoint that is damaged, foreign, or was written by another number of ranks.
+    CTInvError
+        A checkpoint written with another config.
+    """
 
     def __init__(self, method: Method, source, checkpoint_path: str | Path, iterations: int, batch_size: int,
                  checkpoint_every: int = 250, device: str = "cpu"):
@@ -207,7 +225,31 @@ class Trainer:
         self._checkpoint_at = iteration
 
     def fit(self, progress: bool = True) -> dict:
-        """Train up to ``iterations``; returns the loss history ``{name: [float, ...]}``."""
+        """Train up to ``iterations`` in all (a resumed run continues where its checkpoint stopped).
+
+        Parameters
+        ----------
+        progress : bool
+            Show a progress bar with the latest losses.
+
+        Returns
+        -------
+        dict
+            The loss history ``{loss name: [float per iteration]}``, from iteration 0.
+
+        Raises
+        ------
+        TrainingDiverged
+            A loss became NaN or infinite (names the last good checkpoint).
+
+        Examples
+        --------
+        >>> from ctinv_utils import PatchSampler, TrainConfig, load_data
+        >>> from ctinv_utils.training.methods import denoiser_trainer
+        >>> cfg = TrainConfig.from_dict({"method": "cnn10", "iterations": 20, "batch_size": 4})
+        >>> trainer = denoiser_trainer(cfg, load_data(), "/tmp/cnn10.ckpt")
+        >>> history = trainer.fit()                  # {"loss": [20 floats]}
+        """
         check_positive_int("iterations", self.iterations)  # also when set on the object after __init__
         bar = progress_bar(total=self.iterations, initial=self.iteration, desc=f"training {self.method.name}",
                            disable=not progress or not self.ranks.main, mininterval=1.0)

@@ -37,8 +37,43 @@ VGG_WEIGHT_CHOICES = ("imagenet", "imagenet_or_random")
 
 @dataclass
 class TrainConfig:
-    """Settings every training method has. ``TrainConfig.from_dict({"method": ..., ...})`` returns
-    the method's own config class (see :data:`CONFIGS`)."""
+    """The settings of a denoiser training (the fields every method has).
+
+    ``TrainConfig.from_dict({"method": ..., ...})`` returns the method's own config class
+    (:data:`CONFIGS`: ``"cnn10"`` this one, ``"wganvgg"`` ``WGANVGGConfig`` with the GAN's settings).
+    Every value is checked when the config is made.
+
+    Parameters
+    ----------
+    method : str
+        ``"cnn10"`` (L2 loss) or ``"wganvgg"``; Gauss+RI needs no training.
+    iterations : int
+        Training iterations (>= 1).
+    batch_size : int
+        Patches per iteration (>= 1).
+    patch_size : int
+        Side of the training patches, in pixels (>= 8).
+    lr : float
+        Adam's learning rate (> 0).
+    adam_betas : tuple of float
+        Adam's (beta1, beta2), each in [0, 1).
+    checkpoint_every : int
+        Iterations between checkpoints.
+    seed : int
+        Seeds the networks' initialisation and the patch draws (>= 0).
+
+    Raises
+    ------
+    TrainingSettingsError
+        An unknown method, key or a value out of range (a ``SettingsError``, also a ``ValueError``).
+
+    Examples
+    --------
+    >>> from ctinv_utils import TrainConfig
+    >>> cfg = TrainConfig.from_dict({"method": "cnn10", "iterations": 200, "lr": 1e-3})
+    >>> cfg.to_dict()["batch_size"]
+    16
+    """
 
     method: str = "cnn10"
     iterations: int = 1000
@@ -63,6 +98,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The config of ``d["method"]`` from a dict of settings (e.g. a preset's ``training`` entry).
+
+        Raises
+        ------
+        TrainingSettingsError
+            ``d`` not a mapping, or an unknown method.
+        SettingsError
+            An unknown key, a wrong type or a value out of range.
+        """
         if not isinstance(d, dict):
             raise TrainingSettingsError(f"training settings must be a mapping of names to values, got "
                                         f"{type(d).__name__} {d!r}")
@@ -73,6 +117,7 @@ class TrainConfig:
         return settings.from_dict(CONFIGS[method], d, f"{method} training settings")
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-able dict (tuples as lists); ``from_dict`` reads it back."""
         d = dataclasses.asdict(self)
         for k, v in d.items():
             if isinstance(v, tuple):

@@ -33,10 +33,52 @@ def model_cache_path(cfg: TrainConfig, data_key: str) -> Path:
 
 def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: str = "cpu",
                   progress: bool = True) -> tuple[nn.Module, dict, Path]:
-    """The frozen denoiser for ``cfg``: loaded from the model cache, else trained (resuming an
-    interrupted run) and cached. Returns (model, record with history and provenance, path). Under
-    ``torchrun`` every rank calls this: they train together (data-parallel), rank 0 holds the writer
-    lock and writes the cached model."""
+    """Load the denoiser of ``cfg`` from the model cache, or train it (resuming) and cache it.
+
+    The cache key is the config and the training data, so re-running notebook 02 loads instead of
+    retraining. A damaged cache entry (checked against its SHA-256) is reported and trained again.
+    One writer per configuration: a second run of the same config waits, then loads. Under
+    ``torchrun`` every rank calls this: they train together, rank 0 writes the cached model.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+        The training settings.
+    data : PairedCTData
+        The training data (e.g. ``data.subset(split["train"])``).
+    data_key : str
+        Identifies the training data in the cache
+        (``ctinv_utils.training.model_cache.training_data_key(data, split)``).
+    device : str
+        ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
+    progress : bool
+        Show a progress bar while training.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The trained denoiser, frozen (eval mode, no weight gradients).
+    record : dict
+        ``history`` (loss curves), ``config``, ``data_key``, ``notes`` and ``provenance``.
+    path : pathlib.Path
+        The cached model file.
+
+    Raises
+    ------
+    TrainingDiverged
+        A loss became NaN or infinite.
+    CheckpointWriteError
+        The cache cannot be written (full disk, read-only folder).
+
+    Examples
+    --------
+    >>> from ctinv_utils import TrainConfig, load_data, split_patients, train_or_load
+    >>> from ctinv_utils.training.model_cache import training_data_key
+    >>> data = load_data()
+    >>> split = split_patients(data)
+    >>> cfg = TrainConfig.from_dict({"method": "cnn10", "iterations": 200})
+    >>> model, record, path = train_or_load(cfg, data.subset(split["train"]), training_data_key(data, split))
+    """
     final = model_cache_path(cfg, data_key)
     # one writer per configuration: a second run of the same config waits, then loads the cached model
     # (it never trains beside the first and deletes its checkpoint)
