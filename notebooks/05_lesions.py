@@ -28,8 +28,8 @@ interactive = True
 simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
               "min_slices": 3, "max_slices": 8}  # the acquisition of the lesion scans (the denoisers' training data)
 denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
-diameters_mm = [3.0, 5.0, 10.0]
-contrasts_hu = [-80.0, -40.0, -20.0, 20.0, 40.0, 80.0]
+diameters_mm = [3.0, 5.0, 7.0, 10.0]
+contrasts_hu = [-320.0, -160.0, -80.0, -40.0, -20.0, 20.0, 40.0, 80.0, 160.0, 320.0]
 realisations = 4               # phantom slices (one lesion position each) per (diameter, contrast)
 absent_per_realisation = 4     # extra lesion-free scans per realisation (the observers' noise)
 roi_mm = 32.0                  # observer ROI side, centred on the lesion

@@ -240,9 +240,15 @@ INVARIANCE_COLUMNS = [("denoiser", "denoiser", ""), ("alpha", "α", "g"),
                       ("iterations", "iterations", ""), ("converged", "converged", "")]
 
 
+INVARIANCE_NOTE = ("Lesion removed by x_inv: the part of the lesion's own profile that x_inv − x takes away at the "
+                   "lesion's place, in lesion amplitudes (1: the whole lesion, 0: nothing). Above 1, x_inv removes "
+                   "more than the lesion there, i.e. it also lowers its surround along the lesion's profile; below 0 "
+                   "it adds to the lesion. The lesion-free places say how large the same number is by chance.")
+
+
 def invariance_table(art, denoisers) -> tuple[str, str]:
     rows = invariance_rows(art, denoisers)
-    return markdown_table(rows, INVARIANCE_COLUMNS), csv_text(rows, INVARIANCE_COLUMNS)
+    return markdown_table(rows, INVARIANCE_COLUMNS, INVARIANCE_NOTE), csv_text(rows, INVARIANCE_COLUMNS)
 
 
 CD_COLUMNS = [("kind", "image", ""), ("diameter_mm", "D (mm)", "g"), ("npw_positive", "NPW C+ (HU)", ".1f"),

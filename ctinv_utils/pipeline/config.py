@@ -220,9 +220,9 @@ class LesionSettings(NotebookSettings):
     simulation: SimulationSettings = Field(default_factory=lambda: dict(QUICK_SIMULATION))
     denoiser_names: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: ["cnn10", "wganvgg", "gauss_ri"])
-    diameters_mm: Annotated[list[PositiveNumber], Field(min_length=1)] = Field(default_factory=lambda: [3.0, 5.0, 10.0])
+    diameters_mm: Annotated[list[PositiveNumber], Field(min_length=1)] = Field(default_factory=lambda: [3.0, 5.0, 7.0, 10.0])
     contrasts_hu: Annotated[list[Number], Field(min_length=1)] = Field(
-        default_factory=lambda: [-80.0, -40.0, -20.0, 20.0, 40.0, 80.0])
+        default_factory=lambda: [-320.0, -160.0, -80.0, -40.0, -20.0, 20.0, 40.0, 80.0, 160.0, 320.0])
     realisations: Count = 4
     absent_per_realisation: Count = 4
     roi_mm: PositiveNumber = 32.0
