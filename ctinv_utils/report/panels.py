@@ -44,11 +44,18 @@ def loss_curves(art: Artifacts):
     vgg = art.read_json("denoisers").get("vgg", "")
     panels = [("CNN-10: L2 loss (normalized units²)", {"L2": cnn["loss"]}, True),
               ("WGAN-VGG generator: L2 to full dose", {"L2 to full dose": wgan["mse"]}, True)]
+    caption = f"training losses; {vgg}"
     if "perceptual" in wgan.arrays:
-        lam = wgan.meta["config"].get("lambda_perceptual", 1.0)
-        panels.append(("WGAN-VGG GAN phase", {"critic: Wasserstein estimate": wgan["wasserstein"],
-                                              "λ · perceptual": wgan["perceptual"] * lam}, False))
-    return curves.loss_curves(panels, title=vgg), f"training losses; {vgg}"
+        cfg = wgan.meta["config"]
+        lam, warmup = cfg.get("lambda_perceptual", 1.0), int(cfg.get("critic_warmup", 0) or 0)
+        panels.append(("WGAN-VGG GAN phase: what steers the generator",
+                       {"critic: Wasserstein estimate (real − generated)": wgan["wasserstein"],
+                        "λ · perceptual loss": wgan["perceptual"] * lam}, False))
+        caption += (f"; GAN phase: the critic's curve starts {warmup} critic-only steps earlier than the generator's "
+                    "(its warm-up); a Wasserstein estimate near 0 means the critic barely tells the generator's "
+                    "outputs from full-dose patches (the L2 warm start already matches them), so the perceptual "
+                    "term carries most of the GAN phase's signal")
+    return curves.loss_curves(panels, title=vgg), caption
 
 
 def evaluation_rows(art: Artifacts) -> list[dict]:
