@@ -99,3 +99,18 @@ def test_preset_names_and_files_that_cannot_be_a_preset(tmp_path):
     (tmp_path / "neg.yaml").write_text("notebooks:\n  03_image_domain_invariances: {alphas: [0.1, -0.2, .nan]}\n")
     with pytest.raises(PresetError, match=r"alphas\[1\] must be > 0, got -0.2"):
         presets.load_preset("neg", preset_dir=tmp_path)
+
+
+def test_a_figure_a_notebook_no_longer_makes_is_removed_with_its_entry(committed, monkeypatch):
+    """Re-running 01 replaces 01's entries: a figure 01 made before and no longer makes goes (file and
+    entry); 02's stay."""
+    figs = committed / "figures" / "smoke"
+    (figs / "01_data_old.png").write_bytes(b"an old figure of 01")
+    manifest = json.loads((figs / "manifest.json").read_text())
+    manifest["files"]["01_data_old.png"] = {"notebook": "01_data", "sha256": "o"}
+    (figs / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(run, "execute_notebook", fake_notebook())
+    run.run("smoke", only="01", device="cpu", progress=False, output_root=committed)
+    files = json.loads((figs / "manifest.json").read_text())["files"]
+    assert set(files) == {"01_data_pairs.png", "02_examples.png"} and not (figs / "01_data_old.png").exists()
+    assert (figs / "02_examples.png").read_bytes() == b"another committed picture"

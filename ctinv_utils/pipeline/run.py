@@ -236,30 +236,44 @@ def _manifest_entry(rec: dict, path: Path) -> dict:
             "data_sha256": rec.get("data_sha256", {}), "drawn_from": rec.get("drawn_from", {})}
 
 
-def update_figure_manifest(fig_dir: Path, preset: str, records: dict[str, dict]) -> dict:
-    """``figures/<preset>/manifest.json`` with the files of ``records`` ({figure name: sidecar}) added
-    or replaced, every other entry kept as it was: the manifest grows entry by entry from what runs
+def read_figure_manifest(fig_dir: Path) -> dict[str, dict]:
+    """The entries of ``figures/<name>/manifest.json`` ({file: entry}); none when it is missing or damaged."""
+    path = fig_dir / "manifest.json"
+    with contextlib.suppress(OSError, json.JSONDecodeError, KeyError, TypeError):
+        return dict(json.loads(path.read_text())["files"])
+    return {}
+
+
+def update_figure_manifest(fig_dir: Path, preset: str, notebook: str, records: dict[str, dict]) -> dict:
+    """``figures/<preset>/manifest.json`` after ``notebook`` succeeded and made the figures of
+    ``records`` ({figure name: sidecar}): that notebook's entries are replaced by these, every other
+    notebook's entries are kept as they were. The manifest changes entry by entry with what runs
     produced, never from whatever happens to be on disk. Per file: the notebook that made it, its
     parameters, git commit, seed, device, versions, the file's SHA-256 and the arrays' behind it."""
-    path = fig_dir / "manifest.json"
-    files = {}
-    if path.is_file():
-        with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
-            files = dict(json.loads(path.read_text())["files"])
+    files = {f: e for f, e in read_figure_manifest(fig_dir).items() if e.get("notebook") != notebook}
     for name, rec in records.items():
         for fname in rec["files"]:
             if (fig_dir / fname).is_file():
                 files[fname] = {**_manifest_entry(rec, fig_dir / fname), "figure": name}
     manifest = {"preset": preset, "files": dict(sorted(files.items()))}
-    atomic.write_json(path, manifest)
+    atomic.write_json(fig_dir / "manifest.json", manifest)
     return manifest
 
 
-def publish(staging: Path, fig_dir: Path) -> dict[str, dict]:
-    """Move every file a notebook wrote into ``staging`` to ``fig_dir`` (each by an atomic rename) and
-    return the sidecars of its figures ({name: record}); ``staging`` is removed."""
+def publish(staging: Path, fig_dir: Path, notebook: str) -> dict[str, dict]:
+    """Move every file ``notebook`` wrote into ``staging`` to ``fig_dir`` (each by an atomic rename)
+    and return the sidecars of its figures ({name: record}); ``staging`` is removed. Figures the
+    manifest says this notebook made before and that it no longer makes are removed with their PDF
+    and sidecar, so nothing stale stays beside the new results."""
     records = _figure_records(staging)
+    made = {f.name for f in staging.iterdir() if f.is_file()}
     fig_dir.mkdir(parents=True, exist_ok=True)
+    for fname, entry in read_figure_manifest(fig_dir).items():
+        if entry.get("notebook") == notebook and fname not in made:
+            stem = Path(fname).stem
+            for old in (fig_dir / fname, fig_dir / f"{stem}.pdf", fig_dir / f"{stem}.json"):
+                if old.name not in made:
+                    old.unlink(missing_ok=True)
     for f in sorted(staging.iterdir()):
         if f.is_file():
             os.replace(f, fig_dir / f.name)
@@ -388,9 +402,9 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
                 entry["status"] = "ok"
                 if notes.is_file():
                     entry["notes"] = json.loads(notes.read_text())
-                published = publish(staging, fig_dir)  # only a notebook that succeeded touches figures/
+                published = publish(staging, fig_dir, nb.stem)  # only a notebook that succeeded touches figures/
                 entry["figures"] = _figures_of(nb.stem, fig_dir, published)
-                update_figure_manifest(fig_dir, preset_name, published)
+                update_figure_manifest(fig_dir, preset_name, nb.stem, published)
             except BaseException as exc:
                 entry["status"] = f"failed: {exc}"
                 entry["output"] = repo_relative(out_dir / "failed" / f"{nb.stem}.ipynb")
