@@ -106,8 +106,27 @@ class ArrayArtifact:
 class Artifacts:
     """Reads and writes the artifacts of one run folder (``papermill_runs/<preset>/artifacts``).
 
-    ``provenance``: a callable returning the provenance record stored with every artifact (a
-    notebook passes its context's; a reader needs none)."""
+    Each kind of artifact (a key of :data:`SPECS`) has one notebook that makes it and one path
+    pattern; writes are atomic, reads verify checksums, and a missing or damaged artifact is an
+    :class:`ArtifactError` naming the notebook that makes it and the command that runs it.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        The artifacts folder.
+    preset : str
+        The preset of the run (named in the fix of a missing artifact).
+    provenance : callable, optional
+        Returns the provenance record stored with every artifact (a notebook passes its context's;
+        a reader needs none).
+
+    Examples
+    --------
+    >>> from ctinv_utils import Artifacts
+    >>> art = Artifacts.of_preset("quick")
+    >>> arrays = art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
+    >>> arrays["x_inv"].shape, arrays.meta  # doctest: +SKIP
+    """
 
     def __init__(self, root: str | Path, preset: str = "quick", provenance: Callable[..., dict] | None = None):
         self.root = Path(root)
@@ -123,10 +142,16 @@ class Artifacts:
 
     @classmethod
     def of_preset(cls, preset: str) -> "Artifacts":
+        """The artifacts of a preset's run folder, ``papermill_runs/<preset>/artifacts``."""
         return cls(run_dir(preset) / "artifacts", preset)
 
     # -- names ---------------------------------------------------------------------------------
     def path(self, kind: str, **keys: Any) -> Path:
+        """Where an artifact lives, e.g. ``path("model", name="cnn10")``.
+
+        ``keys`` fill the kind's pattern (:data:`SPECS`); a ``:`` in a value (``ldctbench:redcnn``)
+        becomes ``-``. An unknown kind or a missing key is a ``KeyError`` naming the pattern.
+        """
         if kind not in SPECS:
             raise KeyError(f"unknown artifact kind {kind!r}; known: {sorted(SPECS)}")
         # a published denoiser's name (ldctbench:redcnn) becomes ldctbench-redcnn in file names
@@ -137,6 +162,7 @@ class Artifacts:
             raise KeyError(f"artifact {kind!r} needs the key {exc} ({SPECS[kind].pattern})") from None
 
     def exists(self, kind: str, **keys: Any) -> bool:
+        """Whether the artifact's file exists (not verified)."""
         return self.path(kind, **keys).is_file()
 
     def _missing(self, kind: str, path: Path, why: str = "is missing") -> ArtifactError:
@@ -149,6 +175,7 @@ class Artifacts:
                              f"`python -m ctinv_utils run --preset {self.preset} --only {nb[:2]}`")
 
     def require(self, kind: str, **keys: Any) -> Path:
+        """The artifact's path; an :class:`ArtifactError` naming the notebook to run when it is missing."""
         p = self.path(kind, **keys)
         if not p.is_file():
             raise self._missing(kind, p)
@@ -163,6 +190,7 @@ class Artifacts:
         return atomic.write_json(self.path(kind, **(keys or {})), {**obj, "provenance": self._record()})
 
     def read_json(self, kind: str, **keys: Any) -> dict:
+        """A JSON artifact as a dict; an :class:`ArtifactError` when it is missing or not valid JSON."""
         p = self.require(kind, **keys)
         try:
             return json.loads(p.read_text())
@@ -172,8 +200,29 @@ class Artifacts:
     # -- arrays --------------------------------------------------------------------------------
     def write_arrays(self, kind: str, arrays: dict[str, np.ndarray], meta: dict | None = None,
                      keys: dict | None = None) -> Path:
-        """``np.savez`` of ``arrays`` (atomically), and ``<file>.json`` with the checksums, shapes,
-        ``meta`` and provenance."""
+        """Write figure-ready arrays as ``.npz``, with a JSON sidecar of checksums, shapes, meta and provenance.
+
+        Parameters
+        ----------
+        kind : str
+            An array kind of :data:`SPECS` (its pattern ends in ``.npz``), e.g. ``"invariance_arrays"``.
+        arrays : dict
+            ``{name: array}``, conventionally in HU (e.g. an ``Invariance.figure_arrays()``).
+        meta : dict, optional
+            JSON-ready facts a caption needs (stored in the sidecar, returned by :meth:`read_arrays`).
+        keys : dict, optional
+            The values of the kind's pattern, e.g. ``{"denoiser": "cnn10", "distance": "mse"}``.
+
+        Returns
+        -------
+        pathlib.Path
+            The ``.npz`` written (atomically; the sidecar is ``<file>.json``).
+
+        Examples
+        --------
+        >>> art.write_arrays("invariance_arrays", inv.figure_arrays(), {"alphas": inv.alpha_values},
+        ...                  keys={"denoiser": "cnn10", "distance": "mse"})
+        """
         path = self.path(kind, **(keys or {}))
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
         buf = io.BytesIO()
@@ -188,7 +237,30 @@ class Artifacts:
         return path
 
     def read_arrays(self, kind: str, **keys: Any) -> ArrayArtifact:
-        """Arrays and meta of an ``.npz`` artifact; its checksum is verified."""
+        """Read an ``.npz`` artifact back, after verifying it against its recorded SHA-256.
+
+        Parameters
+        ----------
+        kind : str
+            The array kind, e.g. ``"invariance_arrays"``.
+        **keys
+            The values of its pattern, e.g. ``denoiser="cnn10", distance="mse"``.
+
+        Returns
+        -------
+        ArrayArtifact
+            ``.arrays`` (``{name: numpy.ndarray}``, also by ``artifact[name]``), ``.meta``, ``.path``.
+
+        Raises
+        ------
+        ArtifactError
+            Missing, without its sidecar, or not matching its SHA-256 (names the notebook to rerun).
+
+        Examples
+        --------
+        >>> a = art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
+        >>> a["x_inv"].shape                      # (A, H, W) in HU
+        """
         path = self.require(kind, **keys)
         side = path.with_suffix(".json")
         if not side.is_file():
@@ -209,6 +281,7 @@ class Artifacts:
 
     # -- torch files ---------------------------------------------------------------------------
     def write_torch(self, kind: str, obj: Any, keys: dict | None = None) -> Path:
+        """``torch.save`` of ``obj`` (atomically) with a SHA-256 sidecar; :meth:`verified` checks it."""
         path = self.path(kind, **(keys or {}))
         atomic.torch_save(path, obj)
         atomic.write_json(path.with_suffix(path.suffix + ".json"),

@@ -44,9 +44,46 @@ class _SignStep(torch.optim.Optimizer):
 
 
 class BIM(Synthesis):
-    """Basic iterative method. ``result``: x_adv ``(1, 1, H, W)`` normalized. ``history``: per
-    iteration ``loss`` (the negated attacked loss, minimised), ``output_change_hu`` (RMS of
-    f(x_adv) - f(x) in HU) and ``input_change_hu`` (max |x_adv - x| in HU)."""
+    """The basic iterative method (BIM): the largest output change within an L-infinity input budget.
+
+    Steps of ``step_hu`` along the sign of the gradient, each followed by a clip to the eps-ball:
+    ``x_{i+1} = Clip_{x, eps}(x_i + step * sign(grad))``. ``result``: x_adv ``(1, 1, H, W)``
+    normalized. ``history`` per iteration: ``loss`` (the negated attacked loss, minimised),
+    ``output_change_hu`` (RMS of f(x_adv) - f(x), HU) and ``input_change_hu`` (max |x_adv - x|, HU).
+
+    Parameters
+    ----------
+    image : torch.Tensor, shape (1, 1, H, W)
+        The image x, in normalized units.
+    denoiser : torch.nn.Module
+        Maps ``(B, 1, H, W)`` to the same shape; frozen here.
+    eps_hu, step_hu : float
+        The budget (radius of the L-infinity ball around x) and the step, in HU (>= 0).
+    loss : {"output", "target"}
+        ``"output"``: MSE between f(x_adv) and f(x); ``"target"``: MSE between f(x_adv) and ``target``.
+    target : torch.Tensor, shape (1, 1, H, W), optional
+        The reference for ``loss="target"`` (e.g. the full-dose image), normalized.
+    random_start : bool, optional
+        Start from a random point in the eps-ball (default: for ``"output"``, whose gradient at x is 0).
+    seed, device
+        Seed of the random start; default the denoiser's device.
+
+    Raises
+    ------
+    ValueError
+        An unknown loss, a negative budget, or ``loss="target"`` without ``target``.
+    BadArgumentError
+        An image of the wrong shape, with NaN, or in HU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import BIM, hu_to_norm, load_denoiser
+    >>> atk = BIM(hu_to_norm(torch.full((1, 1, 48, 48), 40.0)), load_denoiser("gauss_ri"), eps_hu=10.0)
+    >>> x_adv = atk.synthesize(10, progress=False)
+    >>> round(atk.summary()["input_max_hu"], 3)
+    10.0
+    """
 
     def __init__(self, image, denoiser: nn.Module, eps_hu: float = 10.0, step_hu: float = 1.0,
                  loss: str = "output", target=None, random_start: bool | None = None, seed: int = 0,
@@ -91,15 +128,29 @@ class BIM(Synthesis):
         self.param.copy_(torch.max(torch.min(self.param, self.image + self.eps), self.image - self.eps))
 
     def synthesize(self, max_iter: int = 10, progress: bool = True, **kw):
+        """Run, or continue, the attack for ``max_iter`` steps (see :meth:`Synthesis.synthesize`).
+
+        Returns
+        -------
+        torch.Tensor, shape (1, 1, H, W)
+            x_adv in normalized units.
+        """
         return super().synthesize(max_iter, progress=progress, **kw)
 
     @torch.no_grad()
     def output(self) -> torch.Tensor:
+        """f(x_adv), ``(1, 1, H, W)`` in normalized units."""
         return self.denoiser(self.param.detach())
 
     @torch.no_grad()
     def summary(self) -> dict:
-        """Changes of the current x_adv in HU: max and RMS of x_adv - x, RMS of f(x_adv) - f(x)."""
+        """What the current x_adv changed, in HU.
+
+        Returns
+        -------
+        dict
+            ``input_max_hu`` and ``input_rms_hu`` (x_adv - x), ``output_rms_hu`` (f(x_adv) - f(x)).
+        """
         dx = norm_difference_to_hu(self.result - self.image)
         dy = norm_difference_to_hu(self.output() - self.clean_output)
         return {"input_max_hu": float(dx.abs().max()), "input_rms_hu": float(dx.pow(2).mean().sqrt()),
@@ -107,8 +158,14 @@ class BIM(Synthesis):
 
     @torch.no_grad()
     def figure_arrays(self) -> dict[str, np.ndarray]:
-        """In HU, without the denoiser: ``x``, ``x_adv``, ``f_x``, ``f_x_adv`` ``(H, W)`` and the
-        histories of the input (max) and output (RMS) changes."""
+        """Everything a figure needs, in HU, so that it can be drawn without the denoiser.
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            ``x``, ``x_adv``, ``f_x``, ``f_x_adv`` ``(H, W)`` float32 in HU;
+            ``history_input_change_hu`` (max) and ``history_output_change_hu`` (RMS) ``(T,)``.
+        """
         def hu(t):
             return norm_to_hu(t.detach().cpu().double().numpy()).astype(np.float32)
 
@@ -124,6 +181,15 @@ class BIM(Synthesis):
 
     @classmethod
     def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None):
+        """Restore an attack written by :meth:`save`; ``denoiser`` must reproduce the stored f(x).
+
+        Raises
+        ------
+        CheckpointError
+            A missing, damaged or foreign file.
+        CTInvError
+            The file holds another kind of run, or ``denoiser`` does not reproduce its f(x).
+        """
         st = cls._read(path, cls.__name__)
         obj = cls(st["image"], denoiser, st["eps_hu"], st["step_hu"], st["loss_name"],
                   st["reference"] if st["loss_name"] == "target" else None, st["random_start"], st["seed"], device)
@@ -133,14 +199,32 @@ class BIM(Synthesis):
 
 
 class FGSM(BIM):
-    """Fast gradient sign method: one step of size eps (after the optional random start, the
-    result is clipped to the eps-ball)."""
+    """The fast gradient sign method (FGSM): one signed-gradient step of size ``eps_hu``.
+
+    A :class:`BIM` with one step of the full budget; after the optional random start the result is
+    clipped to the eps-ball. :meth:`synthesize` runs the one step (a second call changes nothing).
+
+    Parameters
+    ----------
+    image, denoiser, eps_hu, loss, target, random_start, seed, device
+        As for :class:`BIM`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import FGSM, hu_to_norm, load_denoiser
+    >>> atk = FGSM(hu_to_norm(torch.full((1, 1, 48, 48), 40.0)), load_denoiser("gauss_ri"), eps_hu=5.0)
+    >>> x_adv = atk.synthesize()
+    >>> atk.iteration
+    1
+    """
 
     def __init__(self, image, denoiser: nn.Module, eps_hu: float = 10.0, loss: str = "output", target=None,
                  random_start: bool | None = None, seed: int = 0, device: str | None = None):
         super().__init__(image, denoiser, eps_hu, eps_hu, loss, target, random_start, seed, device)
 
     def synthesize(self, max_iter: int = 1, progress: bool = False, **kw):
+        """Take the one FGSM step (``max_iter`` is ignored); returns x_adv ``(1, 1, H, W)`` normalized."""
         if self.iteration >= 1:
             return self.result
         return super().synthesize(1, progress=progress, **kw)

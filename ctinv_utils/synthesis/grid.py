@@ -12,10 +12,36 @@ from .distances import DISTANCES
 
 
 def rate_for(lr, distance: str) -> float:
-    """Adam's learning rate for ``distance``: ``lr`` itself (a number, every distance), or
-    ``lr[distance]`` (a mapping {distance: rate}). Measured on the quick preset's CNN-10 slice with a
-    constant rate: bounded MSE gets furthest with 0.1 (0.03 is slower), (1-SSIM)/2 with 0.01 (at 0.1
-    its small-alpha runs jitter above the loss of x itself: SSIM weighs a few HU in flat tissue)."""
+    """Adam's learning rate for one distance, from one rate or a rate per distance.
+
+    A rate per distance because the distances weigh a step differently: (1-SSIM)/2 weighs a few HU
+    in flat tissue, so it needs a smaller rate than bounded MSE (the quick preset's rates are
+    discussed in the documentation's performance notes).
+
+    Parameters
+    ----------
+    lr : float or mapping
+        One rate for every distance, or ``{distance: rate}``.
+    distance : {"mse", "dssim", "vgg"}
+        The distance whose rate is wanted.
+
+    Returns
+    -------
+    float
+        The rate, finite and > 0.
+
+    Raises
+    ------
+    ValueError
+        A mapping that names an unknown distance or lacks ``distance``, or a rate that is not a
+        finite number > 0.
+
+    Examples
+    --------
+    >>> from ctinv_utils import rate_for
+    >>> rate_for({"mse": 0.1, "dssim": 0.01}, "dssim"), rate_for(0.05, "vgg")
+    (0.01, 0.05)
+    """
     if isinstance(lr, Mapping):
         unknown = sorted(set(lr) - set(DISTANCES))
         if unknown:
@@ -34,10 +60,35 @@ def rate_for(lr, distance: str) -> float:
 
 def alphas_for(distance: str, alphas: Sequence[float], alphas_dssim: Sequence[float] | None = None,
                alphas_vgg: Sequence[float] | None = None) -> list[float]:
-    """The alpha grid of ``distance``: its own (``alphas_dssim``, ``alphas_vgg``) when given, else
-    ``alphas``. A grid per distance, because one alpha means different things for each: bounded MSE
-    saturates, so its grid reaches down to 0.002; (1-SSIM)/2 at alpha = 0.002 did not converge in 3000
-    steps on CNN-10 (quick preset, spread 1.1-1.4 %), at 0.005 in 419-578 steps (measured)."""
+    """The alpha grid of one distance: its own grid when given, else the common one.
+
+    A grid per distance, because one alpha means different things for each: bounded MSE saturates,
+    so its grid reaches down to 0.002, where (1-SSIM)/2 runs do not converge.
+
+    Parameters
+    ----------
+    distance : {"mse", "dssim", "vgg"}
+        The distance whose grid is wanted.
+    alphas : sequence of float
+        The common grid (bounded MSE's, and any distance without its own).
+    alphas_dssim, alphas_vgg : sequence of float, optional
+        The grids of (1-SSIM)/2 and VGG16.
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    ValueError
+        The chosen grid is empty or holds a value that is not a finite number > 0.
+
+    Examples
+    --------
+    >>> from ctinv_utils import alphas_for
+    >>> alphas_for("dssim", [0.002, 0.01, 0.05], alphas_dssim=[0.005, 0.02])
+    [0.005, 0.02]
+    """
     own = {"dssim": alphas_dssim, "vgg": alphas_vgg}.get(distance)
     grid = alphas if own is None else own
     if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence) or not grid or not all(
@@ -54,14 +105,58 @@ def in_grid(alpha: float, grid: Sequence[float]) -> bool:
 
 def require_in_grid(alpha: float, grids: Mapping[str, Sequence[float]], name: str = "panel_alpha",
                     fix: str = "add it to every grid or pick one of them") -> None:
-    """``alpha`` must be in each of ``grids`` ({what: alphas}): a panel shows a run that exists."""
+    """Check that an alpha is in every grid, so that a panel shows a run that exists.
+
+    Parameters
+    ----------
+    alpha : float
+        The alpha a panel shows.
+    grids : mapping
+        ``{what: alphas}``, e.g. ``{"the mse grid": [...], "the dssim grid": [...]}``; equality to a
+        relative 1e-9 (values read back from YAML or JSON).
+    name, fix : str
+        How the alpha is called in the message, and the fix it suggests.
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` is missing from one of the grids (names it and its values).
+
+    Examples
+    --------
+    >>> from ctinv_utils import require_in_grid
+    >>> require_in_grid(0.05, {"mse": [0.01, 0.05], "dssim": [0.02, 0.05]})
+    """
     for what, grid in grids.items():
         if not in_grid(alpha, grid):
             raise ValueError(f"{name} {alpha:g} must be one of the alphas of {what} ({list(grid)}); {fix}")
 
 
 def early_stop(enabled: bool = True, min_iter: int = 0, tol: float = 0.01) -> dict:
-    """``synthesize()`` arguments that stop a run once every alpha converged by
-    :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence`'s own test (loss spread < ``tol`` over
-    the last 10 % of the run), not before ``min_iter`` iterations; ``{}`` when not ``enabled``."""
+    """The ``synthesize()`` arguments of an early stop at convergence.
+
+    The run stops once every alpha passes
+    :meth:`~ctinv_utils.synthesis.base.Synthesis.convergence`'s own test (loss spread below ``tol``
+    over the last 10 % of the run), so a stopped run is one that test calls converged.
+
+    Parameters
+    ----------
+    enabled : bool
+        False gives ``{}``: the run takes all its iterations.
+    min_iter : int
+        Never stop before this many iterations (a 10 % window of a short run is a few steps).
+    tol : float
+        The relative loss spread that counts as converged.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :meth:`~ctinv_utils.synthesis.base.Synthesis.synthesize`.
+
+    Examples
+    --------
+    >>> from ctinv_utils import early_stop
+    >>> early_stop(min_iter=300)
+    {'stop_criterion': 0.01, 'stop_window': None, 'min_iter': 300}
+    """
     return {"stop_criterion": tol, "stop_window": None, "min_iter": int(min_iter)} if enabled else {}

@@ -197,11 +197,9 @@ def extreme_eigenpairs(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, k
     Krylov-Schur (thick-restart Lanczos; Stewart 2001) with full reorthogonalisation and both ends from
     one Krylov space. A breakdown (the basis spans an invariant subspace up to the products' rounding:
     an exact null space, a projection) continues with a fresh random direction, so eigenvalues of any
-    multiplicity are found. ``scipy.sparse.linalg.eigsh`` (ARPACK, ``which='SA'``) was measured on the
-    same operators and not used: on a zeroed 30 x 30 square in a 40 x 40 image (eigenvalues 0 and 1
-    only) it returned ``lambda = 1`` eight times as converged, missing the null space; on Gauss+RI at
-    32 x 32 (float64) it found 2 of 4 zero eigenvalues and returned 8.1e-5 as the 3rd and 4th smallest
-    after 3400-6100 products. It also has no product budget and returns no unconverged pairs.
+    multiplicity are found. Why not ``scipy.sparse.linalg.eigsh``: on operators with a null space it
+    missed zero eigenvalues (see the documentation's performance notes), has no product budget and
+    returns no unconverged pairs.
 
     Parameters
     ----------
@@ -910,69 +908,45 @@ def linearised_spectrum(denoiser: nn.Module, x_norm, k: int = 4, which: str = "b
                         dtype: torch.dtype = torch.float32, basis_size: int | None = None) -> LinearisedSpectrum:
     """The ``k`` smallest and largest eigenpairs of ``J^T J`` of ``denoiser`` at ``x_norm``, certified.
 
-    Matrix-free: each ``J^T J v`` is one jvp and one vjp. Every returned pair is checked by an explicit
-    product and certified by :func:`certify`: relative to its own eigenvalue, or as a null direction at
-    the products' rounding. A float32 product rounds at about ``eps32 * lambda_max`` (``eps32`` = 1.2e-7),
-    so eigenvalues below the floor ``2 * noise / tol`` are reported as "below the solver's resolution
-    (floor ...)" with an upper bound and are never shown as ignored directions. Gauss+RI, for example,
-    has a null space (900-dimensional at 48 x 48) and eigenvalues from about 1e-7 upwards: float32
-    products cannot tell them apart, float64 products can. A residual certifies an eigenpair, not its
-    rank: an eigenvalue the Krylov space has not reached (a large multiplicity, found one direction per
-    breakdown) can still lie below a certified one; the Ritz values stay upper bounds either way.
+    The smallest are the input changes the denoiser ignores to first order. Matrix-free (one jvp and
+    one vjp per product); each pair is checked by an explicit product and :func:`certify`. A pair
+    below the floor ``2 * noise / tol`` is "below the solver's resolution", never shown as ignored.
 
     Parameters
     ----------
     denoiser : torch.nn.Module
-        Maps ``(B, 1, H, W)`` normalized images to the same shape; frozen and set to eval mode here.
+        Maps ``(B, 1, H, W)`` normalized images to the same shape; frozen here.
     x_norm : torch.Tensor or array_like, shape (1, 1, H, W)
         The image, in normalized units.
-    k : int
-        Eigenpairs per end (at most ``(H W - 2) / 4``).
-    which : {"both", "smallest", "largest"}
-        The end(s) that must be certified to stop early; both are returned.
-    tol : float
-        Relative residual, in (0, 1): ``||J^T J v - lambda v|| + noise <= tol * lambda``.
-    max_iter : int
-        Budget in ``J^T J v`` products of the iteration (at least ``2k``; the explicit checks add ``2k``
-        per check, and a failed check may cost one or two more).
-    max_seconds : float, optional
-        Also stop after this much wall-clock time (the result then depends on the machine).
-    progress : bool
-        Show a progress bar.
-    seed : int
-        Seeds the start vector and the restarts (own generator; the global RNG is untouched).
-    device : str, optional
-        Defaults to the denoiser's device.
+    k, which, tol
+        Pairs per end (at most ``(H W - 2) / 4``); the end(s) to certify before stopping; relative
+        residual in (0, 1): ``||J^T J v - lambda v|| + noise <= tol * lambda``.
+    max_iter, max_seconds, progress, seed, device, basis_size
+        Budget in ``J^T J v`` products (>= ``2k``), optional time limit; progress bar; seed of the
+        start vector; default the denoiser's device; the largest Krylov basis.
     dtype : torch.dtype
-        Precision of the products: ``torch.float32`` or ``torch.float64`` (with a float64 denoiser,
-        e.g. ``copy.deepcopy(f).double()``); it sets ``noise`` and the floor.
-    basis_size : int, optional
-        Largest Krylov basis (memory ``H W * basis_size`` float64).
+        ``torch.float32`` or ``torch.float64`` (with ``copy.deepcopy(f).double()``): sets the floor.
 
     Returns
     -------
     LinearisedSpectrum
-        Eigenvalues (dimensionless squared gains), unit vectors ``(k, 1, H, W)``, residuals, the
-        certificate of each pair, ``noise``, ``floor``, ``status``. ``ignored`` lists the certified
-        directions with squared gain at most :data:`IGNORED_MAX_EIGENVALUE`.
+        Eigenvalues (dimensionless squared gains), unit vectors ``(k, 1, H, W)``, certificates,
+        ``status``; ``ignored``: certified directions with gain at most :data:`IGNORED_MAX_EIGENVALUE`.
 
     Raises
     ------
-    LinearisedInputError
-        Bad shape, non-finite image or f(x), ``k`` too large, ``max_iter < 2k``, ``tol`` outside (0, 1),
-        ``which`` unknown, or a denoiser whose output dtype is not ``dtype``.
-    LinearisationDiverged
-        A product returned NaN or inf.
+    LinearisedInputError, LinearisationDiverged
+        Bad shape, k, budget, tol, which or dtype, or a non-finite image; a NaN or inf product.
 
     Warns
     -----
     UserWarning
-        When a pair of a wanted end is not certified (the warning and ``status`` say which and why).
+        A pair of a wanted end is not certified (``status`` says which and why).
 
     Examples
     --------
-    >>> spec = linearised_spectrum(GaussRI(), hu_to_norm(slice_hu)[None, None], k=4, max_iter=300)
-    >>> spec.status, spec.ignored, spec.floor  # doctest: +SKIP
+    >>> spec = linearised_spectrum(GaussRI(), hu_to_norm(torch.zeros(1, 1, 40, 40)), k=2, max_iter=300)
+    >>> spec.status  # float32 products: "below the solver's resolution (floor 0.00096): 2/2 smallest"
     """
     lin = LinearisedInvariance(x_norm, denoiser, k=k, seed=seed, device=device, dtype=dtype)
     lin.compute(max_matvecs=max_iter, tol=tol, basis_size=basis_size, progress=progress, which=which,

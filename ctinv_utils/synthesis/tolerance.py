@@ -22,8 +22,13 @@ from .invariances import Invariance
 
 @dataclass
 class ToleranceResult:
-    """The invariance at the tolerance: the run that holds it (``run``, ``index`` of its alpha), its
-    alpha, input and output changes (RMS HU), and every alpha tried with its output change."""
+    """The invariance at an output tolerance, as found by :func:`at_tolerance`.
+
+    ``tol_hu``, ``alpha``, ``input_rms_hu`` and ``output_rms_hu`` (RMS changes in HU); the run that
+    holds it (``run``) and the index of its alpha there (``index``); every alpha tried with its
+    changes (``trials``); ``within`` (False: even the smallest alpha tried changes the output by
+    more than ``tol_hu``) and ``converged`` (the run behind the answer met the convergence criterion).
+    """
 
     tol_hu: float
     alpha: float
@@ -46,6 +51,8 @@ class ToleranceResult:
                 "output_rms_hu_tried": np.array([t["output_rms_hu"] for t in tried])}
 
     def summary(self) -> dict:
+        """JSON-ready facts: tolerance, alpha, changes in HU, ``within_tolerance``, ``converged``,
+        iterations and the alphas tried."""
         return {"tol_hu": self.tol_hu, "alpha": self.alpha, "input_rms_hu": self.input_rms_hu,
                 "output_rms_hu": self.output_rms_hu, "within_tolerance": self.within, "converged": self.converged,
                 "iterations": self.run.iteration, "alphas_tried": [t["alpha"] for t in self.trials]}
@@ -61,18 +68,46 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
                  max_iter: int | None = None, progress: bool = False, **synthesize_kw) -> ToleranceResult:
     """The invariance with the largest RMS input change whose RMS output change is at most ``tol_hu``.
 
-    ``grid_run``: a finished batched :class:`Invariance` over an alpha grid. Refinement runs reuse its
-    image, denoiser, distance, start, learning rate and HU range, for ``max_iter`` iterations (default:
-    as many as the grid run) with ``synthesize_kw`` (e.g. the learning-rate schedule); each step runs
-    ``candidates`` alphas in one batch around the secant estimate.
+    Takes the largest grid alpha within the tolerance and, where the next one already exceeds it,
+    refines alpha between the two by secant steps on log(output change) against log(alpha), one
+    short batched run per step. Every trial runs at least as long as the grid run (an early stop's
+    ``min_iter`` is raised to it), so trials compare along alpha: a run whose loss has settled still
+    grows its input change slowly, because the objective is flat along the invariance.
 
-    Every trial is optimised at least as long as the grid run (with an early stop in
-    ``synthesize_kw``, its ``min_iter`` is raised to the grid run's iterations), so that the trials
-    compare along alpha: the objective is flat where the invariance lives, and a run whose loss has
-    settled still grows its input change slowly (measured, quick preset: a single-alpha Gauss+RI
-    (1-SSIM)/2 run at alpha 0.033, stopped after ~300 steps, had 270 HU of input change, less than the
-    grid's alpha 0.01 in its 771 steps, 280 HU; run as long, 336 HU). A smaller alpha may need longer
-    still, which the early stop then gives it, up to ``max_iter``."""
+    Parameters
+    ----------
+    grid_run : Invariance
+        A finished batched run over an alpha grid; refinements reuse its image, denoiser, distance,
+        start, learning rate and HU range.
+    tol_hu : float
+        The output tolerance: RMS of f(x_inv) - f(x) in HU (> 0), e.g. the full-dose noise.
+    refine_steps, candidates : int
+        Secant steps at most, and alphas per step (run in one batch around the estimate).
+    max_iter : int, optional
+        Iterations per refinement (default, and at least: the grid run's).
+    progress : bool
+        Show progress bars.
+    **synthesize_kw
+        More arguments of each refinement's ``synthesize`` (e.g. the schedule, an early stop).
+
+    Returns
+    -------
+    ToleranceResult
+        ``alpha``, ``input_rms_hu``, ``output_rms_hu``, the run holding it (``run``, ``index``),
+        every alpha tried (``trials``), ``within`` (False: even the smallest alpha exceeds
+        ``tol_hu``) and ``converged``.
+
+    Raises
+    ------
+    ValueError
+        ``tol_hu`` not a finite number > 0.
+
+    Examples
+    --------
+    >>> from ctinv_utils import at_tolerance
+    >>> res = at_tolerance(inv, tol_hu=5.0)    # inv: a finished Invariance over an alpha grid
+    >>> res.alpha, res.input_rms_hu, res.output_rms_hu  # doctest: +SKIP
+    """
     if not (isinstance(tol_hu, (int, float)) and math.isfinite(tol_hu) and tol_hu > 0):
         raise ValueError(f"tol_hu must be a finite number > 0 (HU), got {tol_hu!r}")
     if synthesize_kw.get("stop_criterion") is not None:
