@@ -103,6 +103,140 @@ def test_figure_and_widget_build(x):
     fig = ex.figure("gauss_ri", "mse", 0.1, "abdomen")
     assert len(fig.axes) >= 6
     ui = ex.widget()
-    alpha_slider = ui.children[1].children[0]
-    alpha_slider.value = 0.5  # a value off the grid: computed on demand through the callback
+    assert not ui.background  # no event loop here: a new alpha is computed in the call that selects it
+    ui.alpha.value = 0.5  # a value off the grid: computed on demand through the callback
     assert ("gauss_ri", "mse", 0.5) in ex.results
+    assert ui.shown == ("gauss_ri", "mse", 0.5, "lung") and ui.computed.value == 0.5
+
+
+# -- the widget in a kernel: runs in the background ------------------------------------------------
+STOP = {"stop_criterion": 0.01, "stop_window": None, "min_iter": 30}
+
+
+def _explorer(x, **kw):
+    grid = Invariance(x, GaussRI(), "mse", alpha=[0.1, 1.0])
+    grid.synthesize(5, progress=False)
+    ex = InvarianceExplorer(x, {"gauss_ri": GaussRI()}, ["mse"], [0.1, 1.0], progress=False, **kw)
+    ex.add(grid, "gauss_ri")
+    return ex
+
+
+async def _until_idle(ui, timeout=60.0):
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while ui.running is not None:
+        assert time.monotonic() < deadline, f"the run did not end within {timeout} s: {ui.status.value}"
+        await asyncio.sleep(0.02)
+
+
+def test_widget_optimises_off_grid_in_the_background_and_shows_it_when_done(x):
+    """Where an event loop runs (a kernel), an off-grid alpha is optimised in a thread: the call that
+    moved the slider returns at once, the computed-α menu follows the slider, the window menu still
+    redraws the figure shown, and when the run converged the figure shows it and the bar is green."""
+    import asyncio
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    async def scenario():
+        ex = _explorer(x, max_iter=400, synthesize_kw=STOP)
+        ui = ex.widget()
+        assert ui.background and ui.shown == ("gauss_ri", "mse", 1.0, "lung") and ui.computed.value == 1.0
+        ui.alpha.value = 0.3
+        assert ui.running == ("gauss_ri", "mse", 0.3) and ui.computed.value == "off"
+        assert "optimising α = 0.3" in ui.status.value and not ui.cancel.disabled
+        before = ui.image.value
+        ui.window.value = "abdomen"  # the kernel is free: the figure shown is redrawn at once
+        assert ui.shown == ("gauss_ri", "mse", 1.0, "abdomen") and ui.image.value != before
+        await _until_idle(ui)
+        assert ui.shown == ("gauss_ri", "mse", 0.3, "abdomen") and ui.computed.value == 0.3
+        assert ui.progress.bar_style == "success" and ui.progress.value == ui.progress.max < 400
+        assert f"converged at {ui.progress.max}" in ui.status.value and ui.cancel.disabled
+        # a computed alpha chosen in the menu moves the slider and shows at once
+        ui.computed.value = 0.1
+        assert ui.alpha.value == 0.1 and ui.shown[:3] == ("gauss_ri", "mse", 0.1) and ui.running is None
+
+    asyncio.run(scenario())
+
+
+def test_widget_queues_a_second_alpha_and_cancel_goes_back_to_the_figure_shown(x):
+    import asyncio
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    async def scenario():
+        ex = _explorer(x, max_iter=100_000)  # no early stop: runs until cancelled
+        ui = ex.widget()
+        ui.alpha.value = 0.2
+        await asyncio.sleep(0.3)
+        assert ui.running == ("gauss_ri", "mse", 0.2) and ui.progress.value > 0
+        ui.alpha.value = 0.5  # a second new alpha waits for the first, and the status line says so
+        assert ui.running == ("gauss_ri", "mse", 0.2) and "queued next: α = 0.5" in ui.status.value
+        ui.cancel.click()
+        await _until_idle(ui)
+        assert ui.progress.bar_style == "warning" and "cancelled α = 0.2" in ui.status.value
+        # the controls show what the figure shows; nothing half-done is kept or started again
+        assert ui.selection() == ui.shown[:3] == ("gauss_ri", "mse", 1.0) and ui.computed.value == 1.0
+        assert set(ex.results) == {("gauss_ri", "mse", 0.1), ("gauss_ri", "mse", 1.0)}
+        ui.window.value = "head"
+        await asyncio.sleep(0.1)
+        assert ui.running is None
+
+    asyncio.run(scenario())
+
+
+# -- progress bars end in a state that says how the run ended ---------------------------------------
+def test_a_run_stopped_because_it_converged_ends_its_bar_at_100_percent(x, monkeypatch, capsys):
+    from ctinv_utils.progress import HEADLESS_ENV
+
+    monkeypatch.setenv(HEADLESS_ENV, "1")  # the text bar of a headless run
+    inv = Invariance(x, GaussRI(), "mse", alpha=[0.1])
+    inv.synthesize(400, **STOP)
+    assert inv.iteration < 400
+    final = capsys.readouterr().err.split("\r")[-1]
+    assert "100%" in final and f"{inv.iteration}/{inv.iteration}" in final
+    assert f"converged at {inv.iteration}" in final
+
+
+def test_notebook_bar_is_green_when_converged_and_red_when_it_failed(x):
+    from tqdm.notebook import tqdm
+
+    from ctinv_utils.progress import finish
+
+    bar = tqdm(total=400, display=False)
+    bar.update(120)
+    finish(bar, "converged at 120")
+    pbar = bar.container.children[1]
+    assert pbar.bar_style == "success" and pbar.max == pbar.value == 120 and "converged at 120" in bar.postfix
+    broken = tqdm(total=400, display=False)
+    broken.update(120)
+    broken.close()  # an error: the bar keeps the count where it stopped
+    assert broken.container.children[1].bar_style == "danger"
+
+
+def test_progress_reported_to_a_function_and_a_cancel_stops_the_loop(x):
+    from ctinv_utils.progress import report_to
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def report(bar):
+        seen.append((bar.n, bar.total, bar.state))
+        if bar.n == 7 and bar.state == "running":
+            raise Stop
+
+    inv = Invariance(x, GaussRI(), "mse", alpha=[0.1])
+    with report_to(report), pytest.raises(Stop):
+        inv.synthesize(50, progress=True)
+    assert inv.iteration == 7 and seen[-1] == (7, 50, "failed")
+    seen.clear()
+    with report_to(report):
+        inv.synthesize(5, progress=True)
+    assert seen[-1] == (5, 5, "success")

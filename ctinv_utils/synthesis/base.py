@@ -21,7 +21,7 @@ from torch import nn
 from .. import atomic
 from ..errors import BadArgumentError, CTInvError
 from ..models.checkpoints import load_file
-from ..progress import progress_bar
+from ..progress import finish, progress_bar
 from ..provenance import versions
 from ..speed import tune_allocator
 from ..units import STD, hu_to_norm
@@ -80,26 +80,39 @@ def check_denoiser(denoiser: nn.Module, image: torch.Tensor) -> torch.Tensor:
 
 
 def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window: int | None = None) -> np.ndarray:
-    """Per sample, how much the loss still moved at the end of the run: its spread over the last
-    ``w + 1`` values, ``(max - min) / max |L|``, with ``w`` the last ``fraction`` of the ``T``
-    iterations (at least one; ``window`` iterations when given).
-    ``loss_history``: ``(T, A)`` (or a list of per-iteration lists). Infinite before 2 iterations.
+    """Per sample, how much the loss still moved at the end of a run: its relative spread.
 
-    The spread, not the two endpoints: a loss that is not monotone passes an endpoint test whenever
-    its values at both ends happen to coincide, and an early stop tests every iteration, so it finds
-    such a moment (measured: CNN-10's (1-SSIM)/2 run at alpha 0.002 stopped at iteration 571 with an
-    endpoint change of 0.98 % and a spread of 1.96 %, the loss still falling ~1 % per 30 iterations;
-    at alpha 0.0008 the loss wanders at ~1e-5 before the invariance grows). For a threshold below 1
-    the spread is the stricter test: a run it calls converged also changed by less than the threshold
-    between its endpoints (the issue's literal criterion).
+    The spread over the last ``w + 1`` values, ``(max - min) / max |L|``, with ``w`` the last
+    ``fraction`` of the ``T`` iterations (at least one). The spread, not the change between the two
+    endpoints: a loss that is not monotone passes an endpoint test whenever its two ends happen to
+    coincide, and an early stop tests every iteration, so it would find such a moment. A run whose
+    spread is below a threshold < 1 also changed by less than it between its endpoints.
 
-    ``lr_history`` ``(T,)``, the learning rate of each iteration: the change is scaled to the run's
-    largest rate, ``x max(lr) / mean(lr over the window)``. A decaying rate slows the iterate, so the
-    raw change of a run that is still far from its optimum falls below any threshold when the rate
-    reaches ~1 % (measured: CNN-10 runs "settled" after 200 cosine steps had reached 1-90 % of the loss
-    of 2000 constant-rate steps). Scaled, it says how fast the loss would still move at the rate
-    that moved it (an estimate: the loss moves in proportion to Adam's step). With a constant rate the
-    scale is 1."""
+    With ``lr_history`` the spread is scaled by ``max(lr) / mean(lr over the window)``: a decaying
+    rate slows the iterate, so the raw spread of a run still far from its optimum would fall below
+    any threshold; scaled, it estimates how fast the loss would still move at the rate that moved it.
+
+    Parameters
+    ----------
+    loss_history : array_like, shape (T, A) or (T,)
+        The loss per iteration and sample (or a list of per-iteration lists).
+    fraction : float
+        The window, as a fraction of the ``T`` iterations.
+    lr_history : array_like, shape (T,), optional
+        The learning rate of each iteration.
+    window : int, optional
+        The window in iterations, instead of ``fraction``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (A,)
+        The relative spread per sample; infinite before 2 iterations.
+
+    Examples
+    --------
+    >>> relative_spread([[1.0], [0.99], [0.995]], window=2)
+    array([0.01])
+    """
     h = np.asarray(loss_history, dtype=np.float64)
     if h.ndim == 1:
         h = h[:, None]
@@ -115,8 +128,13 @@ def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window
 
 
 class Synthesis:
-    """Base class: subclasses define ``objective() -> (loss_per_sample (A,), terms dict of (A,))``
-    and ``_make_optimizer(lr)``; optionally ``_project()`` after each step."""
+    """The optimisation loop of :class:`~ctinv_utils.synthesis.invariances.Invariance` and the attacks.
+
+    Holds the image being optimised (``param``), the optimizer, ``iteration`` and ``history``;
+    :meth:`synthesize` runs or resumes the loop, :meth:`save` / ``load`` keep it on disk. A subclass
+    defines ``objective() -> (loss per sample (A,), {term: (A,)})`` and ``_make_optimizer(lr)``, and
+    optionally ``_project()``, a constraint applied after each step.
+    """
 
     param: torch.Tensor
     history: dict[str, list]
@@ -164,16 +182,55 @@ class Synthesis:
                                            window=window) <= stop_criterion))
 
     def convergence(self, fraction: float = 0.1, tol: float = 0.01) -> list[bool]:
-        """Per sample: did the loss stay within ``tol`` (its spread relative to its magnitude) over the
-        last ``fraction`` of the iterations run so far, scaled to the largest learning rate of the run
-        (so a decayed rate cannot hide a run that is still moving; see :func:`relative_spread`)?"""
+        """Per sample: has the run converged?
+
+        Converged means the loss stayed within ``tol`` (its spread relative to its magnitude, scaled
+        to the run's largest learning rate, :func:`relative_spread`) over the last ``fraction`` of
+        the iterations run so far, so a decayed rate cannot hide a run that is still moving.
+
+        Parameters
+        ----------
+        fraction : float
+            The window, as a fraction of the iterations run so far.
+        tol : float
+            The largest relative spread that counts as converged.
+
+        Returns
+        -------
+        list of bool
+            One per sample (per alpha of an :class:`~ctinv_utils.synthesis.invariances.Invariance`).
+
+        Examples
+        --------
+        >>> inv.synthesize(300, progress=False)
+        >>> inv.convergence()              # e.g. [True, True, False]
+        """
         return [bool(c < tol) for c in self.relative_spread(fraction)]
 
     def relative_spread(self, fraction: float = 0.1, term: str = "loss") -> np.ndarray:
-        """Per sample, the rate-scaled relative spread of ``term`` (a history key: the loss, which
-        :meth:`convergence` judges, or one of its terms, e.g. ``"input_distance"``) over the last
-        ``fraction`` of the run. The input distance can still creep where the loss has settled (the
-        objective is flat along the invariance): reported next to the loss, not a stop criterion."""
+        """Per sample, the rate-scaled relative spread of a history term over the end of the run.
+
+        The input distance can still creep where the loss has settled (the objective is flat along
+        the invariance): it is reported next to the loss, not a stop criterion.
+
+        Parameters
+        ----------
+        fraction : float
+            The window, as a fraction of the iterations run so far.
+        term : str
+            A key of ``history``: ``"loss"`` (what :meth:`convergence` judges) or one of its terms,
+            e.g. ``"input_distance"``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (A,)
+            See :func:`relative_spread`.
+
+        Raises
+        ------
+        KeyError
+            ``term`` is not in ``history``.
+        """
         if term not in self.history:
             raise KeyError(f"no history of {term!r}; recorded: {', '.join(self.history)}")
         return relative_spread(self.history[term], fraction, self.history.get("lr"))
@@ -181,16 +238,47 @@ class Synthesis:
     def synthesize(self, max_iter: int = 3000, lr: float | None = None, stop_criterion: float | None = None,
                    stop_window: int | None = 50, store_progress: int | None = None, progress: bool = True,
                    lr_schedule: str = "constant", lr_final: float = 0.01, min_iter: int = 0):
-        """Run (or continue) up to ``max_iter`` more iterations. ``stop_criterion``: stop when every
-        sample's loss stayed within this fraction (its spread, :func:`relative_spread`) over the last
-        ``stop_window`` iterations; with
-        ``stop_window=None`` over the last 10 % of the iterations so far, so that a run stopped with
-        ``stop_criterion=0.01`` is one :meth:`convergence` calls converged; never before the run has
-        ``min_iter`` iterations in all (a 10 % window of a short run is a few steps).
-        ``store_progress=k`` keeps the image every k iterations in ``saved``. ``lr_schedule``:
-        ``"constant"`` (the talk's Adam), or ``"cosine"``: the learning rate falls from ``lr`` to
-        ``lr_final * lr`` over this call's iterations (large early steps, then settling: the loss stops
-        moving because the iterate does, which the convergence criterion checks)."""
+        """Run, or continue, the optimisation for up to ``max_iter`` more iterations.
+
+        Each iteration appends the loss, its terms, gradient norm, pixel change and learning rate to
+        ``history``; a later call continues from the same optimizer state.
+
+        Parameters
+        ----------
+        max_iter, lr
+            Iterations of this call (>= 0); a new learning rate (None keeps the current one).
+        stop_criterion : float, optional
+            Stop once every sample's loss spread (:func:`relative_spread`) over the last
+            ``stop_window`` iterations is at most this; None runs all ``max_iter``.
+        stop_window : int, optional
+            The stop test's window; None: the last 10 % of the run, so that ``stop_criterion=0.01``
+            stops exactly when :meth:`convergence` would call the run converged.
+        store_progress, progress
+            Keep the image every this many iterations in ``saved``; show a progress bar.
+        lr_schedule, lr_final
+            ``"constant"`` (the talk's Adam), or ``"cosine"``: the rate decays from ``lr`` to
+            ``lr_final * lr`` (``lr_final`` in (0, 1]) over this call's iterations.
+        min_iter : int
+            Never stop early before the run has this many iterations in all.
+
+        Returns
+        -------
+        torch.Tensor
+            :attr:`result`, the optimised image(s) in normalized units.
+
+        Raises
+        ------
+        ValueError, BadArgumentError
+            A bad ``lr``, ``lr_schedule``, ``lr_final``, ``max_iter``, ``stop_window``, ``min_iter``
+            or ``stop_criterion``.
+        SynthesisDiverged
+            The loss or its gradient became NaN or infinite.
+
+        Examples
+        --------
+        >>> from ctinv_utils import early_stop
+        >>> x_inv = inv.synthesize(1200, **early_stop(min_iter=300))
+        """
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         if not (isinstance(lr_final, (int, float)) and 0 < lr_final <= 1):
@@ -213,8 +301,19 @@ class Synthesis:
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
         lr0 = [g["lr"] for g in self.optimizer.param_groups]
-        bar = progress_bar(range(max_iter), desc=self._desc(), disable=not progress)
-        for k in bar:
+        bar = progress_bar(total=max_iter, desc=self._desc(), disable=not progress)
+        try:
+            self._loop(bar, max_iter, lr0, lr_schedule, lr_final, stop_criterion, stop_window, store_progress,
+                       min_iter)
+        finally:
+            bar.close()  # no-op after finish(); after an error the bar keeps the count where it stopped
+        for g, base in zip(self.optimizer.param_groups, lr0):  # a later call starts from the base rate
+            g["lr"] = base
+        return self.result
+
+    def _loop(self, bar, max_iter, lr0, lr_schedule, lr_final, stop_criterion, stop_window, store_progress,
+              min_iter) -> None:
+        for k in range(max_iter):
             if lr_schedule == "cosine":
                 scale = lr_final + (1 - lr_final) * 0.5 * (1 + math.cos(math.pi * k / max(1, max_iter - 1)))
                 for g, base in zip(self.optimizer.param_groups, lr0):
@@ -240,15 +339,17 @@ class Synthesis:
             if self.iteration % 10 == 0 or self.iteration == 1:
                 bar.set_postfix({k: f"{np.mean(v[-1]):.4g}" for k, v in self.history.items()
                                  if k not in ("grad_norm", "pixel_change", "lr")}, refresh=False)
+            bar.update(1)
             if self._stop(stop_criterion, stop_window, min_iter):
-                break
-        bar.close()
-        for g, base in zip(self.optimizer.param_groups, lr0):  # a later call starts from the base rate
-            g["lr"] = base
-        return self.result
+                # stopped because it converged: a finished bar (100 % of the iterations run), not a broken one
+                finish(bar, f"converged at {self.iteration}")
+                return
+        finish(bar)
 
     @property
     def result(self) -> torch.Tensor:
+        """The current optimised image(s), detached, in normalized units (``(A, 1, H, W)`` for an
+        invariance, ``(1, 1, H, W)`` for an attack)."""
         return self.param.detach()
 
     # -- persistence -------------------------------------------------------------------------
@@ -256,7 +357,26 @@ class Synthesis:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """Write tensors, optimizer state and history (atomically). Load with ``load``."""
+        """Save the run (tensors, optimizer state and history, no pickled callables), atomically.
+
+        ``load(path, denoiser)`` restores it to continue exactly where it stopped; it checks that
+        the denoiser it is given reproduces the stored f(x).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write (a torch file, conventionally ``.pt``).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Examples
+        --------
+        >>> inv.save("cnn10_mse.pt")
+        >>> inv = Invariance.load("cnn10_mse.pt", denoiser)
+        """
         state = self._state()
         state.update({
             "class": type(self).__name__, "param": self.param.detach().cpu(), "iteration": self.iteration,
