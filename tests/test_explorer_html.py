@@ -147,6 +147,15 @@ def test_explorer_in_headless_chromium(tmp_path):
             assert page.inner_text("#window-x") == "C=50 / W=400 HU"
 
             png = page.screenshot(full_page=True)
+
+            # an 800 px wide window: nothing overflows sideways, all six panels side by side in it
+            page.set_viewport_size({"width": 800, "height": 900})
+            page.wait_for_timeout(100)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 800
+            boxes = page.evaluate("""() => [...document.querySelectorAll('canvas')].map(c => {
+                const r = c.getBoundingClientRect(); return [r.left, r.right, r.width, r.height]; })""")
+            assert len(boxes) == 6 and all(0 <= left and right <= 800 and w > 150 and abs(w - h) < 1
+                                           for left, right, w, h in boxes), boxes
         finally:
             browser.close()
     shot = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)

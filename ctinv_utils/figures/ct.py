@@ -69,9 +69,61 @@ def ct_grid(panels, ncols: int, panel_size: float = 3.0, suptitle: str | None = 
     return fig
 
 
+#: The caption's font size in points: figures are saved at 80 dpi, so 11 pt is about 12 px, which
+#: reads as 9 pt where the PNG is shown at its own size.
+CAPTION_PT = 11
+
+
+def _wrap_caption(text: str, width: int) -> list[str]:
+    """Lines of at most ``width`` characters, broken between the caption's " | " parts where they
+    fit and between words inside a part that does not."""
+    import textwrap
+
+    lines: list[str] = []
+    for part in text.split(" | "):
+        pieces = textwrap.wrap(part, width, break_on_hyphens=False) or [""]
+        if lines and len(lines[-1]) + 3 + len(pieces[0]) <= width:
+            lines[-1] = f"{lines[-1]} | {pieces.pop(0)}"
+        lines.extend(pieces)
+    return lines
+
+
 def add_caption(fig, text: str) -> None:
-    """A small caption under the figure (preset, data source, denoiser, distance, seed...)."""
-    fig.text(0.01, -0.01, text, fontsize=7, ha="left", va="top", wrap=True, color="0.25")
+    """The caption under the figure (preset, data source, denoiser, distance, seed...), at
+    :data:`CAPTION_PT` and wrapped to the figure's width, so that none runs off the saved PNG."""
+    width = max(40, int(0.98 * fig.get_figwidth() * 72 / (CAPTION_PT * 0.6)))  # ~0.6 em per character
+    fig.text(0.01, -0.01, "\n".join(_wrap_caption(text, width)), fontsize=CAPTION_PT, ha="left", va="top",
+             color="0.2", linespacing=1.3)
+
+
+def show_inline(fig, caption: str | None = None, max_width: int = 1400) -> None:
+    """Display a figure once in a notebook, with its caption, and close it, without writing a file:
+    for a panel that another notebook saves (notebook 06 writes each result panel once), shown where
+    the notebook that computed it explains it. In a headless run (``CTINV_HEADLESS``) a JPEG at most
+    ``max_width`` px wide, as the saved figures' previews; in JupyterLab a PNG."""
+    import io
+    import os
+
+    from IPython.display import Image, display
+
+    from ..progress import HEADLESS_ENV
+
+    if caption:
+        add_caption(fig, caption)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    if not os.environ.get(HEADLESS_ENV):
+        display(Image(data=buf.getvalue(), format="png"))
+        return
+    from PIL import Image as PILImage
+
+    im = PILImage.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    if im.width > max_width:
+        im = im.resize((max_width, round(im.height * max_width / im.width)), PILImage.LANCZOS)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=80, optimize=True)
+    display(Image(data=out.getvalue(), format="jpeg"))
 
 
 def figure_data(fig) -> dict[str, np.ndarray]:

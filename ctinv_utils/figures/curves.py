@@ -50,27 +50,73 @@ def synthesis_status(rows, labels, keys=("loss", "output_distance", "input_dista
     return fig
 
 
-def tradeoff_axes(ax, curves: dict, xlabel: str, ylabel: str, title: str = ""):
-    """Trade-off curves: ``curves`` is {label: (alphas, input change, output change)}; each point is
-    annotated with its alpha."""
+#: One marker per alpha, the same in every panel of a trade-off figure (colours: one per curve).
+ALPHA_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+
+def _alpha_markers(alphas) -> dict[float, str]:
+    ordered = sorted({float(a) for a in alphas})
+    return {a: ALPHA_MARKERS[i % len(ALPHA_MARKERS)] for i, a in enumerate(ordered)}
+
+
+def _legend_handles(colors: dict, markers: dict):
+    from matplotlib.lines import Line2D
+
+    return ([Line2D([], [], color=c, lw=2, label=label) for label, c in colors.items()]
+            + [Line2D([], [], ls="", marker=m, ms=7, color="0.35", label=f"α = {a:g}") for a, m in markers.items()])
+
+
+def tradeoff_axes(ax, curves: dict, xlabel: str, ylabel: str, title: str = "", markers: dict | None = None,
+                  colors: dict | None = None, legend: bool = True):
+    """Trade-off curves: ``curves`` is {label: (alphas, input change, output change)}, one colour per
+    curve; each point's marker says its alpha (``markers``: {alpha: marker}, the same in every panel
+    of a figure), so that points close together stay readable where text labels would overlap.
+    ``legend``: the curves and the alphas in a legend of this axis (a figure of several axes draws
+    one legend for all)."""
+    markers = markers or _alpha_markers([a for alphas, _, _ in curves.values() for a in alphas])
+    colors = colors or {label: f"C{i}" for i, label in enumerate(curves)}
     for label, (alphas, d_in, d_out) in curves.items():
-        ax.plot(d_in, d_out, "o-", label=label)
+        ax.plot(d_in, d_out, "-", color=colors[label], label=label, zorder=2)
         for a, xi, yo in zip(alphas, d_in, d_out):
-            ax.annotate(f"{a:g}", (xi, yo), fontsize=6, xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
+            ax.scatter([xi], [yo], marker=markers[float(a)], s=42, color=colors[label], edgecolors="white",
+                       linewidths=0.6, zorder=3)
+    ax.set_xlabel(xlabel, fontsize=10)
+    ax.set_ylabel(ylabel, fontsize=10)
+    ax.tick_params(labelsize=9)
+    ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if legend:
+        ax.legend(handles=_legend_handles({k: colors[k] for k in curves}, markers), fontsize=9)
 
 
 def tradeoff_figure(panels, title: str = ""):
-    """Several trade-off axes side by side: ``panels`` = ``[(title, curves, xlabel, ylabel)]`` with
-    ``curves`` as in :func:`tradeoff_axes`."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, (ax_title, curves, xlabel, ylabel) in zip(axes[0], panels):
-        tradeoff_axes(ax, curves, xlabel, ylabel, ax_title)
+    """Trade-off axes in a grid (two columns for four panels): ``panels`` = ``[(title, curves, xlabel,
+    ylabel)]`` with ``curves`` as in :func:`tradeoff_axes`. One legend above the axes gives each
+    curve's colour and each alpha's marker."""
+    n = len(panels)
+    ncols = 2 if n == 4 else max(1, min(n, 3))
+    nrows = int(np.ceil(n / ncols))
+    fig = plt.figure(figsize=(5.2 * ncols, 3.9 * nrows + 0.8))
+    grid = fig.add_gridspec(nrows + 1, ncols, height_ratios=[0.45] + [3.9] * nrows)
+    axes = [fig.add_subplot(grid[1 + i // ncols, i % ncols]) for i in range(n)]
+    markers = _alpha_markers([a for _, curves, _, _ in panels for alphas, _, _ in curves.values() for a in alphas])
+    labels = list(dict.fromkeys(label for _, curves, _, _ in panels for label in curves))
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}
+    for ax, (ax_title, curves, xlabel, ylabel) in zip(axes, panels):
+        tradeoff_axes(ax, curves, xlabel, ylabel, ax_title, markers=markers, colors=colors, legend=False)
+    key = fig.add_subplot(grid[0, :])  # made last: the data axes keep their numbers in the figure data
+    key.set_axis_off()
+    from matplotlib.lines import Line2D
+
+    # two rows: the curves' colours above, the alphas' markers below (a legend fills column by column)
+    handles = _legend_handles(colors, markers)
+    top, bottom = handles[:len(colors)], handles[len(colors):]
+    ncol = max(len(top), len(bottom))
+    blank = Line2D([], [], ls="", label=" ")
+    top, bottom = top + [blank] * (ncol - len(top)), bottom + [blank] * (ncol - len(bottom))
+    key.legend(handles=[h for pair in zip(top, bottom) for h in pair], loc="center", ncol=ncol, fontsize=10,
+               frameon=False, columnspacing=1.4, handlelength=1.6, borderaxespad=0)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     return fig

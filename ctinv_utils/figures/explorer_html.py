@@ -160,24 +160,25 @@ _PAGE = """<!DOCTYPE html>
 <link rel="icon" href="data:,">
 <title>@TITLE@</title>
 <style>
-  body { background: #161616; color: #ddd; font: 14px/1.4 system-ui, sans-serif; margin: 16px 24px; }
+  body { background: #161616; color: #ddd; font: 14px/1.4 system-ui, sans-serif; margin: 16px clamp(8px, 3vw, 24px); }
   h1 { font-size: 18px; font-weight: 600; margin: 0 0 10px; }
   .controls { display: flex; flex-wrap: wrap; gap: 8px 22px; align-items: center; margin-bottom: 6px; }
   .controls label { color: #aaa; }
   select { background: #262626; color: #eee; border: 1px solid #555; border-radius: 3px; padding: 2px 4px;
            font: inherit; }
-  #alpha { width: 220px; vertical-align: middle; }
+  #alpha { width: min(220px, 50vw); vertical-align: middle; }
   #alpha-label { display: inline-block; min-width: 7.5em; font-weight: 600; color: #fff;
                  font-variant-numeric: tabular-nums; }
   #alpha-facts, #alpha-grid { color: #bbb; font-variant-numeric: tabular-nums; }
   #alpha-grid { font-size: 12px; color: #888; }
   #pixel { font-size: 12px; color: #bbb; margin-bottom: 12px; min-height: 1.4em; font-variant-numeric: tabular-nums; }
-  .grid { display: grid; grid-template-columns: repeat(3, max-content); gap: 14px 18px; }
-  figure { margin: 0; }
-  figcaption { font-size: 13px; margin-bottom: 3px; white-space: nowrap; }
-  .window { font-size: 12px; color: #999; margin-top: 2px; white-space: nowrap; }
+  /* three panels a row at any width: they shrink with the window (never wider than drawn) */
+  .grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 14px clamp(6px, 2vw, 18px); }
+  figure { margin: 0; min-width: 0; }
+  figcaption { font-size: 13px; margin-bottom: 3px; overflow-wrap: anywhere; }
+  .window { font-size: 12px; color: #999; margin-top: 2px; overflow-wrap: anywhere; }
   .warn { color: #f0a050; }
-  canvas { display: block; background: #000; image-rendering: pixelated; }
+  canvas { display: block; background: #000; image-rendering: pixelated; width: 100%; height: auto; }
   footer { margin-top: 16px; font-size: 11px; color: #888; max-width: 1000px; }
   .load-error { background: #5c1a1a; color: #fff; border: 1px solid #c44; border-radius: 3px;
                 padding: 8px 12px; margin-bottom: 12px; font-weight: 600; }
@@ -270,9 +271,11 @@ _SCRIPT = r"""
       if (canvas.width !== w || canvas.height !== h) {
         canvas.width = w; canvas.height = h;
         const scale = w < DISPLAY_PX ? Math.max(1, Math.floor(DISPLAY_PX / w)) : DISPLAY_PX / w;
-        canvas.style.width = Math.round(w * scale) + "px";
-        canvas.style.height = Math.round(h * scale) + "px";
+        // as wide as its column allows, at most the drawn size; the grid no wider than three of them
+        canvas.style.maxWidth = Math.round(w * scale) + "px";
         canvas.style.imageRendering = scale >= 1 ? "pixelated" : "auto";
+        const grid = canvas.closest(".grid");
+        if (grid) grid.style.maxWidth = "calc(" + 3 * Math.round(w * scale) + "px + 2 * clamp(6px, 2vw, 18px))";
       }
       const ctx = canvas.getContext("2d"), img = ctx.createImageData(w, h), lo = center - width / 2;
       for (let i = 0; i < h * w; i++) {
