@@ -204,9 +204,8 @@ def savefig(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 80) -> 
 
 def _tight_bbox(fig, dpi: int):
     """The figure's tight bounding box (inches, padded as ``bbox_inches="tight"`` pads it), measured
-    once for every format: "tight" lays the whole figure out once more per format to measure it, as
-    long as drawing it (~2 s for a talk slide's 47 axes on these CPUs). "tight" itself where the canvas
-    cannot measure."""
+    once for every format: "tight" lays the whole figure out once more per format to measure it,
+    which costs as much as drawing it. "tight" itself where the canvas cannot measure."""
     import matplotlib
 
     if not hasattr(fig.canvas, "get_renderer"):

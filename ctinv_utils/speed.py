@@ -1,34 +1,17 @@
 """Speed settings that keep results, applied by default: no flag, no environment variable.
 
-* **Allocator** (CPU): glibc returns every freed block above its mmap threshold (128 KiB by default,
-  adapting upwards) to the OS and trims the heap, so each iteration of an optimisation loop pays page
-  faults for its large tensors again: measured here, a third of the CPU time. ``tune_allocator()``
-  raises both thresholds with ``mallopt`` at run time (what ``GLIBC_TUNABLES`` does before start-up).
-  The memory stays with the process instead of going back to the OS between iterations.
-* **Single-channel convolutions in an input-gradient pass** (:func:`fast_input_gradients`): an
-  invariance needs dL/dx only, through frozen weights. oneDNN is slow on CPU wherever a convolution
-  has one channel on the side it reduces into: the backward-data of a 1-input-channel convolution
-  (CNN-10's 1->64 9x9, WGAN-VGG's first layer; measured at 256 px, batch 8: 450-580 ms against
-  120 ms for the forward) and the forward of a 1-output-channel one (CNN-10's 32->1 5x5: 53 ms, 16
-  GFLOP/s, a quarter of its cost in FLOPs). Within the block both run as one batched matmul over the
-  channels, read in place from either memory layout, and a sum of kh*kw shifted planes (fast: each
-  add is a contiguous slice). Measured, CNN-10 at 256 px, batch 8: the first layer's input gradient
-  225 -> 45 ms (it was matmul + col2im after an NCHW copy of the 64-channel gradient: the copy cost
-  110 ms, col2im 90), the last layer's forward 53 -> ~15 ms. The values agree to float rounding
-  (another summation order).
-* **channels_last** convolutions: oneDNN's fastest layout on CPU (about 1.5x for CNN-10 here) and the
-  tensor-core layout on GPU. ``channels_last(module)`` converts a module's 4-D weights in place; its
-  values do not change, the conv algorithm does (results agree to float rounding).
-* **bf16 matrix units** (:func:`autocast`, ``precision="auto"``): where the hardware multiplies
-  bfloat16 matrices (AMX on recent Xeons, checked at run time; bf16 on CUDA GPUs), the VGG16 feature
-  stack of the perceptual *distance* runs in bf16: a loss, whose features are normalised and compared
-  in fp32, and whose image layer stays fp32. Measured on a 2-core Xeon with AMX (one of the two kinds
-  of CI machine this project draws): VGG16 forward + input gradient at 96 px, batch 4, 200 -> 78 ms;
-  on the other, an AMD EPYC with AVX2 only, "auto" is fp32 (bf16 there is emulated and slower).
-  The invariance of a denoiser itself (the denoiser's forward and input gradient, bounded MSE,
-  (1-SSIM)/2) always runs in fp32: its targets are 1e-3 network units. So does training: mixed precision trained the quick CNN-10 in 35.5 s
-  instead of 75 s but 1.2 dB worse in the head window (61.5 s and 0.65 dB worse with the image layers
-  in fp32; measured). Elsewhere ``"auto"`` is fp32, so machines without such units compute what they did.
+* :func:`tune_allocator`: freed memory stays in the process instead of paying page faults again at
+  every iteration of an optimisation loop (glibc).
+* :func:`fast_input_gradients`: frozen convolutions with one input or one output channel, where
+  oneDNN is slow on the CPU, run as one matmul and shifted sums inside an input-gradient pass.
+* :func:`channels_last`: oneDNN's fastest layout on the CPU, the tensor-core layout on a GPU.
+* :func:`autocast` (``precision="auto"``): where the hardware multiplies bf16 matrices (AMX on recent
+  Xeons, CUDA GPUs) the VGG16 feature stack of the perceptual *distance* runs in bf16, its image
+  layers and the comparison in fp32. The invariance itself (denoiser, bounded MSE, (1-SSIM)/2) runs
+  in fp32 (its targets are 1e-3 normalized units), and so does training (bf16 cost image quality).
+
+The first three give the same values to float rounding. Measurements: the documentation's
+performance notes.
 """
 
 from __future__ import annotations
@@ -47,7 +30,11 @@ TRIM_THRESHOLD_BYTES = 2**31 - 1
 
 
 def tune_allocator() -> bool:
-    """Keep freed memory in the process (glibc only; once per process). Returns whether it applied."""
+    """Keep freed memory in the process (glibc only; once per process). Returns whether it applied.
+
+    glibc returns every freed block above its mmap threshold to the OS and trims the heap, so each
+    iteration of an optimisation loop pays page faults for its large tensors again; ``mallopt``
+    raises both thresholds at run time (what ``GLIBC_TUNABLES`` does before start-up)."""
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED is None:
         _ALLOCATOR_TUNED = False
@@ -246,9 +233,12 @@ def _fast_forward(conv, x):
 @contextlib.contextmanager
 def fast_input_gradients(module):
     """Within the block, calls of ``module`` that need an input gradient run its frozen convolutions
-    with one input or one output channel by matmul and shifted sums on the CPU (module docstring); on
-    exit the layers are as before. Values agree to float rounding; calls without an input gradient,
-    layers with trainable weights, other devices and forward-mode AD outside the block are untouched."""
+    with one input or one output channel as one batched matmul over the channels and a sum of
+    ``kh * kw`` shifted planes on the CPU. oneDNN is slow wherever a convolution has one channel on
+    the side it reduces into: the backward-data of a 1-input-channel convolution (CNN-10's first
+    layer) and the forward of a 1-output-channel one (its last). On exit the layers are as before.
+    Values agree to float rounding; calls without an input gradient, layers with trainable weights,
+    other devices and forward-mode AD outside the block are untouched."""
     global _FUNCTIONS
     if _FUNCTIONS is None:
         _FUNCTIONS = _single_channel_functions()

@@ -1,46 +1,18 @@
 """Model observers and lesion metrics on ROIs in HU: how detectable a lesion is, how much of its
 contrast survives, and how much of it passes through a denoiser.
 
-Task: signal known exactly, location known (the ROI is centred on the lesion), two classes of ROIs
-``present`` (N_p, h, w) and ``absent`` (N_a, h, w). Each observer computes a linear score
-``t = w . g`` per ROI and reports the detectability index
+Task: signal known exactly, location known; ROIs ``present`` (N_p, h, w) and ``absent`` (N_a, h, w).
+Each observer scores ``t = w . g`` per ROI and reports ``d' = (mean t_present - mean t_absent) /
+sqrt(pooled variance of t)`` (for Gaussian scores AUC = Phi(d' / sqrt 2); d' = 2 is AUC 0.92).
+:func:`npw` is the non-prewhitening matched filter, :func:`cho` the channelized Hotelling observer
+on Laguerre-Gauss channels (:func:`channel_width_px`).
 
-    d' = (mean t_present - mean t_absent) / sqrt(pooled variance of t)
-
-(the classes' scatter about their means over (N_p - 1) + (N_a - 1) degrees of freedom, i.e.
-(var t_p + var t_a) / 2 for equal class sizes; optional extra lesion-absent ``noise`` ROIs add their
-scatter and degrees of freedom). For Gaussian scores AUC = Phi(d' / sqrt 2); d' = 2 is AUC 0.92.
-
-* **NPW** (non-prewhitening matched filter): ``w`` = the mean signal (``mean present - mean absent``,
-  or a known ``template``). With white noise of std sigma, d' = ||s|| / sigma.
-* **CHO** (channelized Hotelling): ROIs reduced to ``n_channels`` Laguerre-Gauss channel outputs
-  ``v = U g``; ``w = K^-1 dv`` with ``dv`` the mean channel difference and ``K`` the pooled channel
-  covariance. Ideal value: d'^2 = s_c^T K_c^-1 s_c (``s_c = U s``). Channels: 6 LG functions of width
-  ``a = 1.5 x lesion diameter`` (px), floored at 2 px: measured on the reconstructed (blurred) discs
-  of 3-10 mm at 256 px, their span holds >= 99 % of the signal energy for a between 0.8 and 1.5
-  diameters; 1.5 lets the channels reach into the lesion's surround (the noise correlations the
-  Hotelling template exploits) while the Gaussian envelope ``exp(-pi r^2 / a^2)`` has fallen to
-  ~2 % at the edge of the 23 px (34 mm) ROI for the 10 mm lesion, so the ROI does not cut them off.
-
-**Estimation.** ``method="holdout"`` (default): k-fold cross-validation (deterministic folds: sample
-``i`` goes to fold ``i % folds``; with ``paired=True`` a present ROI and its lesion-free twin, which
-share their noise, always go to the same fold). The template is fitted on the other folds, scaled to
-unit noise (NPW: ||w|| = 1; CHO: w^T K w = 1) and offset so that the midpoint of the training
-classes' mean scores is 0 (the ROIs carry a large common background, e.g. 60 HU of liver, whose score
-would otherwise differ between the folds' templates), so scores of different folds are comparable,
-and d' is computed from all held-out scores. Resubstitution (fit and score the same ROIs) is also returned:
-it is biased up (the template fits the noise: for the CHO by about ``n_channels (1/N_p + 1/N_a)`` in
-d'^2 plus a factor ``dof / (dof - n_channels - 1)`` from inverting a sample covariance), holdout is
-biased down; the two bracket the true value, and holdout is the one that stays honest at the small
-sample counts of a lesion study. A known ``template`` (NPW) fits nothing, so all ROIs are scored.
-
-**Paired twins.** With ``present[i] - absent[i]`` the lesion alone (the lesion data set's twins),
-the mean difference, hence the NPW template, is exact for linear reconstructions at any N; d' still
-uses the two classes' marginal score distributions, which are those of independent present/absent
-images. The score variance and the CHO's channel covariance from N pairs have only about N - 1 degrees
-of freedom (the two classes repeat the same noise); ``noise`` adds independent lesion-absent ROIs
-(the lesion set's extra lesion-free scans at the same position) to both: with 4 realisations per
-cell, 8 twin scores alone give a d' whose variance estimate has ~3 degrees of freedom.
+**Estimation.** ``method="holdout"`` (default): k-fold cross-validation (sample ``i`` in fold
+``i % folds``; with ``paired=True`` a lesion ROI and its same-noise twin share a fold); each template
+is scaled to unit noise and centred between the training classes, so that scores of different folds
+are comparable. Resubstitution, also returned, is biased up (the template fits the noise), holdout
+down; holdout stays honest at the small sample counts of a lesion study. Twins repeat one noise
+realisation in both classes; extra lesion-absent ``noise`` ROIs add independent scatter.
 """
 
 from __future__ import annotations
@@ -52,7 +24,7 @@ from scipy.special import eval_laguerre
 
 from ..errors import CTInvError
 
-#: Laguerre-Gauss channels of the CHO and their width relative to the lesion diameter (module docstring).
+#: Laguerre-Gauss channels of the CHO and their width relative to the lesion diameter (:func:`channel_width_px`).
 N_CHANNELS = 6
 WIDTH_FACTOR = 1.5
 MIN_WIDTH_PX = 2.0
@@ -205,7 +177,9 @@ def npw(present, absent, template=None, method: str = "holdout", folds: int = 2,
         noise=None, noise_groups=None) -> ObserverResult:
     """Non-prewhitening matched filter. ``present``, ``absent``: (N, h, w) ROIs in HU; ``template``
     (h, w): the known mean signal (then nothing is fitted and every ROI is scored), else the template
-    is ``mean present - mean absent`` (estimated as in the module docstring). ``noise``: optional
+    is ``mean present - mean absent`` (estimated as in the module docstring; with ``paired=True``,
+    ``present[i] - absent[i]`` being the lesion alone, it is exact for a linear reconstruction at
+    any N, while d' still uses the two classes' marginal scores). ``noise``: optional
     (M, h, w) extra lesion-absent ROIs, independent of the scored ones; their scores (about their
     mean per ``noise_groups``) join the pooled score variance."""
     p, a = _as_rois(present, absent, paired)
@@ -245,7 +219,13 @@ def npw_dprime_analytic(signal, sigma: float | None = None, noise_cov=None) -> f
 # -- CHO ---------------------------------------------------------------------------------------
 
 def channel_width_px(diameter_px: float) -> float:
-    """Laguerre-Gauss width ``a`` for a lesion of ``diameter_px``: WIDTH_FACTOR x diameter, >= MIN_WIDTH_PX."""
+    """Laguerre-Gauss width ``a`` for a lesion of ``diameter_px``: WIDTH_FACTOR x diameter, >= MIN_WIDTH_PX.
+
+    Why 1.5 diameters: the span of the 6 channels holds >= 99 % of the signal energy of the
+    reconstructed (blurred) discs of 3-10 mm at 256 px for ``a`` between 0.8 and 1.5 diameters, and
+    1.5 lets the channels reach into the lesion's surround (the noise correlations the Hotelling
+    template exploits) while the envelope ``exp(-pi r^2 / a^2)`` has fallen to ~2 % at the edge of
+    the 23 px (34 mm) ROI of the 10 mm lesion, so the ROI does not cut the channels off."""
     return max(WIDTH_FACTOR * float(diameter_px), MIN_WIDTH_PX)
 
 
@@ -266,7 +246,9 @@ def cho(present, absent, channels, method: str = "holdout", folds: int = 2, pair
     (n_channels, h, w) (:func:`laguerre_gauss_channels`). ``noise``: optional (M, h, w) extra
     lesion-absent ROIs, independent of the scored ones: about their mean per ``noise_groups`` (M,)
     (e.g. the realisation they come from; default one group) they join the channel covariance of
-    each fit and the pooled score variance (held out by fold like the rest)."""
+    each fit and the pooled score variance (held out by fold like the rest). Resubstitution
+    overestimates d'^2 by about ``n_channels (1/N_p + 1/N_a)``, times ``dof / (dof - n_channels - 1)``
+    from inverting a sample covariance; see the module docstring for the estimation."""
     p, a = _as_rois(present, absent, paired)
     n, groups = _as_noise(noise, noise_groups, p.shape[1:])
     u = np.asarray(channels, dtype=np.float64)

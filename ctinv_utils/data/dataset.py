@@ -95,8 +95,10 @@ class PairedCTData:
 
         Returns
         -------
-        low_hu, full_hu : numpy.ndarray
-            Each ``(H, W)`` float32 in HU.
+        low_hu : numpy.ndarray
+            The low-dose slice ``(H, W)``, float32 in HU.
+        full_hu : numpy.ndarray
+            Its full-dose twin ``(H, W)``, float32 in HU.
 
         Raises
         ------
@@ -213,28 +215,25 @@ def load_data(data_path: str | Path | None = None, simulation: dict | None = Non
               verify: str | None = None) -> PairedCTData:
     """Load paired low/full-dose CT: real DICOM when a path is given, else the simulated data set.
 
-    Real data (``data_path`` or ``$CTINV_DATA``, TCIA or AAPM layout): the root's layout and every
-    slice header are checked here, before any pixel is read; pixel values are checked as slices are
-    read. Simulated data: generated on first use, cached, and checked against the checksums in its
-    completion marker at every load (regenerated when anything is missing or changed).
+    Real data (TCIA or AAPM layout): the layout and every slice header are checked here, pixel
+    values as slices are read. Simulated data: generated on first use, cached, checked against its
+    recorded checksums at every load and regenerated when anything is missing or changed.
 
     Parameters
     ----------
     data_path : str or pathlib.Path, optional
         Root of the real data; None: ``$CTINV_DATA``, and without it the simulated data.
     simulation : dict, optional
-        Fields of ``ctinv_utils.data.simulated.SimulationConfig`` (e.g. ``{"image_size": 128}``);
-        None: the defaults.
+        Fields of ``ctinv_utils.data.simulated.SimulationConfig``; None: the defaults.
     on_bad_file : {"raise", "skip"}
-        Real data: ``"skip"`` leaves out bad files, unpairable slices and unusable patients with a
-        warning instead of raising.
+        Real data: ``"skip"`` leaves out bad files and unpairable slices or patients, with a warning.
     progress : bool
-        Show a progress bar while the simulated data is generated.
+        Show a progress bar while generating the simulated data.
     hu_range : tuple of float
         ``(low, high)`` in HU every pixel must lie in (default ``(-3100, 4000)``).
     verify : {"quick", "full"}, optional
-        Check of the simulated cache: file list, sizes and modification times (``"quick"``) or
-        SHA-256 of every file (``"full"``); None: ``$CTINV_VERIFY_DATA``, else ``"quick"``.
+        Simulated cache check: file list, sizes and times, or SHA-256 of every file (``"full"``);
+        None: ``$CTINV_VERIFY_DATA``, else ``"quick"``.
 
     Returns
     -------
@@ -242,21 +241,18 @@ def load_data(data_path: str | Path | None = None, simulation: dict | None = Non
 
     Raises
     ------
-    BadArgumentError
-        A malformed ``hu_range``, ``on_bad_file`` or ``verify``.
+    BadArgumentError, SettingsError
+        A malformed ``hu_range``, ``on_bad_file``, ``verify`` or ``simulation``.
     DataRootError
         A root that is missing, empty, or holds no pairable patient.
     DicomFileError, DicomSeriesError, DicomPairingError
         A bad header, a missing series or unpairable slices (with ``on_bad_file="raise"``).
-    SettingsError
-        An unknown key or a wrong type in ``simulation``.
 
     Examples
     --------
     >>> from ctinv_utils import load_data
     >>> data = load_data(simulation={"image_size": 128, "patients_per_region": 3})
-    >>> data.summary()[0]["region"]  # doctest: +SKIP
-    'abdomen'
+    >>> real = load_data("~/data/mayo", on_bad_file="skip")  # doctest: +SKIP
     """
     hu_range = check_hu_range(hu_range)  # before any data is found or generated
     data_path = data_path or os.environ.get(DATA_ENV) or None

@@ -1,33 +1,13 @@
 """DICOM export of ctinv results, for a radiologist's own viewer.
 
 One **study** per case (one slice x one denoiser x one distance, or one natural-invariance case),
-one **series** per image kind, each a CT image with the talk's windows as viewer presets:
-
-* invariance case: ``x`` (low-dose input), the full-dose reference, ``f(x)``, and per alpha
-  ``x_inv``, ``f(x_inv)``, ``x_inv - x`` and ``f(x_inv) - f(x)`` (series numbers 10*(i+1)+1..4 for the
-  i-th alpha, so the number says the alpha group). One single-image series per alpha, not one series
-  holding the alpha grid: every viewer labels a series by its SeriesDescription (the alpha is on the
-  thumbnail and in the overlay), lays series side by side with linked windowing, and a series of
-  several images at one table position is read as a volume with duplicate slices by MPR viewers.
-* natural-invariance case: ``x``, the full-dose reference, ``f(x)``, the samples ``g(z|x)`` and
-  ``f(g(z|x))`` as one series of N instances each (exchangeable draws of one slice: scroll through
-  them), their differences to ``x`` and ``f(x)``, and the pixel-wise std of the samples.
-
-Pixels: written by :func:`~ctinv_utils.data.dicom_io.write_ct_slice` (the writer of the simulated
-data set) as int16 with RescaleSlope 1 and RescaleIntercept -1024, so 1 HU resolution (values are
-rounded half to even, ``numpy.round``) and a representable range of -33792..31743 HU; signed
-differences fit (|x_inv - x| is at most 4095 HU within the physical range). A value that is not
-finite or outside that range is an error, never clipped.
-
-Headers: WindowCenter / WindowWidth / WindowCenterWidthExplanation list the presets (the region's
-window first, which viewers open with; ``DIFFERENCE`` C=0/W=100 HU for differences). UIDs come from
-``pydicom.uid.generate_uid`` with entropy from the case, the series and a SHA-256 of every image of
-the study, so a re-export of the same results is byte-identical and a changed result gets new UIDs
-(a PACS would otherwise keep the old images under the old ones). All series of a study share a
-FrameOfReferenceUID, so viewers can link them. The patient is synthetic (``CTINV^<PRESET>``): no
-identifier of the source data (TCIA PatientID, dates, UIDs) is ever copied.
-
-Reading back: :func:`read_study` with ctinv's own loader (:func:`~ctinv_utils.data.dicom_io.read_slice_hu`).
+one **series** per image kind, each a CT image with the talk's windows as viewer presets
+(:func:`invariance_study`, :func:`natural_study`, :func:`write_study`). Pixels are int16 with
+RescaleSlope 1 and RescaleIntercept -1024 (1 HU resolution, -33792..31743 HU, so signed differences
+fit); a value that is not finite or outside that range is an error, never clipped. UIDs derive from
+the case and a SHA-256 of its images (:func:`study_uid`), so a re-export of the same results is
+byte-identical and a changed result gets new UIDs. The patient is synthetic: no identifier of the
+source data is ever copied. :func:`read_study` reads an export back with ctinv's own loader.
 """
 
 from __future__ import annotations
@@ -124,7 +104,13 @@ def invariance_study(x_hu, f_x_hu, x_inv_hu, f_x_inv_hu, alphas, *, denoiser: st
                      z_mm: float = 0.0, note: str = "") -> ExportStudy:
     """The study of one invariance case: ``x_hu``, ``f_x_hu`` (H, W), ``x_inv_hu``, ``f_x_inv_hu``
     (A, H, W) and ``alphas`` (A,), as in the ``invariance_arrays`` artifact; ``full_hu`` (H, W), the
-    full-dose reference, is optional. ``denoiser``/``distance`` are ctinv keys (``cnn10``, ``mse``)."""
+    full-dose reference, is optional. ``denoiser``/``distance`` are ctinv keys (``cnn10``, ``mse``).
+
+    Series: ``x``, the full-dose reference, ``f(x)``, and per alpha ``x_inv``, ``f(x_inv)``,
+    ``x_inv - x`` and ``f(x_inv) - f(x)`` (series numbers 10*(i+1)+1..4 for the i-th alpha). One
+    single-image series per alpha, not one series holding the grid: viewers label a series by its
+    SeriesDescription, lay series side by side with linked windowing, and read several images at one
+    table position as a volume with duplicate slices."""
     x, f_x = _stack(x_hu, "x_hu", 2), _stack(f_x_hu, "f_x_hu", 2)
     x_inv, f_inv = _stack(x_inv_hu, "x_inv_hu", 3), _stack(f_x_inv_hu, "f_x_inv_hu", 3)
     alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
@@ -165,7 +151,9 @@ def natural_study(x_hu, samples_hu, f_x_hu, f_samples_hu, *, denoiser: str, pixe
                   z_mm: float = 0.0, note: str = "") -> ExportStudy:
     """The study of one natural-invariance case, as in the ``natural_arrays`` artifact: ``x_hu``,
     ``f_x_hu`` (H, W), ``samples_hu``, ``f_samples_hu`` (N, H, W); ``full_hu`` and ``std_hu`` (H, W)
-    optional."""
+    optional. The samples ``g(z|x)`` and ``f(g(z|x))`` are one series of N instances each
+    (exchangeable draws of one slice: scroll through them), beside their differences to ``x`` and
+    ``f(x)`` and the pixel-wise std."""
     x, f_x = _stack(x_hu, "x_hu", 2), _stack(f_x_hu, "f_x_hu", 2)
     s, f_s = _stack(samples_hu, "samples_hu", 3), _stack(f_samples_hu, "f_samples_hu", 3)
     if len(s) != len(f_s):
@@ -234,7 +222,9 @@ def _check(study: ExportStudy) -> None:
 
 def study_uid(study: ExportStudy, patient_id: str) -> str:
     """The StudyInstanceUID: from the patient, the case key and a SHA-256 of every image (same
-    results -> same UID; changed results -> a new one)."""
+    results -> same UID; changed results -> a new one, or a PACS would keep the old images under
+    the old UIDs). Series and frame-of-reference UIDs derive from it; all series of a study share
+    one FrameOfReferenceUID, so viewers can link them."""
     content = hashlib.sha256()
     for s in study.series:
         content.update(f"{s.key}:{array_sha256(np.round(s.images_hu).astype(np.int32))};".encode())

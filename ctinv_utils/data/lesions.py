@@ -1,41 +1,17 @@
 """Round low-contrast lesions inserted into phantom slices before the simulated acquisition, each
 with a lesion-free twin that carries the same noise realisation; a seeded, cached lesion data set.
 
-**Insertion.** A lesion of diameter ``D`` (mm) and contrast ``c`` (HU) is a disc painted into the
-phantom slice with partial volume (each pixel gets ``c`` times the fraction of it the disc covers,
-16 x 16 sub-samples), centred on a pixel of homogeneous tissue (the liver of an abdomen phantom: the
-whole observer ROI plus a margin must lie in that tissue on the label map). The slice with the lesion
-goes through the acquisition of :mod:`.acquisition`: line integrals, Poisson counts at full dose,
-binomial thinning to the dose fraction, log, FBP. So the lesion's noise is physical: its counts are
-Poisson at the lesion's own attenuation.
+A lesion of diameter ``D`` (mm) and contrast ``c`` (HU) is a disc painted into homogeneous tissue
+with partial volume (16 x 16 sub-samples per pixel), then acquired like every slice
+(:mod:`.acquisition`: Poisson counts at full dose, binomial thinning, log, FBP), so its noise is
+physical. The twin is the FBP of the noisy line integrals minus the lesion's own (:func:`twin`): by
+linearity ``x_lesion - x_free = s``, the lesion's noise-free reconstruction, exactly. ``s`` is the
+disc blurred by the reconstruction's point-spread function: below 1 % of ``|c|`` beyond 3 px from
+the lesion's edge (tested).
 
-**The twin (same noise).** Projection and FBP are linear. With ``dp`` the lesion's own line
-integrals (``project_delta``) and ``q`` the noisy log-converted line integrals of the lesion scan,
-the twin is the FBP of ``q - dp``: the lesion-free line integrals with the *same* noise realisation
-in the log domain. By linearity ``x_free = x_lesion - s`` with ``s = FBP(dp)`` the lesion's
-noise-free reconstruction (:func:`~.acquisition.fbp_delta_hu`), so ``x_lesion - x_free = s`` exactly
-(up to float32 rounding, ~1e-5 HU). Chosen over "the same uniform random numbers through both
-counts", because integer counts drawn from two slightly different means by the same random numbers
-differ by 0 or 1 photon at random on the lesion's rays, and that difference back-projects into
-streaks far from the lesion. What the twin approximates: its noise is the lesion scan's noise, whose
-variance on the rays through the lesion is ``exp(dp)`` times the lesion-free scan's, at most
-``1 + 0.0098`` for 10 mm at 50 HU (0.5 % in noise std on those rays only).
-
-**"Differs only inside the lesion", quantified.** ``s`` is the disc blurred by the reconstruction's
-point-spread function (ray interpolation, Hann-windowed ramp, back-projection). Measured at 256 px
-(1.48 mm pixels), 360 views: more than 3 px from the lesion's edge ``|s| <= 0.3 %`` of ``|c|``
-(every diameter 3-20 mm); 1 px from the edge up to 19 %, 2 px up to 6 %; farther than 10 px the RMS
-is ~3e-4 of ``|c|`` (view-aliasing tails). ``tests/test_lesions.py`` asserts < 1 % beyond 3 px.
-
-**The data set** (:func:`lesion_set`): for every (diameter, contrast) and realisation, the low- and
-full-dose slices with the lesion, their twins, ``s``, the lesion mask and centre (px and mm); per
-realisation ``absent_per_realisation`` independent lesion-free scans of the same slice (signal-absent
-images with independent noise, for the observers' covariance). A realisation is one phantom slice
-(new patients, not those of the training data) and one lesion position, shared by all cells; the
-noise is independent between samples. Everything is drawn from ``seed`` with per-sample seeds, so
-the result does not depend on the number of worker processes. Cached under
-``cache_dir()/lesions/<config hash>/`` (built in a temporary folder and renamed; a JSON marker with
-the arrays' SHA-256, checked on loading).
+:func:`lesion_set` simulates, per (diameter, contrast) and realisation, the low- and full-dose slices
+with the lesion, their twins, ``s``, the mask and centre, and independent lesion-free scans of each
+realisation's slice; seeded per sample (the same for any number of workers) and cached.
 """
 
 from __future__ import annotations
@@ -77,11 +53,9 @@ class LesionSetConfig:
     """Everything that determines a lesion data set (its hash keys the cache).
 
     The acquisition fields default to the quick preset's simulation; build from a preset with
-    :meth:`from_simulation`. Cost at 256 px / 360 views: ~0.8 CPU-s per sample and per lesion-free
-    scan (two FBPs each), ~0.6 CPU-s per (realisation, diameter) (measured on a busy 2-core machine:
-    36 samples + 16 lesion-free scans in 57 s wall with 2 workers). The default grid reaches 80 HU
-    because at the quick preset's 25 % dose a 5 mm lesion needs ~90 HU for d' = 2 (NPW), a 10 mm one
-    ~33 HU; 3 mm lesions stay below d' = 2 on any low-contrast grid there."""
+    :meth:`from_simulation`. The default grid reaches 80 HU because at the quick preset's 25 % dose a
+    5 mm lesion needs ~90 HU for d' = 2 (NPW), a 10 mm one ~33 HU; 3 mm lesions stay below d' = 2 on
+    any low-contrast grid there. Simulation costs are on the documentation's performance notes."""
 
     diameters_mm: tuple = (3.0, 5.0, 7.0, 10.0)
     contrasts_hu: tuple = (-80.0, -40.0, -20.0, -10.0, 10.0, 20.0, 40.0, 80.0)
@@ -237,7 +211,15 @@ def simulate_lesion_pair(clean_line_integrals: np.ndarray, lesion_line_integrals
 
 
 def twin(lesion_hu: np.ndarray, signal_hu: np.ndarray) -> np.ndarray:
-    """The lesion-free twin ``FBP(q - dp) = FBP(q) - FBP(dp)``, float32 (computed in float64)."""
+    """The lesion-free twin ``FBP(q - dp) = FBP(q) - FBP(dp)``, float32 (computed in float64).
+
+    ``q``: the noisy log-converted line integrals of the lesion scan; ``dp``: the lesion's own line
+    integrals. The twin is the lesion-free scan with the *same* noise realisation in the log domain.
+    Chosen over "the same uniform random numbers through both counts", because integer counts drawn
+    from two slightly different means differ by 0 or 1 photon at random on the lesion's rays, which
+    back-projects into streaks far from the lesion. What it approximates: on the rays through the
+    lesion its noise variance is ``exp(dp)`` times the lesion-free scan's (at most 1.0098 for 10 mm at
+    50 HU: 0.5 % in noise std, on those rays only)."""
     return (np.asarray(lesion_hu, dtype=np.float64) - np.asarray(signal_hu, dtype=np.float64)).astype(np.float32)
 
 

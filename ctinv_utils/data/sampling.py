@@ -177,8 +177,10 @@ class PatchSampler:
 
         Returns
         -------
-        low_norm, full_norm : torch.Tensor
-            Each ``(b, 1, P, P)`` float32, in normalized units (:func:`~ctinv_utils.units.hu_to_norm`).
+        low_norm : torch.Tensor
+            Low-dose patches ``(b, 1, P, P)``, float32 in normalized units.
+        full_norm : torch.Tensor
+            The full-dose twins ``(b, 1, P, P)``, float32 in normalized units.
 
         Raises
         ------

@@ -220,8 +220,8 @@ class Artifacts:
 
         Examples
         --------
-        >>> art.write_arrays("invariance_arrays", inv.figure_arrays(), {"alphas": inv.alpha_values},
-        ...                  keys={"denoiser": "cnn10", "distance": "mse"})
+        >>> path = art.write_arrays("invariance_arrays", inv.figure_arrays(), {"alphas": inv.alpha_values},
+        ...                         keys={"denoiser": "cnn10", "distance": "mse"})
         """
         path = self.path(kind, **(keys or {}))
         arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -259,7 +259,7 @@ class Artifacts:
         Examples
         --------
         >>> a = art.read_arrays("invariance_arrays", denoiser="cnn10", distance="mse")
-        >>> a["x_inv"].shape                      # (A, H, W) in HU
+        >>> x_inv_hu = a["x_inv"]                 # (A, H, W) in HU
         """
         path = self.require(kind, **keys)
         side = path.with_suffix(".json")

@@ -46,10 +46,9 @@ class _SignStep(torch.optim.Optimizer):
 class BIM(Synthesis):
     """The basic iterative method (BIM): the largest output change within an L-infinity input budget.
 
-    Steps of ``step_hu`` along the sign of the gradient, each followed by a clip to the eps-ball:
-    ``x_{i+1} = Clip_{x, eps}(x_i + step * sign(grad))``. ``result``: x_adv ``(1, 1, H, W)``
-    normalized. ``history`` per iteration: ``loss`` (the negated attacked loss, minimised),
-    ``output_change_hu`` (RMS of f(x_adv) - f(x), HU) and ``input_change_hu`` (max |x_adv - x|, HU).
+    Signed-gradient steps, each clipped to the eps-ball: ``x_{i+1} = Clip_{x, eps}(x_i + step *
+    sign(grad))``. ``result``: x_adv ``(1, 1, H, W)`` normalized; ``history`` per iteration: ``loss``
+    (the negated attacked loss), ``output_change_hu`` (RMS of f(x_adv) - f(x)), ``input_change_hu``.
 
     Parameters
     ----------
@@ -65,8 +64,10 @@ class BIM(Synthesis):
         The reference for ``loss="target"`` (e.g. the full-dose image), normalized.
     random_start : bool, optional
         Start from a random point in the eps-ball (default: for ``"output"``, whose gradient at x is 0).
-    seed, device
-        Seed of the random start; default the denoiser's device.
+    seed : int
+        Seed of the random start.
+    device : str, optional
+        Where to run; default the denoiser's device.
 
     Raises
     ------
@@ -206,8 +207,22 @@ class FGSM(BIM):
 
     Parameters
     ----------
-    image, denoiser, eps_hu, loss, target, random_start, seed, device
-        As for :class:`BIM`.
+    image : torch.Tensor, shape (1, 1, H, W)
+        The image x, in normalized units.
+    denoiser : torch.nn.Module
+        Maps ``(B, 1, H, W)`` to the same shape; frozen here.
+    eps_hu : float
+        The budget and the step, in HU (>= 0).
+    loss : {"output", "target"}
+        MSE of f(x_adv) against f(x), or against ``target``.
+    target : torch.Tensor, shape (1, 1, H, W), optional
+        The reference for ``loss="target"``, normalized.
+    random_start : bool, optional
+        Start from a random point in the eps-ball (default: for ``"output"``).
+    seed : int
+        Seed of the random start.
+    device : str, optional
+        Where to run; default the denoiser's device.
 
     Examples
     --------

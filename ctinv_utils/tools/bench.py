@@ -3,21 +3,15 @@
 
     python -m ctinv_utils bench [--sizes 128 256] [--alphas 8] [--iters 30] [--out bench_results]
     python -m ctinv_utils bench --check        # small sizes: correctness only (CI)
-    python -m ctinv_utils bench --gpu-check    # one GPU, under 5 minutes (see README: Performance)
+    python -m ctinv_utils bench --gpu-check    # one GPU, under 5 minutes
 
-Each measurement runs in a fresh child process (the allocator state and thread pools of one must not
-help the next). Printed and written to ``<out>/bench.json`` and ``<out>/bench.png``:
-
-* **baseline**: one alpha at a time, a fresh Adam each, default PyTorch settings, the denoiser's
-  weights not frozen and f(x) recomputed every iteration, exactly the objective of the talk;
-* **plenoptic** 2.x ``Metamer`` with the same objective (loss ``d(f(x), f(x_inv))``, penalty
-  ``-alpha d(x, x_inv)``), one alpha at a time, when the package is installed (an optional extra);
-* **ctinv**: ``Invariance`` with every alpha in one batch and its default fast path.
-
-Reported: throughput in (alpha x iteration)/s, the ratio to the baseline and to plenoptic, the GFLOP/s
-the CNN-10 step reaches against this machine's own throughput on a large convolution (timed in the
-same run), peak memory, and per alpha how far ctinv's objective is from the baseline's after the same
-number of iterations from the same start (relative to the objective's scale; see ``TOLERANCE``).
+Each measurement runs in a fresh child process. The **baseline** is the talk's objective written
+plainly (one alpha at a time, a fresh Adam each, weights not frozen, f(x) recomputed every
+iteration); **plenoptic** 2.x ``Metamer`` runs the same objective when installed; **ctinv** is
+``Invariance`` with every alpha in one batch. Reported in ``<out>/bench.json`` and ``bench.png``:
+throughput in (alpha x iteration)/s and its ratios, the GFLOP/s of the CNN-10 step against this
+machine's own large-convolution throughput, peak memory, and per alpha how far ctinv's objective is
+from the baseline's after the same iterations (see ``TOLERANCE``).
 """
 
 from __future__ import annotations

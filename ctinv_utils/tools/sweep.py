@@ -5,32 +5,14 @@
     torchrun --nproc-per-node 8 -m ctinv_utils sweep --preset paper
     torchrun --nproc-per-node 8 -m ctinv_utils sweep train --preset paper
 
-**Sweep.** The work items are (test slice x denoiser x distance), each with the distance's whole
-alpha grid optimised as one batch (:class:`~ctinv_utils.synthesis.invariances.Invariance`), in a
-fixed order: test patients of notebook 01's split, slices, denoisers of notebook 02, distances. The
-settings are notebook 03's under the preset (alphas, iterations, learning rate and schedule, HU range,
-crop), so a sweep item of notebook 03's slice is computed like notebook 03 computes it, with the
-item's own seed. Each item's seed comes from its identity (preset seed, patient, slice, denoiser,
-distance), never from the rank, so an item's result does not depend on how many ranks ran or which
-one computed it (bitwise on the CPU with the same thread count; on GPUs up to cuDNN's choice of
-kernels).
+**Sweep.** The work items are (test slice x denoiser x distance), each with the distance's whole alpha
+grid as one batch, computed with notebook 03's settings under the preset and the item's own seed, so
+a result does not depend on how many ranks ran. Items are written atomically with checksums
+(:class:`ItemStore`); a relaunched job computes only what is missing (:func:`run_items`). Rank 0
+writes ``<out>/summary.json`` and ``<out>/rows.csv``; :class:`SweepResults` reads them back.
 
-Each item is written atomically to ``<out>/items/<item>.npz`` with a JSON sidecar (SHA-256 of the
-file and of each array, the per-alpha metrics, the settings hash, which run and rank computed it):
-the layout of :meth:`~ctinv_utils.pipeline.artifacts.Artifacts.write_arrays`. An item counts as done when both
-files exist, the checksum verifies and the settings hash matches; anything else is (re)computed, so a
-killed or pre-empted job that is launched again computes only what is missing. The ranks first check
-the items of their static share (item i on rank i mod world) and exchange what they found; the items
-still to do are then dealt out round-robin, so a resumed job is balanced too. An item whose
-optimisation diverges (NaN) is reported, not fatal: the summary names it, a later launch retries it.
-Rank 0 gathers the ranks' accounts at the end and writes ``<out>/summary.json`` (this run: items
-computed, skipped, recomputed, failed, time per rank; per denoiser, distance and alpha: medians over
-the slices) and ``<out>/rows.csv`` (per item and alpha: input and output change in HU, distances,
-convergence, which run and rank computed it). :class:`SweepResults` reads them back for figures.
-
-**Training** (``train``): the denoisers of notebook 02 and the natural-invariance generators of
-notebook 04, trained data-parallel (:mod:`~ctinv_utils.training.distributed`) into the same model
-caches the notebooks read, so the notebooks then load instead of training.
+**Training** (``train``): the denoisers of notebook 02 and the generators of notebook 04, trained
+data-parallel into the model caches the notebooks read, so the notebooks then load instead of train.
 """
 
 from __future__ import annotations
@@ -81,7 +63,12 @@ class SweepError(CTInvError):
 # -- work items ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WorkItem:
-    """One (slice, denoiser, distance); the slice is ``slice_index`` of test patient ``patient``."""
+    """One (slice, denoiser, distance); the slice is ``slice_index`` of test patient ``patient``.
+
+    Items come in a fixed order (test patients of notebook 01's split, slices, denoisers of notebook
+    02, distances); each one's seed comes from its identity, never from the rank, so its result is
+    the same however many ranks ran (bitwise on the CPU with the same thread count; on GPUs up to
+    cuDNN's choice of kernels)."""
 
     patient: str
     slice_index: int
@@ -204,7 +191,12 @@ def run_items(items: list[WorkItem], compute: Callable[[WorkItem], tuple[dict, d
     on the others). ``compute(item)`` -> (arrays, meta with ``rows``: one dict per alpha);
     ``settings_hash(item)``: what an item's file must have been made with; ``record``: provenance
     stored with each item; ``failures``: exceptions of one item that are reported and skipped (the
-    item stays missing) instead of ending the run."""
+    item stays missing, a later launch retries it) instead of ending the run.
+
+    An item is done when its file and sidecar exist, the checksum verifies and the settings hash
+    matches; anything else is (re)computed, so a killed or pre-empted job computes only what is
+    missing. The ranks first check their static share (item i on rank i mod world) and exchange what
+    they found; the items still to do are dealt out round-robin, so a resumed job is balanced too."""
 
     r = distributed.ranks()
     hashes = [settings_hash(it) for it in items]

@@ -1,39 +1,17 @@
 """Several processes, one result: data-parallel training and sharded work under ``torch.distributed``.
 
 Launched by ``torchrun`` (alone, or under SLURM's ``srun``), each process is one *rank* of a process
-group: backend ``nccl`` when it runs on a GPU (``cuda:LOCAL_RANK``), ``gloo`` on the CPU, the same code
-either way (:func:`init_from_env`).
+group: ``nccl`` on a GPU (``cuda:LOCAL_RANK``), ``gloo`` on the CPU (:func:`init_from_env`). In one
+process every helper here returns at once without touching a tensor or a random stream, so a
+single-process run computes exactly what it would without this module.
 
-**Everything here is a no-op in one process.** :func:`ranks` is ``Ranks(0, 1)`` unless a process
-group with more than one rank is initialised, and then every helper returns at once without touching
-a tensor or a random stream, so a single-process run is bitwise the run it was before this module
-existed.
-
-**Data-parallel training** (what :class:`~ctinv_utils.training.loop.Trainer` and the methods do with
-these helpers):
-
-* each rank draws its own share of the global batch (:func:`local_batch_size`: ``batch_size`` split
-  over the ranks, the first ``batch_size % world`` ranks one patch more), from its own patient-balanced
-  sampler seeded by :func:`rank_seed` (the base seed combined with the rank). Each rank draws patients
-  uniformly, so the union of the ranks' draws is patient-balanced too;
-* every update averages the gradients over the ranks before the optimizer steps
-  (:func:`average_gradients`), weighted by each rank's share of the batch. With mean-reduced losses
-  that is exactly the gradient of the loss on the combined batch, so a W-rank step equals a
-  one-process step on the concatenated batches (tested to 1e-6 relative);
-* the networks start equal on every rank (seeded, and broadcast from rank 0 to be sure), so they stay
-  equal; a fingerprint check at every checkpoint stops a run whose ranks drifted apart;
-* rank 0 alone writes checkpoints (with every rank's random state), the others wait at a barrier.
-
-**Why averaged gradients and not the ``DistributedDataParallel`` wrapper.** The result is the same
-(DDP all-reduces the same gradients), but a WGAN breaks DDP's assumptions: the critic runs three times
-per update (real, fake, the gradient-penalty mix) and the penalty differentiates through the critic
-with ``create_graph=True`` (double backward), which DDP's reducer hooks do not support; the generator
-step runs the critic without updating it; WGAN-VGG makes a fresh optimizer mid-run. One explicit
-all-reduce of the flattened gradients per update, right before ``optimizer.step()``, is correct for
-every one of these steps, keeps the checkpoints' parameter names, and costs one collective per update.
-What DDP would add, overlapping communication with the backward pass, matters little for networks of
-this size (CNN-10: 25k parameters, the WGAN-VGG generator 56k, its critic 14M, the natural-invariance
-generator 0.2M), whose steps are dominated by computation (the VGG19 features of the perceptual loss).
+Data-parallel training: each rank draws its share of the batch (:func:`local_batch_size`) from its
+own patient-balanced sampler (:func:`rank_seed`); every update averages the gradients over the ranks
+(:func:`average_gradients`), which equals a one-process step on the combined batch (tested to 1e-6);
+the networks start equal and a fingerprint at every checkpoint checks they stay so; rank 0 alone
+writes checkpoints. Why not ``DistributedDataParallel``: a WGAN's critic runs several times per
+update and its gradient penalty needs a double backward, which DDP's hooks do not support; one
+explicit all-reduce before each ``optimizer.step()`` is correct for every step and costs the same.
 """
 
 from __future__ import annotations

@@ -92,13 +92,11 @@ class Trainer:
     """Train a method object on batches from a source, with checkpoints and exact resume.
 
     The method object has ``modules()`` and ``optimizers()`` (``{name: nn.Module}``,
-    ``{name: Optimizer}``, checkpointed), ``step(next_batch, iteration) -> {loss name: float}`` (one
-    iteration; it calls ``next_batch()`` once per batch it needs), ``generator`` (its own
-    ``torch.Generator``, never the global RNG), ``config`` (a JSON-able dict; a checkpoint written
-    with another config is refused) and ``name``. The source has ``next_batch(batch_size)`` -> a
-    tuple of CPU tensors and ``state_dict()`` / ``load_state_dict()`` for its random state. Under
-    ``torchrun`` each rank draws its share of ``batch_size``, losses are averaged over the ranks,
-    and rank 0 alone shows progress and writes checkpoints.
+    ``{name: Optimizer}``), ``step(next_batch, iteration) -> {loss name: float}`` (one iteration;
+    it calls ``next_batch()`` per batch it needs), ``generator`` (its own ``torch.Generator``),
+    ``config`` (a JSON-able dict; a checkpoint of another config is refused) and ``name``. The
+    source has ``next_batch(batch_size)`` -> a tuple of CPU tensors and ``state_dict()`` /
+    ``load_state_dict()``. Under ``torchrun`` each rank draws its share of ``batch_size``.
 
     Parameters
     ----------
@@ -119,14 +117,16 @@ class Trainer:
 
     Raises
     ------
-    TrainingSettingsError
-        ``iterations``, ``batch_size`` or ``checkpoint_every`` not an integer >= 1.
-    DeviceError
-        A device this machine does not have.
-    CheckpointError
-        A checkpoint that is damaged, foreign, or was written by another number of ranks.
-    CTInvError
-        A checkpoint written with another config.
+    TrainingSettingsError, DeviceError
+        A count that is not an integer >= 1; a device this machine does not have.
+    CheckpointError, CTInvError
+        A checkpoint that is damaged, foreign, of another number of ranks or of another config.
+
+    Examples
+    --------
+    >>> from ctinv_utils.training.methods import CNN10Method
+    >>> trainer = Trainer(CNN10Method(cfg, "cpu"), PatchSampler(data, cfg.patch_size), "cnn10.ckpt", 200, 16)
+    >>> history = trainer.fit()
     """
 
     def __init__(self, method: Method, source, checkpoint_path: str | Path, iterations: int, batch_size: int,

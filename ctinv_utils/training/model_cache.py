@@ -35,10 +35,9 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
                   progress: bool = True) -> tuple[nn.Module, dict, Path]:
     """Load the denoiser of ``cfg`` from the model cache, or train it (resuming) and cache it.
 
-    The cache key is the config and the training data, so re-running notebook 02 loads instead of
-    retraining. A damaged cache entry (checked against its SHA-256) is reported and trained again.
-    One writer per configuration: a second run of the same config waits, then loads. Under
-    ``torchrun`` every rank calls this: they train together, rank 0 writes the cached model.
+    Keyed by the config and the training data, so re-running notebook 02 loads instead of
+    retraining; a damaged entry (SHA-256) is trained again. A second run of the same config waits,
+    then loads. Under ``torchrun`` every rank calls this and they train together.
 
     Parameters
     ----------
@@ -47,8 +46,7 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
     data : PairedCTData
         The training data (e.g. ``data.subset(split["train"])``).
     data_key : str
-        Identifies the training data in the cache
-        (``ctinv_utils.training.model_cache.training_data_key(data, split)``).
+        Identifies the training data in the cache (``training_data_key(data, split)``).
     device : str
         ``"cpu"``, ``"cuda[:N]"`` or ``"auto"``.
     progress : bool
@@ -65,17 +63,14 @@ def train_or_load(cfg: TrainConfig, data: PairedCTData, data_key: str, device: s
 
     Raises
     ------
-    TrainingDiverged
-        A loss became NaN or infinite.
-    CheckpointWriteError
-        The cache cannot be written (full disk, read-only folder).
+    TrainingDiverged, CheckpointWriteError
+        A loss became NaN or infinite; the cache cannot be written (full disk, read-only folder).
 
     Examples
     --------
     >>> from ctinv_utils import TrainConfig, load_data, split_patients, train_or_load
     >>> from ctinv_utils.training.model_cache import training_data_key
-    >>> data = load_data()
-    >>> split = split_patients(data)
+    >>> data = load_data(); split = split_patients(data)
     >>> cfg = TrainConfig.from_dict({"method": "cnn10", "iterations": 200})
     >>> model, record, path = train_or_load(cfg, data.subset(split["train"]), training_data_key(data, split))
     """
