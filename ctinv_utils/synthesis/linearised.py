@@ -906,10 +906,7 @@ def linearised_spectrum(denoiser: nn.Module, x_norm, k: int = 4, which: str = "b
                         max_iter: int = 400, max_seconds: float | None = None,
                         progress: bool = True, seed: int = 0, device: str | None = None,
                         dtype: torch.dtype = torch.float32, basis_size: int | None = None) -> LinearisedSpectrum:
-    """The ``k`` smallest and largest eigenpairs of ``J^T J`` of ``denoiser`` at ``x_norm``, certified.
-
-    The smallest are the input changes the denoiser ignores to first order; each pair is certified
-    (:func:`certify`) or reported "below the solver's resolution" (floor ``2 * noise / tol``).
+    """The ``k`` smallest (ignored to first order) and largest eigenpairs of ``J^T J`` at ``x_norm``.
 
     Parameters
     ----------
@@ -922,7 +919,8 @@ def linearised_spectrum(denoiser: nn.Module, x_norm, k: int = 4, which: str = "b
     which : {"both", "smallest", "largest"}
         The end(s) that must be certified to stop early; both are returned.
     tol : float
-        Relative residual in (0, 1): ``||J^T J v - lambda v|| + noise <= tol * lambda``.
+        Relative residual in (0, 1) a pair must reach to be certified (:func:`certify`); below the
+        floor ``2 * noise / tol`` a pair is reported "below the solver's resolution".
     max_iter : int
         Budget in ``J^T J v`` products (>= ``2k``; the explicit checks add ``2k``).
     max_seconds : float, optional
