@@ -1,34 +1,17 @@
 """DICOM in and out, in the layouts of the Mayo low-dose CT data.
 
-Reading: discover patients under a root in the TCIA v3 layout of "LDCT-and-Projection-data"
-``<root>/LDCT-and-Projection-data/<ID>/<study>/<n>-Full Dose Images-<uid>/1-<idx>.dcm`` (and its
-``Low Dose Images`` twin) or the AAPM 2016 Grand Challenge layout ``<root>/<ID>/full_1mm/`` and
-``<root>/<ID>/quarter_1mm/``; pair low/full slices by table position; apply RescaleSlope /
-RescaleIntercept to get HU. Writing: the simulator writes the TCIA layout, so one loader serves both.
+Reading: :func:`discover_patients` finds the patients under a root in the TCIA v3 layout of
+"LDCT-and-Projection-data" (``<root>/LDCT-and-Projection-data/<ID>/<study>/<n>-Full Dose
+Images-<uid>/1-<idx>.dcm`` and its ``Low Dose Images`` twin) or the AAPM 2016 Grand Challenge layout
+(``<root>/<ID>/full_1mm/``, ``<root>/<ID>/quarter_1mm/``) and pairs low/full slices by table
+position; :func:`read_slice_hu` applies RescaleSlope / RescaleIntercept to get HU. Writing
+(:func:`write_ct_slice`): the simulator writes the TCIA layout, so one loader serves both.
 
-What a bad header or bad pixel gets (the README's data section lists the same):
-
-* RescaleIntercept missing, empty, not a number, not finite or beyond +-32768: error (0 and -1024
-  are both common; a guess would shift every pixel by 1024 HU).
-* RescaleSlope missing: warning, slope 1 (what every CT scanner writes). NaN, infinite, <= 0 or
-  outside [0.01, 100]: error.
-* PixelSpacing missing: warning, ``pixel_mm`` = NaN (ctinv works in pixels; only physical sizes are
-  unknown). Present but malformed or <= 0: error.
-* Two slices of one series at the same table position: error; the same image twice (same
-  SOPInstanceUID) is a harmless copy: warning, one kept.
-* Two Full Dose (or two Low Dose) series for one patient, or one series folder holding several
-  series: error naming the folders.
-* Low and full slice of one pair with different matrix size or pixel spacing, or low and full series
-  of different PatientIDs: error.
-* A loaded slice with a non-finite value, or a value outside ``HU_RANGE`` (-3100..4000 HU): error.
-
-With ``on_bad_file='skip'`` a file with a bad header, an unpairable slice pair or an unusable patient
-is left out with a warning instead (when the patients are discovered); a root left without any
-pairable patient is still an error. Pixel values are checked when a slice is read, and a bad one is
-always an error (``hu_range`` widens the plausible range).
-
-Every error is a :class:`ctinv_utils.errors.CTInvError`: DataRootError, DicomSeriesError,
-DicomPairingError, DicomFileError and its subclasses DicomHeaderError and DicomValueError.
+Nothing is guessed: a header that lacks or garbles what turns stored values into HU, unpairable
+series or an implausible pixel value is an error naming the file and the fix; a harmless default
+(a missing RescaleSlope or PixelSpacing) is a warning. Every error is a
+:class:`ctinv_utils.errors.CTInvError`: DataRootError, DicomSeriesError, DicomPairingError,
+DicomFileError and its subclasses DicomHeaderError and DicomValueError.
 """
 
 from __future__ import annotations
@@ -89,7 +72,7 @@ class PatientSeries:
     pixel_mm: float
     layout: str = "tcia"
     skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # header defaults applied (see module docstring)
+    notes: list[str] = field(default_factory=list)  # header defaults applied (see read_slice_hu)
 
     @property
     def n_slices(self) -> int:
@@ -334,9 +317,16 @@ def _decode_message(path: Path, ds: pydicom.Dataset, exc: BaseException) -> str:
 def read_slice_hu(path: str | Path, hu_range: tuple[float, float] = HU_RANGE, warn: bool = True) -> np.ndarray:
     """One CT slice in HU, (H, W) float32: stored values * RescaleSlope + RescaleIntercept.
 
-    Raises a DicomFileError subclass for a bad header (module docstring) and DicomValueError when a
-    value is not finite or outside ``hu_range``. ``warn=False`` silences the warnings about header
-    defaults (the loader has warned once per patient already)."""
+    Raises a DicomFileError subclass for a bad header and DicomValueError when a value is not finite
+    or outside ``hu_range`` (default -3100..4000 HU). ``warn=False`` silences the warnings about
+    header defaults (the loader has warned once per patient already). The header checks:
+
+    * RescaleIntercept missing, empty, not a number, not finite or beyond +-32768: error (0 and
+      -1024 are both common; a guess would shift every pixel by 1024 HU).
+    * RescaleSlope missing: warning, slope 1 (what every CT scanner writes). NaN, infinite, <= 0 or
+      outside [0.01, 100]: error.
+    * PixelSpacing missing: warning, ``pixel_mm`` = NaN (ctinv works in pixels; only physical sizes
+      are unknown). Present but malformed or <= 0: error."""
     path = Path(path)
     hu_range = check_hu_range(hu_range)
     ds = _read(path, pixels=True)
@@ -562,8 +552,13 @@ def discover_patients(root: str | Path, on_bad_file: str = "raise") -> list[Pati
 
     First every patient folder is checked from directory listings alone (milliseconds), so a root
     without any pairable patient fails before a header is read; then each slice header is read and
-    checked (module docstring). ``on_bad_file='skip'`` leaves out bad files, unpairable slices and
-    unusable patients with a warning."""
+    checked (:func:`read_slice_hu`). ``on_bad_file='skip'`` leaves out bad files, unpairable slices
+    and unusable patients with a warning; a root left without any pairable patient is still an error.
+
+    Errors of a series: two slices at one table position (the same image twice, same SOPInstanceUID,
+    is a harmless copy: warning, one kept); two Full Dose (or Low Dose) series for one patient, or a
+    folder holding several series; low and full slice of a pair with different matrix size or pixel
+    spacing, or low and full series of different PatientIDs."""
     if on_bad_file not in BAD_FILE_POLICIES:
         raise BadArgumentError(f"on_bad_file must be one of {BAD_FILE_POLICIES}, not {on_bad_file!r}")
     root = Path(root).expanduser()
@@ -610,7 +605,8 @@ def write_ct_slice(path: str | Path, image_hu: np.ndarray, *, patient_id: str, z
 
     ``extra_tags``: further header elements by DICOM keyword (e.g. ``{"WindowCenter": [-600, 50]}``),
     set after the ones above; they may not touch the pixel encoding, the UIDs or the geometry
-    (:data:`WRITER_OWNED_TAGS`). Without them the file is byte-for-byte what it always was."""
+    (:data:`WRITER_OWNED_TAGS`). Without them the file holds only the elements above, so the same
+    slice always gives the same bytes."""
     path = Path(path)
     owned = sorted(set(extra_tags or ()) & WRITER_OWNED_TAGS)
     if owned:

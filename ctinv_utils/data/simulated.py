@@ -4,30 +4,12 @@ Phantoms (``phantoms``) go through the simulated acquisition (``acquisition``) a
 a DICOM tree in the TCIA layout, so the simulated and the real data share one loader. The phantom
 label maps are stored beside it (``phantom_labels.npz``) for checks against ground truth.
 
-The cache checks itself. ``<cache>/simulated/<config hash>/simulation.json`` is the completion
-marker, written last; it records size, modification time and SHA-256 of every file, and a SHA-256
-of the (path, size, SHA-256) table. On use (``verify='quick'``, the default) the table's hash, the
-configuration, the file list and the sizes are compared every time (a few milliseconds for the quick
-preset's 137 files), and a file whose modification time changed is hashed again; ``verify='full'``
-(or ``CTINV_VERIFY_DATA=full`` when no ``verify`` is passed) hashes every file, which also finds a
-change that kept the file's size and time. A folder without its marker (or with a marker of an older
-ctinv, which has no checksum table), with files missing, added or changed, is regenerated (with a
-warning naming the folder and the reason), never trusted.
-
-Crash safety: one writer per configuration at a time holds ``<cache>/simulated/.locks/<hash>.lock``
-(``flock``, released by the kernel when the holder dies, even by SIGKILL); a second process waits
-for it and then finds the finished data. The tree is built in ``.<hash>.<pid>.<random>.tmp`` and
-renamed when complete. A writer that takes the lock removes every ``.<hash>.*.tmp`` left by a
-killed one (and those of other configurations whose lock is free); a start that finds the cache
-valid removes those whose lock is free too. A temporary folder whose lock is held belongs to a live
-writer and is left alone. The generation workers (a ProcessPoolExecutor) die with the process
-that started them: on Linux each sets ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (the kernel kills it
-when the thread that started it ends; the pool lives only within one ``generate`` call in that
-thread) and then checks that its parent is still the one it was started by (it may have died
-before prctl); elsewhere a thread in each worker polls the parent PID every second. They also close
-their inherited copy of the lock, so a worker can never keep it held, nor keep a waiting process
-waiting. Without ``flock`` (Windows) there is no writer lock: two writers may both generate (the
-rename still keeps the result whole) and a temporary folder counts as stale after ``STALE_AGE_S``.
+The cache checks itself: ``<cache>/simulated/<config hash>/simulation.json``, written last, records
+size, time and SHA-256 of every file, and every use compares them (:func:`check_cache`); a folder
+that fails is regenerated with a warning, never trusted. It is crash-safe: one writer per
+configuration holds a ``flock`` lock, builds the tree in a temporary folder and renames it when
+complete; temporaries of killed writers are removed (:func:`remove_stale_temps`), and the
+generation workers die with the process that started them (:func:`_worker_init`).
 """
 
 from __future__ import annotations
@@ -140,7 +122,13 @@ def _simulate_patient(args) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, f
 
 
 def _worker_init(parent_pid: int) -> None:
-    """Start of every generation worker: die with the parent (module docstring)."""
+    """Start of every generation worker: die with the parent.
+
+    On Linux the worker sets ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` (the kernel kills it when the
+    thread that started it ends; the pool lives only within one ``generate`` call in that thread)
+    and then checks that its parent is still the one it was started by (it may have died before
+    prctl); elsewhere a thread polls the parent PID every second. It also closes its inherited copy
+    of the writer lock, so a worker never keeps the lock held nor a waiting process waiting."""
     for fd in list(_HELD_LOCK_FDS):  # a forked worker shares the parent's lock: drop its copy
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -227,8 +215,10 @@ def table_digest(table: dict[str, dict]) -> str:
 
 def check_cache(root: str | Path, cfg: SimulationConfig, verify: str = "quick") -> str | None:
     """None when ``root`` holds the complete, unchanged data set of ``cfg``; else why not (a phrase
-    that follows the folder's name). ``verify='quick'`` hashes only files whose modification time
-    changed; ``'full'`` hashes all."""
+    that follows the folder's name). ``verify='quick'`` compares the recorded table's hash, the
+    configuration, the file list and sizes (milliseconds) and hashes only files whose modification
+    time changed; ``'full'`` hashes all, which also finds a change that kept size and time. A folder
+    without its marker, or with files missing, added or changed, is not complete."""
     if verify not in VERIFY_MODES:
         raise BadArgumentError(f"verify must be one of {VERIFY_MODES}, not {verify!r}")
     root = Path(root)
@@ -340,7 +330,9 @@ def simulated_data_root(cfg: SimulationConfig | dict | None = None, progress: bo
 
     The tree is built in a temporary folder and renamed when complete, under a lock, so an
     interrupted run leaves no half-written cache behind and two runs (where ``flock`` exists) never
-    build it twice. Every start removes the temporaries of killed writers (module docstring)."""
+    build it twice. Every start removes the temporaries of killed writers (:func:`remove_stale_temps`).
+    Without ``flock`` (Windows) there is no writer lock: two writers may both generate (the rename
+    still keeps the result whole)."""
     if not isinstance(cfg, SimulationConfig):
         cfg = SimulationConfig.from_dict(cfg)
     if verify is None:

@@ -7,10 +7,8 @@ an explicit path, ``$CTINV_VGG16_WEIGHTS`` / ``$CTINV_VGG19_WEIGHTS``, and torch
 ``python -m ctinv_utils vgg download vgg16 vgg19``). Files load with ``weights_only=True`` and, when
 the file name is torchvision's, its SHA-256 is checked against the prefix in that name.
 
-Why our own and not torchvision's: ``torchvision==0.28.*`` (the release paired with torch 2.13)
-installs beside the CPU build of torch 2.13.0 but does not import with it ("operator torchvision::nms
-does not exist": the registry's wheel is built against the CUDA build), and the next torchvision that
-does comes with a multi-GB CUDA torch. The VGG definition is 20 lines.
+Why our own and not torchvision's: the torchvision paired with the CPU build of torch does not
+import beside it (its wheel is built against CUDA torch), and the VGG definition is 20 lines.
 """
 
 from __future__ import annotations
@@ -145,11 +143,48 @@ def download_weights(arch: str) -> Path:
 
 def load_vgg(arch: str = "vgg16", path: str | Path | None = None, allow_random: bool = False,
              download: bool = False, seed: int = 0, device: str = "cpu") -> VGGFeatures:
-    """A frozen VGG feature stack with ImageNet weights.
+    """Load a frozen VGG16 or VGG19 feature stack with torchvision's ImageNet weights.
 
-    Without weights: ``download=True`` fetches them; else ``allow_random=True`` falls back to a
-    seeded random init (``model.weights_source`` is then :data:`RANDOM_INIT_LABEL`, to be shown in
-    every table, title and manifest); else :class:`VGGWeightsError` says where to put the file."""
+    Looked up at ``path``, ``$CTINV_VGG16_WEIGHTS`` / ``$CTINV_VGG19_WEIGHTS``, then torch.hub's cache
+    (a torchvision file name's SHA-256 is checked); ``model.weights_source`` names them for captions.
+
+    Parameters
+    ----------
+    arch : {"vgg16", "vgg19"}
+        The network (VGG16: the perceptual distance; VGG19: WGAN-VGG's perceptual loss).
+    path : str or pathlib.Path, optional
+        A weights file in torchvision's layout (``features.0.weight`` ...).
+    allow_random : bool
+        Without weights, warn and use a seeded random init (``weights_source`` is then
+        :data:`RANDOM_INIT_LABEL`, shown in every table, title and manifest).
+    download : bool
+        Without weights, download them into torch.hub's cache (needs internet).
+    seed : int
+        Seeds the random init.
+    device : str
+        Where to put the model.
+
+    Returns
+    -------
+    VGGFeatures
+        ``model(x, layers)`` maps ``(B, 3, H, W)`` ImageNet-normalized input (:func:`ct_to_vgg_input`)
+        to ``{layer name: activation}``.
+
+    Raises
+    ------
+    VGGWeightsError
+        No weights (and neither ``download`` nor ``allow_random``), a failed download, a file that
+        is damaged, fails its checksum or holds another architecture.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import load_vgg
+    >>> from ctinv_utils.models.vgg import ct_to_vgg_input
+    >>> vgg = load_vgg("vgg16", allow_random=True)       # ImageNet weights when present
+    >>> vgg(ct_to_vgg_input(torch.zeros(1, 1, 32, 32)), layers=("relu2_2",))["relu2_2"].shape
+    torch.Size([1, 128, 16, 16])
+    """
     model = VGGFeatures(arch)
     found = weights_path(arch, path)
     if found is None and download:

@@ -110,6 +110,7 @@ def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window
 
     Examples
     --------
+    >>> from ctinv_utils.synthesis.base import relative_spread
     >>> relative_spread([[1.0], [0.99], [0.995]], window=2)
     array([0.01])
     """
@@ -202,8 +203,8 @@ class Synthesis:
 
         Examples
         --------
-        >>> inv.synthesize(300, progress=False)
-        >>> inv.convergence()              # e.g. [True, True, False]
+        >>> x_inv = inv.synthesize(300, progress=False)
+        >>> converged = inv.convergence()          # one bool per alpha
         """
         return [bool(c < tol) for c in self.relative_spread(fraction)]
 
@@ -240,24 +241,28 @@ class Synthesis:
                    lr_schedule: str = "constant", lr_final: float = 0.01, min_iter: int = 0):
         """Run, or continue, the optimisation for up to ``max_iter`` more iterations.
 
-        Each iteration appends the loss, its terms, gradient norm, pixel change and learning rate to
-        ``history``; a later call continues from the same optimizer state.
+        Each iteration is recorded in ``history``; a later call continues from the same optimizer state.
 
         Parameters
         ----------
-        max_iter, lr
-            Iterations of this call (>= 0); a new learning rate (None keeps the current one).
+        max_iter : int
+            Iterations of this call (>= 0).
+        lr : float, optional
+            A new learning rate; None keeps the current one.
         stop_criterion : float, optional
             Stop once every sample's loss spread (:func:`relative_spread`) over the last
             ``stop_window`` iterations is at most this; None runs all ``max_iter``.
         stop_window : int, optional
-            The stop test's window; None: the last 10 % of the run, so that ``stop_criterion=0.01``
-            stops exactly when :meth:`convergence` would call the run converged.
-        store_progress, progress
-            Keep the image every this many iterations in ``saved``; show a progress bar.
-        lr_schedule, lr_final
-            ``"constant"`` (the talk's Adam), or ``"cosine"``: the rate decays from ``lr`` to
-            ``lr_final * lr`` (``lr_final`` in (0, 1]) over this call's iterations.
+            The stop test's window; None: the last 10 % of the run (then ``stop_criterion=0.01``
+            stops when :meth:`convergence` calls the run converged).
+        store_progress : int, optional
+            Keep the image every this many iterations in ``saved``.
+        progress : bool
+            Show a progress bar.
+        lr_schedule : {"constant", "cosine"}
+            The talk's constant rate, or a cosine decay from ``lr`` to ``lr_final * lr``.
+        lr_final : float
+            The cosine schedule's last rate as a fraction of the first, in (0, 1].
         min_iter : int
             Never stop early before the run has this many iterations in all.
 
@@ -268,11 +273,8 @@ class Synthesis:
 
         Raises
         ------
-        ValueError, BadArgumentError
-            A bad ``lr``, ``lr_schedule``, ``lr_final``, ``max_iter``, ``stop_window``, ``min_iter``
-            or ``stop_criterion``.
-        SynthesisDiverged
-            The loss or its gradient became NaN or infinite.
+        ValueError, BadArgumentError, SynthesisDiverged
+            A bad argument (named); a loss or gradient that became NaN or infinite.
 
         Examples
         --------
@@ -374,8 +376,8 @@ class Synthesis:
 
         Examples
         --------
-        >>> inv.save("cnn10_mse.pt")
-        >>> inv = Invariance.load("cnn10_mse.pt", denoiser)
+        >>> path = inv.save("run.pt")
+        >>> inv = type(inv).load("run.pt", inv.denoiser)   # e.g. Invariance.load, with the run's denoiser
         """
         state = self._state()
         state.update({

@@ -1,25 +1,16 @@
 """Image distances for invariance synthesis; each returns one value per sample, shape ``(B,)``.
 
-Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU).
+Inputs are ``(B, 1, H, W)`` normalized images (1 unit = 502 HU); every distance lies in [0, 1].
 
-* ``mse``  bounded MSE: ``tanh(MSE)``. It is the MSE for small differences and saturates smoothly
-  at +1 (the talk's "MSE bounded by +1"). A hard clamp ``min(MSE, 1)`` would have zero gradient
-  beyond 1, freezing a perturbation at the bound; tanh keeps a gradient everywhere that shrinks as
-  ``1 - tanh²``, so ``-alpha * d(x, x_inv)`` cannot grow without limit and the output term wins
-  eventually.
-* ``dssim`` structural dissimilarity ``(1 - SSIM) / 2`` in [0, 1], pytorch-msssim's SSIM (Gaussian
-  window 11 px, sigma 1.5, K = (0.01, 0.03)) averaged over every pixel of the image mirrored at its
-  edges (scikit-image's ``structural_similarity(gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, full=True)`` map; ``DSSIM(padding="valid")``: pytorch-msssim's valid
-  region, see :class:`DSSIM` for why not), computed our way for speed (:func:`gaussian_filter`;
-  equal to both to float rounding, tested). The data
-  range is fixed at 1 normalized unit (~502 HU, a soft-tissue window) because the image leaves any
-  fixed range during optimisation; a range computed from the images would move with them.
-* ``vgg``  VGG16 perceptual distance: channel-normalized features at relu1_2, relu2_2, relu3_3,
-  relu4_3 and relu5_3, squared distance averaged over positions and layers, divided by 4: in [0, 1]
-  whatever the weights' scale (LPIPS without its learned weights). The feature stack runs in bf16
-  where the hardware has bf16 matrix units (``precision="auto"``, :func:`~ctinv_utils.speed.autocast`:
-  2.6x on a Xeon with AMX); the features are normalised and compared in fp32.
+* ``mse``, bounded MSE ``tanh(MSE)``: the MSE for small differences, saturating smoothly at 1 (the
+  talk's "MSE bounded by +1"); unlike a hard clamp it keeps a gradient everywhere.
+* ``dssim``, ``(1 - SSIM) / 2`` with pytorch-msssim's SSIM (Gaussian window 11 px, sigma 1.5), averaged
+  over every pixel of the image mirrored at its edges (scikit-image's full SSIM map; see
+  :class:`DSSIM`). The data range is fixed at 1 normalized unit (~502 HU), because the image leaves
+  any fixed range during optimisation.
+* ``vgg``, VGG16 perceptual distance: channel-normalized features at five layers, squared distance
+  averaged over positions and layers, divided by 4 (LPIPS without its learned weights); the feature
+  stack runs in bf16 where the hardware multiplies bf16 (:func:`~ctinv_utils.speed.autocast`).
 """
 
 from __future__ import annotations
@@ -132,9 +123,9 @@ def _band(n: int, size: int, sigma: float, device: str, dtype: torch.dtype, padd
 def gaussian_filter(t: torch.Tensor, size: int, sigma: float, padding: str = "valid") -> torch.Tensor:
     """pytorch-msssim's separable Gaussian filter of ``(B, C, H, W)`` as two banded matrix products
     ``G_H @ t @ G_W^T``: its valid region (``padding="valid"``), or every pixel of a reflect-padded
-    image (``"reflect"``, see :func:`_band`). Our own because it is the step's cost: measured on 2 cores,
-    forward + backward of 4x3 maps at 96 px, 0.7 ms against 5.1 ms for the grouped 1-D convolutions
-    (CPU depthwise convolutions are slow), 77 against 381 ms at 512 px; equal to float rounding (tested)."""
+    image (``"reflect"``, see :func:`_band`). Our own because it is the step's cost and CPU depthwise
+    convolutions are slow (timings in the documentation's performance notes); equal to float
+    rounding (tested)."""
     h, w = t.shape[-2:]
     dev, dt = str(t.device), t.dtype
     return _band(h, size, sigma, dev, dt, padding) @ t @ _band(w, size, sigma, dev, dt, padding).T
@@ -148,10 +139,9 @@ class DSSIM(Distance):
     (scikit-image's SSIM map before it crops; tested). ``"valid"``: pytorch-msssim's definition, the
     map only where the window fits (equal to it to float rounding; tested). Why reflect: with 'valid'
     the pixels within ``win_size // 2`` of the edge enter the distance with a weight down to 0.4 %
-    (the Gaussian's tail), and Adam moves every pixel by about its learning rate whatever the size of
-    its gradient, so on a 96 px crop (20 % of its pixels in that ring) x_inv and f(x_inv) wandered
-    freely at the edge: measured on the quick preset, CNN-10 at alpha = 0.05, RMS f(x_inv) - f(x) of
-    44 HU in the ring against 6 HU inside. On a whole 512 px slice (the talk) the ring is air."""
+    (the Gaussian's tail), while Adam moves every pixel by about its learning rate whatever its
+    gradient, so on a small crop x_inv and f(x_inv) wander freely in that ring. On a whole 512 px
+    slice (the talk) the ring is air."""
 
     display = "(1-SSIM)/2"
 
@@ -245,8 +235,7 @@ class VGGDistance(Distance):
         """``d(a, .)`` with a's normalized features computed once. Per layer and pixel the distance is
         ``|fa|^2 + |v|^2/(|v|+eps)^2 - 2 fa.v/(|v|+eps)`` for b's raw features ``v``: the same value as
         ``|fa - v/(|v|+eps)|^2`` (to float rounding), without materialising the normalized features,
-        whose element-wise ops and their backward took as long as the convolutions (measured here:
-        45 % of a VGG16 step at 128 px)."""
+        whose element-wise ops and their backward cost about as much as the convolutions."""
         with torch.no_grad():
             fa = self._features(a)  # computed once, not every iteration
             fa_sq = {k: v.square().sum(1) for k, v in fa.items()}
@@ -275,9 +264,46 @@ def against(distance: nn.Module, a: torch.Tensor):
 
 def get_distance(name: str, *, vgg_allow_random: bool = False, seed: int = 0, vgg=None,
                  ssim_data_range: float = 1.0, vgg_precision: str = "auto", ssim_padding: str = "reflect") -> nn.Module:
-    """Distance module by name: ``mse``, ``dssim`` or ``vgg``. Called as ``d(a, b) -> (B,)``.
-    ``vgg_precision``: the VGG16 feature stack's (``auto``: bf16 where the hardware has bf16 matrix
-    units, else fp32; ``fp32``; ``bf16``)."""
+    """Build an image distance by name; ``d(a, b)`` gives one value in [0, 1] per sample.
+
+    Parameters
+    ----------
+    name : {"mse", "dssim", "vgg"}
+        Bounded MSE, (1-SSIM)/2 or the VGG16 perceptual distance (module docstring).
+    vgg_allow_random : bool
+        VGG16 only: without ImageNet weights, a random VGG16 instead of an error.
+    seed : int
+        VGG16 only: seeds that random VGG16.
+    vgg : VGGFeatures, optional
+        VGG16 only: a ready feature stack (:func:`~ctinv_utils.models.vgg.load_vgg`) to share.
+    ssim_data_range : float
+        (1-SSIM)/2 only: the data range in normalized units (1 = 502 HU).
+    vgg_precision : {"auto", "fp32", "bf16"}
+        VGG16's feature stack: ``"auto"`` is bf16 where the hardware multiplies bf16, else fp32.
+    ssim_padding : {"reflect", "valid"}
+        (1-SSIM)/2 only: the SSIM map over every pixel (mirrored edges) or where the window fits.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``d(a, b) -> (B,)`` for ``(B, 1, H, W)`` normalized images (a batch of 1 broadcasts);
+        ``d.against(a)`` precomputes what depends on ``a`` alone.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, precision or padding; at call time, images too small for the distance.
+    VGGWeightsError
+        ``"vgg"`` without ImageNet weights and without ``vgg_allow_random``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ctinv_utils import get_distance, hu_to_norm
+    >>> a = hu_to_norm(torch.zeros(2, 1, 32, 32))
+    >>> get_distance("mse")(a, a + 0.1)                  # tanh(0.01)
+    tensor([0.0100, 0.0100])
+    """
     if name == "mse":
         return BoundedMSE()
     if name == "dssim":

@@ -64,34 +64,16 @@ class InvarianceExplorer:
         The image x, normalized.
     denoisers : dict
         ``{name: denoiser}``, each mapping ``(B, 1, H, W)`` to the same shape.
-    distances, alphas : sequence
-        The distances offered; the grid the slider spans (log scale, half a decade beyond).
+    distances : sequence of str
+        The distances offered (``"mse"``, ``"dssim"``, ``"vgg"``).
+    alphas : sequence of float
+        The grid the slider spans (log scale, half a decade beyond each end).
     results : dict, optional
         Precomputed ``{(denoiser, distance, alpha): x_inv (H, W) normalized}`` (see :meth:`add`).
-    max_iter, lr, lr_schedule, adam_betas, hu_range, seed
-        Settings of each on-demand :class:`~ctinv_utils.synthesis.invariances.Invariance`; ``lr`` is
-        one rate or ``{distance: rate}`` (:func:`~ctinv_utils.synthesis.grid.rate_for`).
-    synthesize_kw : dict, optional
-        More ``synthesize`` arguments of each run (e.g. the notebook's early stop).
-    cache_dir : str or pathlib.Path, optional
-        Disk cache, keyed by the image, the settings and the denoisers' weights.
-    distance_modules, progress
-        Ready distance modules ``{distance: module}`` to share; show progress bars.
-
-    Raises
-    ------
-    ValueError, BadArgumentError
-        Bad ``adam_betas``, ``lr`` or ``alphas``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from ctinv_utils import InvarianceExplorer, hu_to_norm, load_denoiser
-    >>> x = hu_to_norm(torch.full((1, 1, 48, 48), 40.0))
-    >>> ex = InvarianceExplorer(x, {"gauss_ri": load_denoiser("gauss_ri")}, ("mse",), (0.01, 0.1), max_iter=100)
-    >>> ex.panels("gauss_ri", "mse", 0.05)["dy"].shape     # optimised now; (H, W) in HU
-    (48, 48)
-    >>> ex.widget()                                        # doctest: +SKIP
+    max_iter : int
+        Iterations of each on-demand :class:`~ctinv_utils.synthesis.invariances.Invariance` run.
+    lr : float or dict
+        Its learning rate: one, or ``{distance: rate}`` (:func:`~ctinv_utils.synthesis.grid.rate_for`).
     """
 
     def __init__(self, image: torch.Tensor, denoisers: dict, distances=("mse", "dssim", "vgg"),
@@ -99,6 +81,44 @@ class InvarianceExplorer:
                  seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
                  progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE,
                  adam_betas=(0.9, 0.999), synthesize_kw: dict | None = None):
+        """
+        Other Parameters
+        ----------------
+        seed : int
+            Seed of each run's start noise.
+        cache_dir : str or pathlib.Path, optional
+            Disk cache (checksummed), keyed by the image, the settings and the denoisers' weights.
+        distance_modules : dict, optional
+            Ready distance modules ``{distance: module}`` to share (e.g. one VGG16).
+        progress : bool
+            Show a progress bar for each on-demand run.
+        lr_schedule : {"constant", "cosine"}
+            Each run's learning-rate schedule.
+        hu_range : tuple of float or None
+            Each run's HU range (default ``(-1024, 3071)``; None: unconstrained).
+        adam_betas : tuple of float
+            Each run's Adam betas.
+        synthesize_kw : dict, optional
+            More ``synthesize`` arguments of each run (e.g. the notebook's early stop), so that a
+            slider value is optimised as the grid was.
+
+        Raises
+        ------
+        ValueError
+            Bad ``adam_betas`` or ``lr``.
+        BadArgumentError
+            A bad alpha in ``alphas``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from ctinv_utils import InvarianceExplorer, hu_to_norm, load_denoiser
+        >>> x = hu_to_norm(torch.full((1, 1, 48, 48), 40.0))
+        >>> ex = InvarianceExplorer(x, {"gauss_ri": load_denoiser("gauss_ri")}, ("mse",), (0.01, 0.1), max_iter=100)
+        >>> ex.panels("gauss_ri", "mse", 0.05)["dy"].shape     # optimised now; (H, W) in HU
+        (48, 48)
+        >>> ex.widget()                                        # doctest: +SKIP
+        """
         self.image = image
         # bad settings fail here, not at the first slider move
         self.adam_betas = list(check_betas(adam_betas))
@@ -261,10 +281,27 @@ class InvarianceExplorer:
         return hu
 
     def figure(self, denoiser: str, distance: str, alpha: float, window: str = "lung", title: str = ""):
-        """The talk's invariance figure of one choice: x, x_inv, f(x) and f(x_inv) in ``window``.
+        """The talk's invariance figure of one choice: x, x_inv, f(x) and f(x_inv) in a HU window.
 
-        ``window`` is a key of :data:`~ctinv_utils.units.WINDOWS`; ``title`` defaults to the choice.
-        Returns a matplotlib figure.
+        Parameters
+        ----------
+        denoiser, distance : str
+            Keys of ``denoisers`` and ``distances``.
+        alpha : float
+            Any alpha >= 0; x_inv is computed by :meth:`result` when needed.
+        window : str
+            A key of :data:`~ctinv_utils.units.WINDOWS` (``"lung"``, ``"abdomen"``, ``"head"``).
+        title : str
+            The figure's title; default names the denoiser, the distance and alpha.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+
+        Examples
+        --------
+        >>> fig = ex.figure("gauss_ri", "mse", 0.05, window="abdomen")
+        >>> fig.savefig("gauss_ri_mse.png")
         """
         from ..figures.talk import invariance_grid
 

@@ -5,12 +5,9 @@
 optimised with Adam. Large ``alpha`` allows a large input change; the output term keeps f(x_inv)
 close to f(x). What survives is a perturbation the denoiser ignores.
 
-**Physically valid by default.** Unconstrained, x_inv leaves the values a scanner produces (with
-bounded MSE at alpha = 0.2 about a third of the pixels went below -1024 HU, i.e. negative
-attenuation). ``hu_range=(-1024, 3071)`` (the default) keeps every iterate inside the range:
-``range_mode="project"`` clips after each Adam step (exact, free, the default), ``"penalty"`` adds
-``range_penalty * mean(distance outside the range)^2`` (normalized units) to each sample's loss (soft:
-the optimiser may still visit outside). ``hu_range=None`` is the talk's unconstrained form.
+**Physically valid by default.** Unconstrained, x_inv leaves the values a scanner produces (below
+-1024 HU the attenuation would be negative), so every iterate is kept inside ``hu_range=(-1024, 3071)``;
+``hu_range=None`` is the talk's unconstrained form.
 """
 
 from __future__ import annotations
@@ -135,27 +132,72 @@ def check_alphas(alpha) -> torch.Tensor:
 
 
 class Invariance(Synthesis):
-    """Invariance synthesis for one image and one or several alphas (optimised as one batch).
+    """An image-domain invariance of a denoiser at one image, for one or several alphas in one batch.
 
-    ``image``: ``(1, 1, H, W)`` normalized. ``denoiser``: any module mapping ``(B, 1, H, W)`` to the
-    same shape (put in eval mode; its weights are never updated). ``alpha``: a float or a sequence
-    of A floats; every alpha starts from the *same* x_inv0 and has its own objective, so a batched
-    result equals running that alpha alone. ``result``: ``(A, 1, H, W)``. ``history``: per iteration,
-    lists of A values for ``loss``, ``output_distance``, ``input_distance``, ``grad_norm``,
-    ``pixel_change``, and the learning rate ``lr``.
+    Minimises ``d(f(x), f(x_inv)) - alpha * d(x, x_inv)`` from ``x + noise`` with Adam
+    (:meth:`synthesize`); each alpha has its own objective from the same start, so a batched result
+    equals that alpha run alone. ``result``: ``(A, 1, H, W)``; ``history``: per iteration, A values
+    each of ``loss``, ``output_distance``, ``input_distance``, ``grad_norm``, ``pixel_change``, ``lr``.
 
-    ``adam_betas``: PyTorch's default ``(0.9, 0.999)`` is the talk's Adam. Its second moment remembers
-    the large gradients of the first steps (removing the start noise the denoiser sees) for ~1000
-    steps, which holds back the growth along the directions it ignores; ``(0.9, 0.9)`` forgets them
-    in ~10 (measured, CNN-10, 96 px, bounded MSE, 300 cosine steps from lr 0.1: 77 % of the loss of
-    2000 constant-rate default steps at alpha 0.002, where the default betas reach 9 %; tested on
-    the ideal low-pass)."""
+    Parameters
+    ----------
+    image : torch.Tensor, shape (1, 1, H, W)
+        The image x in normalized units (an image in HU is refused).
+    denoiser : torch.nn.Module
+        Maps ``(B, 1, H, W)`` to the same shape; frozen, its weights are never updated.
+    distance : {"mse", "dssim", "vgg"}
+        Bounded MSE, (1-SSIM)/2 or VGG16 (:func:`~ctinv_utils.synthesis.distances.get_distance`).
+    alpha : float or sequence of float
+        Weight(s) of the input term, each in [0, 100); the talk uses 0.002-0.2.
+    lr : float
+        Adam's learning rate, normalized units per step.
+    hu_range : tuple of float or None
+        ``(low, high)`` in HU every iterate is kept in (default ``(-1024, 3071)``); None: the
+        talk's unconstrained form.
+    """
 
     def __init__(self, image, denoiser: nn.Module, distance: str = "mse", alpha=0.5,
                  init_noise_std: float = 0.1, seed: int = 0, lr: float = 1e-2, device: str | None = None,
                  distance_module: nn.Module | None = None, vgg_allow_random: bool = False,
                  hu_range=PHYSICAL_HU_RANGE, range_mode: str = "project", range_penalty: float = 10.0,
                  adam_betas=(0.9, 0.999)):
+        """
+        Other Parameters
+        ----------------
+        init_noise_std : float
+            Std of the start noise in normalized units (> 0; 0.1 = 50 HU).
+        seed : int
+            Seed of the start noise (own generator; the global RNG is untouched).
+        device : str, optional
+            Where to run; default the denoiser's device.
+        distance_module : torch.nn.Module, optional
+            A ready distance module to use instead of building ``distance`` (e.g. one shared VGG16).
+        vgg_allow_random : bool
+            For ``"vgg"`` without ImageNet weights: a seeded random VGG16 instead of an error.
+        range_mode : {"project", "penalty"}
+            Clip after each step (exact), or add ``range_penalty * mean(distance outside)^2``.
+        range_penalty : float
+            Weight of the penalty (normalized units).
+        adam_betas : tuple of float
+            ``(0.9, 0.999)``: the talk's Adam; ``(0.9, 0.9)`` forgets the large first gradients sooner.
+
+        Raises
+        ------
+        BadArgumentError
+            A bad image (shape, NaN, in HU), alpha, ``init_noise_std`` or ``lr``.
+        ValueError
+            An unknown distance, a bad ``hu_range``, ``range_mode`` or ``adam_betas``, or a denoiser
+            that changes the shape.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from ctinv_utils import Invariance, hu_to_norm, load_denoiser
+        >>> x = hu_to_norm(torch.full((1, 1, 48, 48), 40.0))
+        >>> inv = Invariance(x, load_denoiser("gauss_ri"), "mse", alpha=[0.01, 0.1], lr=0.05)
+        >>> inv.synthesize(30, progress=False).shape
+        torch.Size([2, 1, 48, 48])
+        """
         if distance not in DISTANCES:
             raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
         self.alpha_values, self.single_alpha = check_alpha_values(alpha)  # exact, for tables
@@ -225,13 +267,27 @@ class Invariance(Synthesis):
 
     @torch.no_grad()
     def outputs(self) -> torch.Tensor:
-        """f(x_inv), ``(A, 1, H, W)`` normalized."""
+        """The denoised current x_inv, f(x_inv): ``(A, 1, H, W)`` in normalized units."""
         return self.denoiser(self.param.detach())
 
     @torch.no_grad()
     def summary(self) -> list[dict]:
-        """Per alpha, for the current x_inv: both distances and the RMS / max changes in HU of the
-        input and of the output."""
+        """Per alpha, what the current x_inv changed: both distances and the changes in HU.
+
+        Returns
+        -------
+        list of dict
+            One row per alpha: ``alpha``, ``input_distance`` d(x, x_inv), ``output_distance``
+            d(f(x), f(x_inv)), ``input_rms_hu`` and ``input_max_hu`` (x_inv - x), ``output_rms_hu``
+            (f(x_inv) - f(x)), ``out_of_range_fraction`` (pixels outside -1024..3071 HU), ``min_hu``
+            and ``max_hu`` of x_inv.
+
+        Examples
+        --------
+        >>> rows = inv.summary()
+        >>> [r["alpha"] for r in rows], "output_rms_hu" in rows[0]
+        ([0.01, 0.1], True)
+        """
         out = self.outputs()
         d_out, d_in = self._d_target(out).cpu(), self._d_image(self.result).cpu()
         dx = norm_difference_to_hu(self.result - self.image).flatten(1)
@@ -246,8 +302,21 @@ class Invariance(Synthesis):
 
     @torch.no_grad()
     def figure_arrays(self) -> dict[str, np.ndarray]:
-        """What a figure needs, in HU, without the denoiser: ``x``, ``f_x`` ``(H, W)``; ``x_inv``,
-        ``f_x_inv`` ``(A, H, W)``; ``alphas`` ``(A,)``; histories ``(T, A)`` of the loss and both distances."""
+        """Everything a figure needs, in HU, so that it can be drawn without the denoiser.
+
+        Returns
+        -------
+        dict of numpy.ndarray
+            ``x``, ``f_x`` ``(H, W)`` and ``x_inv``, ``f_x_inv`` ``(A, H, W)``, float32 in HU;
+            ``alphas`` ``(A,)``; ``history_loss``, ``history_output_distance`` and
+            ``history_input_distance`` ``(T, A)`` after T iterations.
+
+        Examples
+        --------
+        >>> arrays = inv.figure_arrays()
+        >>> arrays["x_inv"].shape                  # (A, H, W)
+        (2, 48, 48)
+        """
         def hu(t):
             return norm_to_hu(t.detach().cpu().double().numpy()).astype(np.float32)
 
@@ -267,7 +336,37 @@ class Invariance(Synthesis):
     @classmethod
     def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
              distance_module: nn.Module | None = None, vgg_allow_random: bool = False) -> "Invariance":
-        """Restore a saved synthesis; ``denoiser`` must reproduce the stored f(x)."""
+        """Restore a run written by :meth:`save`, to inspect it or continue it exactly.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file :meth:`save` wrote.
+        denoiser : torch.nn.Module
+            The denoiser of the run; it must reproduce the stored f(x).
+        device : str, optional
+            Where to run; default the denoiser's device.
+        distance_module : torch.nn.Module, optional
+            A ready distance module (e.g. one shared VGG16).
+        vgg_allow_random : bool
+            For ``"vgg"`` without ImageNet weights: a seeded random VGG16.
+
+        Returns
+        -------
+        Invariance
+
+        Raises
+        ------
+        CheckpointError
+            A missing, damaged or foreign file.
+        CTInvError
+            The file holds another kind of run, or ``denoiser`` does not reproduce its f(x).
+
+        Examples
+        --------
+        >>> inv = Invariance.load("cnn10_mse.pt", load_denoiser("cnn10", "cnn10.pt"))
+        >>> x_inv = inv.synthesize(500)        # continues where the saved run stopped
+        """
         st = cls._read(path, cls.__name__)
         alpha = st["alpha_values"][0] if st["single_alpha"] else st["alpha_values"]
         inv = cls(st["image"], denoiser, st["distance"], alpha, st["init_noise_std"], st["seed"], st["lr"],
@@ -279,9 +378,31 @@ class Invariance(Synthesis):
 
 
 def tradeoff_curve(inv: Invariance, in_hu: bool = False) -> tuple[list[float], list[float], list[float]]:
-    """(alphas, input change, output change) of a batched run over an alpha grid: the distances
-    d(x, x_inv) and d(f(x), f(x_inv)), or with ``in_hu`` the RMS changes in HU. How much the input
-    can change before the output notices."""
+    """The alpha trade-off of a batched run: how much the input can change before the output notices.
+
+    Parameters
+    ----------
+    inv : Invariance
+        A run over an alpha grid.
+    in_hu : bool
+        Report the RMS changes in HU instead of the distances.
+
+    Returns
+    -------
+    alphas : list of float
+        The run's alphas.
+    input_change : list of float
+        Per alpha, d(x, x_inv), or with ``in_hu`` the RMS of x_inv - x in HU.
+    output_change : list of float
+        Per alpha, d(f(x), f(x_inv)), or with ``in_hu`` the RMS of f(x_inv) - f(x) in HU.
+
+    Examples
+    --------
+    >>> from ctinv_utils import tradeoff_curve
+    >>> alphas, d_in_hu, d_out_hu = tradeoff_curve(inv, in_hu=True)
+    >>> alphas
+    [0.01, 0.1]
+    """
     rows = inv.summary()
     key_in, key_out = ("input_rms_hu", "output_rms_hu") if in_hu else ("input_distance", "output_distance")
     return [r["alpha"] for r in rows], [r[key_in] for r in rows], [r[key_out] for r in rows]

@@ -4,25 +4,13 @@
 
 so that one forward pass gives a new invariance of x that looks like a real low-dose image.
 
-**Sign convention of the beta term.** The talk writes ``+ beta * C(g(z|x))`` for a critic that scores
-*generated* images high. Our critic is a Wasserstein critic that scores *real* low-dose patches high
-(:mod:`~ctinv_utils.training.gan`), so the same pressure toward realistic samples is
-``+ beta * adversarial_loss = - beta * E[C(g)]``: the generator is rewarded where the critic believes
-its samples are real.
-
-**Generator** (:class:`~ctinv_utils.models.natural_generator.ConditionalGenerator`): ``stages`` scales, coarse to fine; stage ``i`` works
-at ``1/2^(stages-1-i)`` of the input resolution and sees the condition downsampled to its own
-resolution (the talk's ``d_i(x)``, average pooling), fresh spatial noise ``z_i`` and the upsampled
-features of the previous stage. The output is ``x + delta``, so the identity (no invariance) is easy to
-represent and everything the generator adds is visible as ``g - x``. Fully convolutional: trained on
-80x80 patches (the talk), applied to any size divisible by ``2^(stages-1)`` (16 with 5 stages).
-
-**Training** runs through :class:`~ctinv_utils.training.loop.Trainer`: tqdm with every loss term,
-atomic checkpoints with optimizer and RNG states, exact resume, NaN stop. Real images for the critic
-are low-dose patches of the patient-balanced sampler (or the user's own patches); the denoiser is
-frozen and never receives gradients in its weights. Under ``torchrun`` the generator and the critic
-train data-parallel (:mod:`~ctinv_utils.training.distributed`): each rank draws its own patches and
-noise, gradients are averaged over the ranks, rank 0 writes checkpoints and the cached generator.
+The talk writes ``+ beta * C(g(z|x))`` for a critic that scores generated images high; our
+Wasserstein critic scores *real* low-dose patches high (:mod:`~ctinv_utils.training.gan`), hence
+``- beta * E[C(g)]``. The generator
+(:class:`~ctinv_utils.models.natural_generator.ConditionalGenerator`) works coarse to fine, outputs
+``x + delta`` and is fully convolutional: trained on 80 px patches, applied to any size divisible by
+16. Training runs through :class:`~ctinv_utils.training.loop.Trainer` (checkpoints, exact resume,
+data-parallel under ``torchrun``); the denoiser stays frozen.
 """
 
 from __future__ import annotations
@@ -280,19 +268,59 @@ def remove_stale_training_folders(parent: str | Path) -> list[Path]:
 
 
 class NaturalInvariance:
-    """A conditional generator of natural invariances of ``denoiser``.
+    """A conditional generator g(z|x) of natural invariances of a denoiser, trained with a critic.
 
-    ``NaturalInvariance(denoiser, distance="mse", alpha=0.05, beta=0.01, patch_size=80, seed=0)``;
-    ``.train(source, iterations)`` with ``source`` a :class:`~ctinv_utils.data.dataset.PairedCTData`
-    (low-dose patches of the patient-balanced sampler) or a tensor of low-dose patches ``(N, 1, P, P)``
-    in network units; ``.sample(x, n, seed)`` -> ``(n, 1, H, W)`` invariances of one slice ``x``
-    ``(1, 1, H, W)``; ``.history``; ``save(path)`` / ``NaturalInvariance.load(path, denoiser)``."""
+    Minimises ``d(f(x), f(g)) - alpha * d(x, g) - beta * E[C(g)]`` on low-dose patches
+    (:meth:`train`); then one forward pass draws new invariances of a slice (:meth:`sample`).
+
+    ``history`` holds the loss terms per training iteration; :meth:`save` and :meth:`load` keep the
+    generator, its critic and their optimizers on disk.
+    """
 
     PROBE_SEED = 12345
 
     def __init__(self, denoiser: nn.Module, distance: str = "mse", alpha: float = 0.05, beta: float = 0.01,
                  patch_size: int = 80, seed: int = 0, device: str | None = None,
                  distance_module: nn.Module | None = None, vgg_allow_random: bool = False, **settings_):
+        """
+        Parameters
+        ----------
+        denoiser : torch.nn.Module
+            Maps ``(B, 1, H, W)`` normalized images to the same shape; frozen here.
+        distance : {"mse", "dssim", "vgg"}
+            The distance of both terms (:func:`~ctinv_utils.synthesis.distances.get_distance`).
+        alpha, beta : float
+            Weights of the input term and of the critic term (>= 0).
+        patch_size : int
+            Side of the training patches in px (a multiple of 16 with the default 5 stages; the talk: 80).
+        seed : int
+            Seeds the networks' initialisation and the training draws.
+        device : str, optional
+            Where to run; default the denoiser's device.
+        distance_module : torch.nn.Module, optional
+            A ready distance module to use instead of building ``distance``.
+        vgg_allow_random : bool
+            For ``"vgg"`` without ImageNet weights: a seeded random VGG16 instead of an error.
+        **settings_
+            Further fields of ``NaturalConfig``: ``lr``, ``betas``, ``critic_lr``, ``critic_steps``,
+            ``lambda_gp``, ``channels``, ``z_channels``, ``critic_width``, ``margin``, ``hu_range``.
+
+        Raises
+        ------
+        ValueError, SettingsError
+            An unknown distance or setting, a value out of range, a patch size that does not fit.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from ctinv_utils import NaturalInvariance, hu_to_norm, load_denoiser
+        >>> nat = NaturalInvariance(load_denoiser("gauss_ri"), "mse", alpha=0.05, beta=0.01, patch_size=48,
+        ...                         channels=(16, 16, 16))
+        >>> patches = hu_to_norm(40 + 20 * torch.randn(32, 1, 48, 48))   # low-dose patches, normalized
+        >>> history = nat.train(patches, iterations=3, batch_size=4, progress=False)
+        >>> nat.sample(hu_to_norm(torch.full((1, 1, 64, 64), 40.0)), n=3).shape
+        torch.Size([3, 1, 64, 64])
+        """
         tune_allocator()
         self.config = settings.from_dict(NaturalConfig, dict(distance=distance, alpha=alpha, beta=beta,
                                                               patch_size=patch_size, seed=seed, **settings_),
@@ -336,10 +364,42 @@ class NaturalInvariance:
 
     def train(self, source, iterations: int, batch_size: int = 16, checkpoint: str | Path | None = None,
               checkpoint_every: int = 100, progress: bool = True) -> dict:
-        """Train up to ``iterations`` in all (calling again with more continues). With ``checkpoint``,
-        checkpoints go there and a killed run resumes from it to the same weights. Without, they go to
-        a private folder under ``<cache>/natural/training/`` that is removed when this object goes
-        away; a killed process's folder is removed by the next training that starts."""
+        """Train the generator and the critic up to ``iterations`` in all (calling again continues).
+
+        Parameters
+        ----------
+        source : PairedCTData or torch.Tensor
+            Low-dose patches of the patient-balanced sampler of this data, or the user's own
+            low-dose patches ``(N, 1, P, P)`` in normalized units (``P`` = ``patch_size``).
+        iterations, batch_size : int
+            Iterations in all; patches per iteration.
+        checkpoint : str or pathlib.Path, optional
+            Checkpoint file; a killed run resumes from it to the same weights. Without one,
+            checkpoints go to a private folder under ``<cache>/natural/training/``, removed with
+            this object (or by the next training, after a killed process).
+        checkpoint_every : int
+            Iterations between checkpoints.
+        progress : bool
+            Show a progress bar with every loss term.
+
+        Returns
+        -------
+        dict
+            The history ``{term: [float per iteration]}``: ``loss``, ``output_distance``,
+            ``input_distance``, ``adversarial`` and the critic's terms.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Patches of another size, fewer patches than a batch, or a source of another type.
+        TrainingDiverged
+            A loss became NaN or infinite.
+
+        Examples
+        --------
+        >>> history = nat.train(data.subset(split["train"]), iterations=400, checkpoint="nat.ckpt")
+        >>> history = nat.train(data.subset(split["train"]), iterations=800)  # 400 more
+        """
         same = self._trainer is not None and self._trainer._user_source is source and checkpoint is None
         if same:
             trainer = self._trainer
@@ -363,7 +423,8 @@ class NaturalInvariance:
 
     # -- sampling --------------------------------------------------------------------------------
     def generate(self, x: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
-        """g(z|x), projected onto the configured HU range (physically valid, like ``Invariance``)."""
+        """g(z|x) for a batch ``x`` ``(B, 1, H, W)`` and noise ``z`` (one tensor per stage), normalized,
+        projected onto the configured HU range (physically valid, like ``Invariance``)."""
         g = self.net(x, z)
         if self.config.hu_range is not None:
             g = g.clamp(*(float(hu_to_norm(v)) for v in self.config.hu_range))
@@ -371,12 +432,34 @@ class NaturalInvariance:
 
     @torch.no_grad()
     def sample(self, x, n: int = 8, seed: int = 0, batch: int = 8, untrained: bool = False) -> torch.Tensor:
-        """``n`` invariances of one image ``x`` ``(1, 1, H, W)`` (normalized; H, W divisible by the
-        generator's factor): ``(n, 1, H, W)``. The same seed gives the same samples.
+        """Draw ``n`` natural invariances of one image; the same seed gives the same samples.
 
-        A generator that was never trained gives x plus its initial random texture, not invariances:
-        sampling one is refused (:class:`~ctinv_utils.errors.UntrainedError`, naming ``train()`` and
-        ``train_or_load_natural``); ``untrained=True`` says it is meant (e.g. to see the start)."""
+        Parameters
+        ----------
+        x : torch.Tensor, shape (1, 1, H, W)
+            The image, normalized; H and W divisible by 16 (with the default 5 stages).
+        n, seed, batch : int
+            Samples; seed of their noise (own generator); samples per forward pass.
+        untrained : bool
+            Allow sampling a generator that was never trained (x plus its initial random texture).
+
+        Returns
+        -------
+        torch.Tensor, shape (n, 1, H, W)
+            The samples g(z|x), normalized.
+
+        Raises
+        ------
+        UntrainedError
+            The generator was never trained and ``untrained`` is False.
+        BadArgumentError, ValueError
+            A bad image (shape, NaN, in HU), a size the generator cannot take, or ``n < 1``.
+
+        Examples
+        --------
+        >>> samples = nat.sample(hu_to_norm(slice_hu)[None, None], n=8, seed=0)   # (8, 1, H, W)
+        >>> std_hu = norm_to_hu(samples).std(0)[0]       # where the invariances vary, (H, W) in HU
+        """
         if self.iteration == 0 and not untrained:
             raise UntrainedError("this NaturalInvariance was never trained (0 iterations): its samples would be x plus "
                                  "the generator's initial random texture, not invariances; call .train(patches, "
@@ -397,8 +480,11 @@ class NaturalInvariance:
 
     @torch.no_grad()
     def critic_scores(self, images: torch.Tensor, stride: int | None = None) -> torch.Tensor:
-        """The critic's score of each image ``(B, 1, H, W)`` (normalized), averaged over its
-        ``patch_size`` tiles (stride ``patch_size // 2``): higher = more like real low-dose patches."""
+        """The critic's score of each image: higher is more like real low-dose patches.
+
+        ``images`` ``(B, 1, H, W)`` normalized, H, W >= ``patch_size``; each score is the mean over
+        the image's ``patch_size`` tiles (stride ``patch_size // 2`` unless given). Returns ``(B,)``
+        on the CPU; an image smaller than a patch is a ``ValueError``."""
         P = self.config.patch_size
         tiles = F.unfold(images.to(self.device), P, stride=stride or P // 2)  # (B, P*P, T)
         B, _, T = tiles.shape
@@ -419,6 +505,10 @@ class NaturalInvariance:
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Save generator, critic, optimizers, random state and history atomically; returns the path.
+
+        ``NaturalInvariance.load(path, denoiser)`` restores it.
+        """
         m = self.method
         return atomic.torch_save(path, {
             "class": type(self).__name__, "config": self.config.to_dict(), "generator": self.net.state_dict(),
@@ -429,7 +519,32 @@ class NaturalInvariance:
     @classmethod
     def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
              distance_module: nn.Module | None = None, vgg_allow_random: bool = False) -> "NaturalInvariance":
-        """Restore a saved generator; ``denoiser`` must be the one it was trained for."""
+        """Restore a generator written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file :meth:`save` wrote.
+        denoiser : torch.nn.Module
+            The denoiser it was trained for (checked by its output on a stored probe).
+        device : str, optional
+            Where to run; default the denoiser's device.
+        distance_module : torch.nn.Module, optional
+            A ready distance module (e.g. the one the generator was trained with).
+        vgg_allow_random : bool
+            For ``"vgg"`` without ImageNet weights: a seeded random VGG16.
+
+        Returns
+        -------
+        NaturalInvariance
+
+        Raises
+        ------
+        CheckpointError
+            A missing, damaged or foreign file.
+        CTInvError
+            ``denoiser`` is not the one the generator was trained for.
+        """
         st = load_file(path, "saved NaturalInvariance", "delete it and train again (train_or_load_natural "
                        "retrains a damaged cache entry by itself)")
         if not isinstance(st, dict) or st.get("class") != cls.__name__:
@@ -459,11 +574,40 @@ class NaturalInvariance:
 
 def train_or_load_natural(nat: NaturalInvariance, data, data_key: str, iterations: int, batch_size: int = 16,
                           progress: bool = True) -> tuple[NaturalInvariance, Path, bool]:
-    """``nat`` trained for ``iterations`` on low-dose patches of ``data`` (a PairedCTData): loaded
-    from the cache when this configuration (settings, denoiser, data, iterations) was trained before,
-    else trained (resuming an interrupted run from its checkpoint) and cached. Returns (the trained
-    object, the cache file, whether it was loaded). Under ``torchrun`` every rank calls this: they
-    train together (data-parallel), rank 0 holds the writer lock and writes the cache file."""
+    """Load a natural-invariance generator from the cache, or train it (resuming) and cache it.
+
+    Keyed by the settings, the denoiser (its output on a probe), the data, iterations and batch
+    size; a damaged cache entry is reported and trained again. A second run of the same
+    configuration waits, then loads. Under ``torchrun`` every rank calls this and they train together.
+
+    Parameters
+    ----------
+    nat : NaturalInvariance
+        The untrained generator with its settings and denoiser.
+    data : PairedCTData
+        The training data (low-dose patches of its patient-balanced sampler).
+    data_key : str
+        Identifies the data in the cache (``ctinv_utils.training.model_cache.training_data_key``).
+    iterations, batch_size : int
+        Training iterations; patches per iteration.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    nat : NaturalInvariance
+        The trained generator (``nat`` itself, or the one loaded from the cache).
+    path : pathlib.Path
+        The cache file.
+    loaded : bool
+        Whether it came from the cache.
+
+    Examples
+    --------
+    >>> from ctinv_utils import NaturalInvariance, train_or_load_natural
+    >>> nat, path, loaded = train_or_load_natural(NaturalInvariance(cnn10), train_data, data_key, 400)
+    >>> samples = nat.sample(x, n=8)
+    """
     from ..paths import cache_dir
 
     path = cache_dir() / "natural" / f"{nat.cache_key(data_key, iterations, batch_size)}.pt"

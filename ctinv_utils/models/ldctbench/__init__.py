@@ -2,25 +2,16 @@
 
 Each class has ldct-benchmark's parameter names and constructor arguments, so its published
 checkpoints load unchanged; none imports ldctbench. Each maps ``(B, 1, H, W)`` normalized images
-(``x_norm = (HU + 1024 - 481.454) / 502.185``, the ``meanstd`` normalization of every published
-model) to the same shape:
+(the ``meanstd`` normalization of every published model, :func:`~ctinv_utils.units.hu_to_norm`) to
+the same shape. ``cnn10`` (:class:`~..cnn10.CNN10`), ``wganvgg`` (:class:`~..wganvgg.WGANVGG`) and
+``resnet`` (:class:`.ResNet`, 128 channels x 10) take any size; ``redcnn`` (:class:`.REDCNN`, 96
+channels) and ``dugan`` (:class:`.DUGANGenerator`, a RED-CNN) need H, W >= 21, ``qae``
+(:class:`.QAE`) H, W >= 3, ``transct`` (:class:`.TransCT`) 512 x 512 only. The bilateral filter is
+not ported (it needs ldct-benchmark's compiled CUDA extension); asking for it says so.
 
-========  ==========================  ============================================
-method    class                       sizes
-========  ==========================  ============================================
-cnn10     :class:`~..cnn10.CNN10`     any
-wganvgg   :class:`~..wganvgg.WGANVGG` any
-redcnn    :class:`.REDCNN` (96 ch)    H, W >= 21
-resnet    :class:`.ResNet` (128x10)   any
-qae       :class:`.QAE`               H, W >= 3
-dugan     :class:`.DUGANGenerator`    H, W >= 21 (DU-GAN's generator is a RED-CNN)
-transct   :class:`.TransCT`           512x512 only
-========  ==========================  ============================================
-
-The bilateral filter is not ported (it needs ldct-benchmark's compiled CUDA extension); asking
-for it raises an error that says so. ``load_published("redcnn")`` loads the verified file that
-``python -m ctinv_utils hub download redcnn`` fetched (see :mod:`ctinv_utils.models.ldctbench.hub`);
-``load_denoiser("ldctbench:redcnn")`` is the same call through the common registry.
+``load_published("redcnn")`` loads the verified file that ``python -m ctinv_utils hub download
+redcnn`` fetched (:mod:`ctinv_utils.models.ldctbench.hub`); ``load_denoiser("ldctbench:redcnn")`` is
+the same call through the common registry.
 """
 
 from __future__ import annotations
