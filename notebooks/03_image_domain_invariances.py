@@ -75,7 +75,6 @@ from ctinv_utils import InvarianceExplorer, get_distance, load_data, recipes, re
 from ctinv_utils.pipeline import context
 
 from ctinv_utils.report import panels
-from ctinv_utils.figures.ct import show_inline  # panels notebook 06 saves: shown here, saved there
 from ctinv_utils.names import display_name
 from ctinv_utils.synthesis.distances import DISTANCES
 
@@ -126,7 +125,7 @@ ctx.show(*panels.synthesis_status(art, denoisers, "mse"), name="03_synthesis_sta
 
 # %%
 for name in denoisers:
-    show_inline(*panels.talk_results(art, name, DISTANCES, panel_alpha))  # file: 06_results_<name>_differences
+    ctx.view(*panels.talk_results(art, name, DISTANCES, panel_alpha))  # file: 06_results_<name>_differences
 
 # %% [markdown]
 # ## At a stated output tolerance
@@ -137,7 +136,7 @@ for name in denoisers:
 # %%
 display(Markdown(panels.tolerance_table(art)))
 for name in denoisers:
-    show_inline(*panels.tolerance_results(art, name, DISTANCES, tol_hu))  # file: 06_tolerance_<name>
+    ctx.view(*panels.tolerance_results(art, name, DISTANCES, tol_hu))  # file: 06_tolerance_<name>
 
 # %% [markdown]
 # ## Physically valid against the talk's unconstrained form
@@ -148,7 +147,7 @@ for name in denoisers:
 if compare_unconstrained and hu_range is not None:
     recipes.unconstrained_study(x, denoisers, protocol, unconstrained_alphas or alphas, seed, art)
     display(Markdown(panels.range_table(art)))
-    show_inline(*panels.range_comparison(art, denoisers, panel_alpha))  # file: 06_hu_range
+    ctx.view(*panels.range_comparison(art, denoisers, panel_alpha))  # file: 06_hu_range
 
 # %% [markdown]
 # ## Trade-off curves
@@ -157,7 +156,7 @@ if compare_unconstrained and hu_range is not None:
 # to the right and low means large invariances.
 
 # %%
-show_inline(*panels.tradeoff(art, denoisers, DISTANCES))  # file: 06_tradeoff
+ctx.view(*panels.tradeoff(art, denoisers, DISTANCES))  # file: 06_tradeoff
 
 # %% [markdown]
 # ## Linearised invariances: which α is worth running
@@ -184,7 +183,7 @@ for name in denoisers:
 # %%
 recipes.adversarial_study(x, x_full, denoisers, attack_eps_hu, attack_steps, seed, ctx.device, art)
 display(Markdown(panels.attack_table(art, denoisers, panel_alpha)))
-show_inline(*panels.attack_contrast(art, denoisers))  # file: 06_adversarial_vs_invariance
+ctx.view(*panels.attack_contrast(art, denoisers))  # file: 06_adversarial_vs_invariance
 
 # %% [markdown]
 # ## Explore: α, distance, denoiser and window

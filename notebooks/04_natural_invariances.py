@@ -119,8 +119,8 @@ art.write_json("natural_analysis", {"denoisers": analysis})
 ctx.add_note("natural_verdicts", {n: a["verdicts"] for n, a in analysis.items()})
 
 for name in nats:
-    ctx.show(*panels.natural_samples(art, name), name=f"04_natural_samples_{name}")
+    ctx.view(*panels.natural_samples(art, name))  # file: 06_natural_<name>
     display(Markdown(panels.natural_table(art, name)))
     display(Markdown(f"**The talk's conclusion, measured ({display_name(name)})** — critic score of the input "
                      f"{analysis[name]['critic_score_input']:.2f}:\n\n" + panels.natural_verdicts(art, name)))
-    ctx.show(*panels.natural_nps(art, name), name=f"04_natural_nps_{name}")
+    ctx.view(*panels.natural_nps(art, name))  # file: 06_natural_nps_<name>

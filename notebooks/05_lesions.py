@@ -99,7 +99,7 @@ art.write_arrays("lesion_examples", lr.example_arrays(ls, denoisers, examples, d
 # (up to estimation error), so a CHO curve below low dose is noise in the estimate.
 
 # %%
-ctx.show(*contrast_detail_from_artifacts(art), name="05_contrast_detail")
+ctx.view(*contrast_detail_from_artifacts(art))  # file: 06_contrast_detail
 table_md, table_csv = lesion_panels.contrast_detail_table(art)
 ctx.save_table("05_contrast_detail_table", table_csv, "threshold contrasts per image kind and diameter")
 display(Markdown(table_md))

@@ -28,7 +28,6 @@ from ctinv_utils.pipeline import context
 
 from ctinv_utils.report import panels
 from ctinv_utils.figures.contrast_detail import contrast_detail_from_artifacts
-from ctinv_utils.names import display_name
 
 ctx = context.setup("06_figures", globals())
 art = ctx.artifacts

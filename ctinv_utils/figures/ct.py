@@ -96,36 +96,6 @@ def add_caption(fig, text: str) -> None:
              color="0.2", linespacing=1.3)
 
 
-def show_inline(fig, caption: str | None = None, max_width: int = 1400) -> None:
-    """Display a figure once in a notebook, with its caption, and close it, without writing a file:
-    for a panel that another notebook saves (notebook 06 writes each result panel once), shown where
-    the notebook that computed it explains it. In a headless run (``CTINV_HEADLESS``) a JPEG at most
-    ``max_width`` px wide, as the saved figures' previews; in JupyterLab a PNG."""
-    import io
-    import os
-
-    from IPython.display import Image, display
-
-    from ..progress import HEADLESS_ENV
-
-    if caption:
-        add_caption(fig, caption)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    if not os.environ.get(HEADLESS_ENV):
-        display(Image(data=buf.getvalue(), format="png"))
-        return
-    from PIL import Image as PILImage
-
-    im = PILImage.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    if im.width > max_width:
-        im = im.resize((max_width, round(im.height * max_width / im.width)), PILImage.LANCZOS)
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=80, optimize=True)
-    display(Image(data=out.getvalue(), format="jpeg"))
-
-
 def figure_data(fig) -> dict[str, np.ndarray]:
     """The arrays behind a figure, read off its artists: every image, line, bar and table cell, named
     by axis. Two figures with equal figure data show the same numbers, whatever the PNG encoder did."""

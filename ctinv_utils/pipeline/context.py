@@ -132,9 +132,27 @@ class RunContext:
             display(Image(data=preview_jpeg(png), format="jpeg"))
 
 
-def preview_jpeg(png: Path, max_width: int = 1400, quality: int = 80) -> bytes:
-    """A JPEG copy of a saved PNG, at most ``max_width`` px wide (the full PNG stays in figures/)."""
+    def view(self, fig, caption: str | None = None) -> None:
+        """Display a figure once and close it, without writing a file: a panel that another notebook
+        saves (notebook 06 writes each result panel once), shown where the notebook that computed it
+        explains it. The artifacts it read are not credited to the next saved figure."""
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, display
 
+        add_caption(fig, self.caption(caption or ""))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        self.artifacts.pop_reads()
+        if self.interactive:
+            display(Image(data=buf.getvalue(), format="png"))
+        else:  # as the saved figures' previews in an executed notebook
+            display(Image(data=preview_jpeg(buf), format="jpeg"))
+
+
+def preview_jpeg(png: Path | io.BytesIO, max_width: int = 1400, quality: int = 80) -> bytes:
+    """A JPEG copy of a PNG (a file, or bytes in memory), at most ``max_width`` px wide (the full PNG
+    stays in figures/)."""
     from PIL import Image as PILImage
 
     im = PILImage.open(png).convert("RGB")

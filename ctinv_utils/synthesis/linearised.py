@@ -28,7 +28,7 @@ from torch import nn
 from .. import atomic
 from ..errors import CTInvError
 from ..models import freeze, module_device
-from ..progress import progress_bar
+from ..progress import finish, progress_bar
 from ..provenance import versions
 from ..speed import channels_last, tune_allocator
 from ..units import norm_to_hu
@@ -594,8 +594,11 @@ class LinearisedInvariance:
                 if self._done() or left < 1 or spent == 0 and solver_tol < self.tol or timed_out:
                     break
                 solver_tol /= 4  # the estimate passed, the explicit check did not: ask the recurrence for more
-        finally:
-            bar.close()
+        except BaseException:
+            bar.close()  # an error keeps the count where it stopped
+            raise
+        # the loop ended because its work was done or could go no further: the bar ends, with why
+        finish(bar, "converged" if self._done() else "stopped: not every pair certified")
         self.seconds += time.perf_counter() - t0
         if not self._done():
             warnings.warn(f"LinearisedInvariance after {self.matvecs} products: {self.status()} (residual + "
