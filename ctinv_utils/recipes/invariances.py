@@ -202,10 +202,13 @@ def unconstrained_study(x, denoisers: dict, protocol: InvarianceProtocol, alphas
 def linearised_study(x, denoisers: dict, crop: int | None, k: int, max_products: int, seed: int, art,
                      progress: bool = True) -> None:
     """The Jacobian spectrum (J^T J's smallest and largest eigenpairs) of each denoiser on a ``crop``
-    px centre crop of ``x``; writes the ``linearised`` artifacts."""
-    c = x.shape[-1] if crop is None else min(crop, x.shape[-1])
-    r0, c0 = (x.shape[-2] - c) // 2, (x.shape[-1] - c) // 2
+    px centre crop of ``x``; writes the ``linearised`` artifacts. A network that takes one input size
+    only (its ``SIZE``: TransCT's 512) is linearised at that size, the crop recorded as such."""
     for name, f in denoisers.items():
+        fixed = getattr(f, "SIZE", None)
+        c = x.shape[-1] if crop is None else min(crop, x.shape[-1])
+        c = int(fixed) if fixed and fixed <= min(x.shape[-2:]) else c
+        r0, c0 = (x.shape[-2] - c) // 2, (x.shape[-1] - c) // 2
         spec = linearised_spectrum(f, x[..., r0:r0 + c, c0:c0 + c], k=k, max_iter=max_products, progress=progress,
                                    seed=seed)
         art.write_arrays("linearised", spec.arrays(), {**spec.meta(), "denoiser": display_name(name), "crop": c},

@@ -5,20 +5,12 @@ Nothing here touches the network unless you ask for a download::
     python -m ctinv_utils hub download cnn10 redcnn     # or: download all
     python -m ctinv_utils hub list                      # what is published, what is here and verified
 
-**Where.** Downloads go to ``<ctinv cache>/ldctbench/<method>.pt`` (the ctinv cache is ``$CTINV_CACHE``
-or ``~/.cache/ctinv``, see :func:`ctinv_utils.paths.cache_dir`). A file that ldct-benchmark itself
-already downloaded is used where it lies: ldct-benchmark caches in platformdirs'
-``user_cache_dir("ldctbench", "eeulig")`` (``$XDG_CACHE_HOME/ldctbench`` or ``~/.cache/ldctbench`` on
-Linux, ``~/Library/Caches/ldctbench`` on macOS, ``%LOCALAPPDATA%\\eeulig\\ldctbench\\Cache`` on Windows),
-under the same file names. Without internet, download ``<url>`` elsewhere and copy it into the ctinv
-folder: :func:`checkpoint_path`'s error names the file, the URL and the folder.
-
-**Checks.** Every file is checked against the SHA-256 that ldct-benchmark publishes in its
-``hub/checkpoints.json`` (copied to ``ctinv_utils/models/ldctbench/checkpoints.json``) before it is
-used, each time (about a second per 300 MB). A download is hashed while it streams into a temporary
-file beside the target and renamed into place only when the hash matches: an interrupted or wrong
-download leaves nothing behind. (ldct-benchmark itself writes in place and does not re-check a file
-it finds, so a half-written file in its cache is reported here, not used.)
+Downloads go to ``<ctinv cache>/ldctbench/<method>.pt`` (:func:`cache_folder`); a file ldct-benchmark
+itself downloaded is used where it lies (:func:`ldctbench_cache_folder`). Every file is checked
+against the SHA-256 ldct-benchmark publishes (``checkpoints.json``) before each use, and a download
+is renamed into place only when its hash matches (:func:`fetch`). Without internet, copy the file
+into the ctinv folder: :func:`checkpoint_path`'s error names the file, the URL and the folder. Your
+own files (``$CTINV_LDCTBENCH_CHECKPOINTS``) come first, unchecked and with a warning (:func:`own_checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +42,8 @@ NOT_PORTED = {
 }
 CHUNK = 1 << 20
 TIMEOUT_S = 60
+#: A folder of the user's own ``<method>.pt`` files, used as they are (no published SHA-256 to check).
+OWN_FILES_ENV = "CTINV_LDCTBENCH_CHECKPOINTS"
 
 
 class HubError(CTInvError):
@@ -84,7 +79,10 @@ def cache_folder() -> Path:
 
 def ldctbench_cache_folder() -> Path:
     """ldct-benchmark's own cache folder, as ``platformdirs.user_cache_dir("ldctbench", "eeulig")``
-    computes it (written out here, so platformdirs is not needed)."""
+    computes it (written out here, so platformdirs is not needed): ``$XDG_CACHE_HOME/ldctbench`` or
+    ``~/.cache/ldctbench`` on Linux, ``~/Library/Caches/ldctbench`` on macOS,
+    ``%LOCALAPPDATA%\\eeulig\\ldctbench\\Cache`` on Windows. ldct-benchmark writes in place and does
+    not re-check a file it finds, so a half-written file there is reported by ctinv, not used."""
     if sys.platform.startswith("win"):
         base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
         return Path(base) / "eeulig" / "ldctbench" / "Cache"
@@ -111,14 +109,40 @@ def _verified(method: str) -> tuple[Path | None, list[Path]]:
     return None, wrong
 
 
+def own_checkpoint(method: str) -> Path | None:
+    """``$CTINV_LDCTBENCH_CHECKPOINTS/<method>.pt`` when the variable names a folder holding it, else
+    None. Such a file is the user's own, not the published one (a model retrained with
+    ldct-benchmark, or a stand-in of the paper rehearsal): it is used before any published one, not
+    checked against the published SHA-256, and each use warns so; the notebooks record its path and
+    its own SHA-256. A variable naming no folder is a :class:`HubError`."""
+    folder = os.environ.get(OWN_FILES_ENV, "").strip()
+    if not folder:
+        return None
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise HubError(f"${OWN_FILES_ENV}={folder} is not a folder; point it at the folder of your own "
+                       f"<method>.pt files, or unset it to use the published checkpoints")
+    path = root / file_name(method)
+    if not path.is_file():
+        return None
+    warnings.warn(f"ldctbench:{method}: using your own file {path} (from ${OWN_FILES_ENV}), not the published "
+                  "checkpoint: it is not checked against the published SHA-256", stacklevel=3)
+    return path
+
+
 def find_checkpoint(method: str) -> Path | None:
-    """A verified local file of ``method``'s published checkpoint, or None. Never downloads."""
-    return _verified(method)[0]
+    """The local file of ``method``'s checkpoint, or None; never downloads: the user's own file
+    (:func:`own_checkpoint`) if there is one, else a file whose SHA-256 is the published one."""
+    return own_checkpoint(method) or _verified(method)[0]
 
 
 def checkpoint_path(method: str) -> Path:
-    """The verified local checkpoint of ``method``; :class:`HubError` naming the file, the URL and the
-    folder to put it in when there is none. Never downloads."""
+    """The local checkpoint of ``method`` (the user's own, :func:`own_checkpoint`, or a verified
+    published file); :class:`HubError` naming the file, the URL and the folder to put it in when there
+    is none. Never downloads."""
+    own = own_checkpoint(method)
+    if own is not None:
+        return own
     found, wrong = _verified(method)
     if found is not None:
         return found
@@ -130,7 +154,8 @@ def checkpoint_path(method: str) -> Path:
 
 
 def present_published(names) -> tuple[dict[str, Path], list[str]]:
-    """``({name: verified local checkpoint}, [names without one])`` for ``ldctbench:<method>`` names;
+    """``({name: local checkpoint}, [names without one])`` for ``ldctbench:<method>`` names (the
+    checkpoint: the user's own file, else a verified published one, see :func:`find_checkpoint`);
     never downloads. A name that is not a published method is a :class:`HubError`."""
     present, missing = {}, []
     for name in names:
@@ -188,7 +213,7 @@ def fetch(url: str, sha256: str, target: str | Path, progress: bool = True) -> P
 
 def download(method: str, progress: bool = True) -> Path:
     """The verified checkpoint of ``method``: found locally, else downloaded into :func:`cache_folder`."""
-    found = find_checkpoint(method)
+    found = _verified(method)[0]  # a download is for the published file, whatever the user's own folder holds
     if found is not None:
         return found
     rec = published(method)
@@ -199,9 +224,12 @@ def status() -> list[dict]:
     """One row per published method: method, file, where it was found verified (or None), url."""
     rows = []
     for method, rec in sorted(published_checkpoints().items()):
-        where = None if method in NOT_PORTED else find_checkpoint(method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the row says it is the user's own file
+            own = None if method in NOT_PORTED else own_checkpoint(method)
+        where = None if method in NOT_PORTED else own or _verified(method)[0]
         rows.append(dict(method=method, file=file_name(method), found=where, url=rec["url"],
-                         note=NOT_PORTED.get(method, "")))
+                         note=NOT_PORTED.get(method, ""), own=own is not None))
     return rows
 
 
@@ -219,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             if row["note"]:
                 state = "not supported by ctinv (needs ldct-benchmark's compiled extension)"
             else:
-                state = f"verified: {row['found']}" if row["found"] else f"not here ({row['url']})"
+                state = (f"your own file (${OWN_FILES_ENV}, not checked): {row['found']}" if row["own"] else
+                         f"verified: {row['found']}" if row["found"] else f"not here ({row['url']})")
             print(f"{row['method']:10s} {state}")
         return 0
     if len(args) < 2 or args[0] != "download":
