@@ -5,7 +5,7 @@ PRESET ?= quick
 # test workers (pytest-xdist), one file each at a time; each computes on cores / workers threads
 TEST_WORKERS ?= 2
 
-.PHONY: reproduce test test-fast lab docs lint clean-outputs
+.PHONY: reproduce test test-fast rehearse lab docs lint clean-outputs
 
 $(VENV)/.installed: pyproject.toml jupyter/overrides.json
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,13 +28,17 @@ $(VENV)/.installed: pyproject.toml jupyter/overrides.json
 reproduce: $(VENV)/.installed
 	$(PY) -m ctinv_utils run --preset '$(PRESET)' $(if $(DATA),--data '$(DATA)') $(if $(ONLY),--only '$(ONLY)') $(if $(OUT),--out '$(OUT)') $(if $(CONFIRM_CPU),--confirm-cpu)
 
-## test: the whole test suite (CPU, no network)
+## test: the whole test suite (CPU, no network) but the paper rehearsal (make rehearse)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not rehearsal" $(PYTEST_ARGS)
 
 ## test-fast: the unit and integration tests (everything but the notebook chain and preset-size training)
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not reproduction" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not reproduction and not rehearsal" $(PYTEST_ARGS)
+
+## rehearse: the paper preset at its sizes (512 px, every notebook) on stand-ins, about 20 min on 2 cores
+rehearse: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:xdist -m rehearsal tests/test_paper_rehearsal.py $(PYTEST_ARGS)
 
 ## lab: JupyterLab on the notebooks (py:percent files open as notebooks)
 lab: $(VENV)/.installed

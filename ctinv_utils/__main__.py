@@ -8,6 +8,7 @@
     convergence  a preset's invariances against a long run of the talk's Adam
     hub          ldct-benchmark's published checkpoints: list, download, verify
     vgg          the ImageNet VGG16/VGG19 weights: download, verify
+    gpu-first    the first thing to run on a GPU: the GPU check, the paper rehearsal, the estimate
 
 ``python -m ctinv_utils <command> --help`` says more.
 """
@@ -27,6 +28,7 @@ COMMANDS = {
     "convergence": "ctinv_utils.tools.convergence",
     "hub": "ctinv_utils.models.ldctbench.hub",
     "vgg": "ctinv_utils.models.vgg",
+    "gpu-first": "ctinv_utils.tools.gpu_first",
 }
 
 

@@ -37,7 +37,8 @@ ALLOWED = {
     "pipeline.artifacts": {"base", "models"},
     "pipeline.context": {"base", "pipeline.artifacts", "pipeline.presets", "pipeline.config", "figures"},
     # checks before the long work (VGG weights, data root, a GPU preset on a CPU)
-    "pipeline.preflight": {"base", "pipeline.presets", "models", "data"},
+    # (and the GPU estimate, which counts each notebook's repeated steps on the meta device)
+    "pipeline.preflight": {"base", "pipeline.presets", "models", "data", "synthesis", "training", "analysis"},
     "pipeline.run": {"base", "pipeline.presets", "pipeline.preflight"},
     "report": {"base"},
     "report.panels": {"base", "pipeline.artifacts", "figures"},
@@ -47,6 +48,9 @@ ALLOWED = {
     "tools.convergence": {"base", "pipeline.presets", "pipeline.artifacts", "synthesis", "recipes"},
     # a DICOM export of a run's artifacts for a radiologist's viewer
     "tools.export": {"base", "pipeline.artifacts", "pipeline.presets", "data"},
+    # the first run on a GPU: the GPU check, the paper rehearsal and the calibrated estimate in one JSON
+    "tools.gpu_first": {"base", "data", "models", "pipeline.presets", "pipeline.run", "pipeline.preflight",
+                        "tools.bench"},
     # sharded invariance sweeps under torchrun
     "tools.sweep": {"base", "pipeline.presets", "pipeline.artifacts", "data", "models", "synthesis", "training",
                     "recipes"},
