@@ -46,10 +46,10 @@ class RunnerBusy(CTInvError):
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
+def environment(values: dict[str, str]):
     """``values`` set in this process's environment (the kernels inherit it), restored afterwards."""
     saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    os.environ.update({k: str(v) for k, v in values.items()})
     try:
         yield
     finally:
@@ -60,12 +60,12 @@ def _environment(values: dict[str, str]):
                 os.environ[k] = v
 
 
-def kernel_environment():
+def kernelenvironment():
     """Environment the notebook kernels start with, restored afterwards (this process keeps its own):
     the kernel of this environment over a user-wide 'python3' kernelspec; text progress bars on
     stderr (streamed to the terminal); glibc's allocator told to keep freed memory (page faults cost
     a third of the CPU time of our optimisation loops; the library also tunes it at run time)."""
-    return _environment({"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
+    return environment({"JUPYTER_PREFER_ENV_PATH": os.environ.get("JUPYTER_PREFER_ENV_PATH", "1"), HEADLESS_ENV: "1",
                          "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES)})
 
 
@@ -145,7 +145,7 @@ def execute_notebook(notebook: Path, output: Path, parameters: dict, progress: b
     tmp = output.parent / f".{output.stem}.running.ipynb"
     failure = None
     try:
-        with kernel_environment():
+        with kernelenvironment():
             papermill.execute_notebook(nb, str(tmp), parameters=parameters, kernel_name="python3",
                                        cwd=str(REPO_ROOT), progress_bar=False,
                                        stderr_file=sys.stderr if progress else None,
@@ -397,7 +397,7 @@ def run(preset_name: str, only: str | None = None, data: str | None = None, devi
             t0 = time.perf_counter()
             try:
                 notes.unlink(missing_ok=True)
-                with _environment({STAGING_ENV: str(staging)}):
+                with environment({STAGING_ENV: str(staging)}):
                     execute_notebook(nb, out_dir / f"{nb.stem}.ipynb", params, progress=progress)
                 entry["status"] = "ok"
                 if notes.is_file():

@@ -223,21 +223,6 @@ def rehearsal_inputs(folder: str | Path, preset: str = REHEARSAL_PRESET, workers
 
 
 # ----------------------------------------------------------------------------------------- measuring
-@contextlib.contextmanager
-def environment(values: dict[str, str]):
-    """``values`` set in this process's environment (the notebook kernels inherit it), restored after."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update({k: str(v) for k, v in values.items()})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def measurement_env(folder: str | Path) -> dict[str, str]:
     """The environment that makes every notebook kernel measure itself (:data:`MEASURE_SCRIPT` as an
     IPython startup file under ``folder/ipython``, measurements into ``folder/measure``)."""
@@ -281,7 +266,7 @@ def rehearse(folder: str | Path, device: str = "cpu", preset: str = REHEARSAL_PR
     out = {"preset": preset, "device": device, "data": str(inputs["data"]), "inputs_s": round(inputs_s, 1),
            "patients": inputs["patients"], "notebooks": {}}
     manifest = None
-    with environment(env):
+    with run.environment(env):
         for nb in select_notebooks(only):
             since = time.time()
             t = time.perf_counter()
