@@ -172,9 +172,6 @@ def test_outputs_have_the_papers_shapes(rehearsed):
 
 @pytest.mark.reproduction
 @pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
-@pytest.mark.xfail(reason="figure files of published denoisers are named with ':' (06_results_ldctbench:cnn10.png), "
-                          "which Windows cannot store and macOS shows as '/': RunContext.save_figure should name "
-                          "them as Artifacts.path does (ldctbench-cnn10)", strict=False)
 def test_figure_file_names_are_portable(rehearsed):
     figures = rehearsed["folder"] / "figures" / gf.REHEARSAL_PRESET
     assert [p.name for p in figures.iterdir() if ":" in p.name] == []

@@ -114,3 +114,18 @@ def test_a_figure_a_notebook_no_longer_makes_is_removed_with_its_entry(committed
     files = json.loads((figs / "manifest.json").read_text())["files"]
     assert set(files) == {"01_data_pairs.png", "02_examples.png"} and not (figs / "01_data_old.png").exists()
     assert (figs / "02_examples.png").read_bytes() == b"another committed picture"
+
+
+def test_figure_file_names_of_published_networks_are_portable(tmp_path):
+    """A published network's name (ldctbench:cnn10) gives figure files every file system stores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ctinv_utils.pipeline import context
+
+    ctx = context.setup("t", params={"preset": "smoke", "seed": 0, "device": "cpu", "figures_dir": str(tmp_path / "f"),
+                                     "artifacts_dir": str(tmp_path / "a"), "interactive": False})
+    paths = ctx.save_figure(plt.figure(), "06_results_ldctbench:cnn10")
+    assert {p.name for p in paths} == {"06_results_ldctbench-cnn10.png", "06_results_ldctbench-cnn10.pdf"}

@@ -83,8 +83,9 @@ class RunContext:
     def save_figure(self, fig, name: str, caption: str | None = None, **extra: Any) -> list[Path]:
         """Add the caption, save ``figures_dir/name.{png,pdf}``, the arrays behind the figure
         (``artifacts_dir/figure_data/name.npz``) and ``name.json``: provenance, the artifacts the
-        figure was drawn from and the SHA-256 of each of its arrays."""
-
+        figure was drawn from and the SHA-256 of each of its arrays. A ``:`` in ``name`` (a published
+        network, ``ldctbench:cnn10``) becomes ``-`` in the file names, as in the artifacts."""
+        name = file_name(name)
         add_caption(fig, self.caption(caption or ""))
         data = figure_data(fig)
         data_file = self.artifacts_dir / "figure_data" / f"{name}.npz"
@@ -98,6 +99,7 @@ class RunContext:
 
     def save_table(self, name: str, csv: str, caption: str = "") -> Path:
         """A table as ``figures_dir/name.csv`` with its JSON sidecar (provenance and checksum)."""
+        name = file_name(name)
 
         path = atomic.write_text(self.figures_dir / f"{name}.csv", csv)
         atomic.write_json(self.figures_dir / f"{name}.json", self.provenance(
@@ -148,6 +150,12 @@ class RunContext:
             display(Image(data=buf.getvalue(), format="png"))
         else:  # as the saved figures' previews in an executed notebook
             display(Image(data=preview_jpeg(buf), format="jpeg"))
+
+
+def file_name(name: str) -> str:
+    """A figure's name as a file name every file system stores (``:`` of a published network's name
+    becomes ``-``, as in the artifacts)."""
+    return name.replace(":", "-")
 
 
 def preview_jpeg(png: Path | io.BytesIO, max_width: int = 1400, quality: int = 80) -> bytes:
