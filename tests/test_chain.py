@@ -112,9 +112,10 @@ def test_committed_quick_figures_are_the_set_the_code_makes(chain):
     assert sorted(committed) == sorted(made)
     for png in (REPO_ROOT / "figures" / "quick").glob("*.png"):
         assert png.name in committed and sha256_file(png) == committed[png.name]["sha256"], png.name
-    # one file per panel: no two PNGs draw the same arrays (notebooks 03-05 show inline what 06 saves)
+    # one file per panel: no two committed PNGs draw the same arrays (notebooks 03-05 show inline what
+    # 06 saves). Judged on the quick results: the smoke run's barely trained networks can draw equal panels
     drawn: dict[str, list[str]] = {}
-    for name, rec in made.items():
+    for name, rec in committed.items():
         if name.endswith(".png") and rec.get("data_sha256"):
             drawn.setdefault(json.dumps(rec["data_sha256"], sort_keys=True), []).append(name)
     assert [names for names in drawn.values() if len(names) > 1] == []
