@@ -74,6 +74,12 @@ def norm_to_hu(x_norm):
     return x_norm * STD - (HU_OFFSET - MEAN)
 
 
+def tensor_to_hu(t):
+    """A tensor in normalized units as a float64 NumPy array in HU (detached, on the CPU): how a
+    notebook turns a network's input or output into arrays for figures and tables."""
+    return norm_to_hu(t.detach().cpu().double().numpy())
+
+
 def hu_difference_to_norm(delta_hu):
     """A difference in HU (e.g. an attack budget) -> normalized units. No offset."""
     return delta_hu / STD

@@ -44,7 +44,7 @@ vgg_weights = "imagenet_or_random"  # only with the vgg distance; imagenet never
 import torch
 from IPython.display import Markdown, display
 
-from ctinv_utils import hu_to_norm, load_data, norm_to_hu, recipes
+from ctinv_utils import hu_to_norm, load_data, recipes
 
 from ctinv_utils.pipeline import context
 
@@ -52,6 +52,7 @@ from ctinv_utils.report import panels
 from ctinv_utils.analysis.natural import change_metrics, verdicts
 from ctinv_utils.names import display_name
 from ctinv_utils.training.model_cache import training_data_key
+from ctinv_utils.units import tensor_to_hu
 
 ctx = context.setup("04_natural_invariances", globals())
 art = ctx.artifacts
@@ -85,24 +86,20 @@ for name, (nats[name], path, loaded) in recipes.train_generators(ctx.settings, d
 # anatomical edges, and the shape of the noise power spectrum (NPS).
 
 # %%
-def hu(t):
-    return norm_to_hu(t.detach().cpu().double().numpy())
-
-
 analysis = {}
 for name, nat in nats.items():
     samples = nat.sample(x, n_samples, seed=seed)
     with torch.no_grad():
         f_x, f_s = nat.denoiser(x), nat.denoiser(samples)
-    s_hu = hu(samples[:, 0])
-    art.write_arrays("natural_arrays", {"x": sl["low"], "full": sl["full"], "samples": s_hu, "f_x": hu(f_x[0, 0]),
-                                        "f_samples": hu(f_s[:, 0]), "std": s_hu.std(0)},
+    s_hu = tensor_to_hu(samples[:, 0])
+    art.write_arrays("natural_arrays", {"x": sl["low"], "full": sl["full"], "samples": s_hu, "f_x": tensor_to_hu(f_x[0, 0]),
+                                        "f_samples": tensor_to_hu(f_s[:, 0]), "std": s_hu.std(0)},
                      {"denoiser": name, "distance": distance, "alpha": alpha, "beta": beta, "iterations": nat.iteration,
                       "patch_size": patch_size}, {"denoiser": name})
     d_out, d_in = nat.distances(x, samples)
     m = change_metrics(s_hu, sl["low"], sl["full"], margin=nat.config.margin)
     m.update(d_out=float(d_out.mean()), d_in=float(d_in.mean()), critic_score=float(nat.critic_scores(samples).mean()),
-             output_rms_hu=float(((hu(f_s[:, 0]) - hu(f_x[0, 0])) ** 2).mean() ** 0.5))
+             output_rms_hu=float(((tensor_to_hu(f_s[:, 0]) - tensor_to_hu(f_x[0, 0])) ** 2).mean() ** 0.5))
     entry = {"natural": m, "verdicts": verdicts(m), "critic_score_input": float(nat.critic_scores(x).mean())}
     if art.exists("invariance_arrays", denoiser=name, distance=distance):
         inv = art.read_arrays("invariance_arrays", denoiser=name, distance=distance)
