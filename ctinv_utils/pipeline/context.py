@@ -28,7 +28,7 @@ from ..figures.ct import add_caption, figure_data
 from ..figures.explorer_html import write_explorer_html
 from ..paths import STAGING_ENV, repo_relative, resolve_output
 from .config import NOTEBOOK_SETTINGS
-from .presets import _problems, parameters_hash
+from .presets import parameters_hash, validation_problems
 from ..provenance import array_sha256, provenance, set_seed, sha256_bytes, sha256_file
 from ..settings import check_device
 
@@ -191,7 +191,7 @@ def setup(notebook: str, namespace: dict | None = None, params: dict | None = No
         try:
             settings = model.model_validate(params)
         except ValidationError as exc:
-            raise PresetError(f"{notebook}: " + "; ".join(_problems(model, exc, "parameter", params))
+            raise PresetError(f"{notebook}: " + "; ".join(validation_problems(model, exc, "parameter", params))
                               + " (fix the parameters cell or the preset)") from None
     params = dict(params)
     for name in ("preset", "seed", "device", "figures_dir", "artifacts_dir", "interactive"):

@@ -128,7 +128,7 @@ def _shown(value: Any) -> str:
     return "null" if value is None else f"{value!r} ({_kind(value)})"
 
 
-def _problems(model: type[NotebookSettings], exc: ValidationError, where: str, given: dict) -> list[str]:
+def validation_problems(model: type[NotebookSettings], exc: ValidationError, where: str, given: dict) -> list[str]:
     """One line per parameter of ``exc`` (pydantic reports each branch of a union: the first is kept)."""
     fields = model.model_fields
     out, seen = [], set()
@@ -168,7 +168,7 @@ def _validate(model: type[NotebookSettings], values: dict, where: str) -> tuple[
     try:
         return model.model_validate(values), []
     except ValidationError as exc:
-        return None, _problems(model, exc, where, values)
+        return None, validation_problems(model, exc, where, values)
 
 
 def check_preset(preset: Any, path: Path) -> None:
