@@ -36,7 +36,7 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not reproduction and not rehearsal" $(PYTEST_ARGS)
 
-## rehearse: the paper preset at its sizes (512 px, every notebook) on stand-ins, about 20 min on 2 cores
+## rehearse: the paper preset at its sizes (512 px, every notebook) on stand-ins, about 8 min on 2 idle cores
 rehearse: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:xdist -m rehearsal tests/test_paper_rehearsal.py $(PYTEST_ARGS)
 

@@ -122,7 +122,7 @@ def test_op_counter_counts_convolutions_forward_and_backward():
 
 @pytest.fixture(scope="module")
 def rehearsed(tmp_path_factory):
-    """Stand-ins written, notebooks 01-06 of the rehearsal run, each measured (15-20 min on 2 cores)."""
+    """Stand-ins written, notebooks 01-06 of the rehearsal run, each measured (about 8 min on 2 idle cores)."""
     folder = tmp_path_factory.mktemp("rehearsal")
     t0 = time.perf_counter()
     inputs = gf.rehearsal_inputs(folder)
@@ -137,7 +137,7 @@ def rehearsed(tmp_path_factory):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
 def test_every_notebook_runs_at_the_papers_sizes(rehearsed):
     manifest = rehearsed["manifest"]
     assert [e["notebook"] for e in manifest["notebooks"]] == NOTEBOOKS
@@ -158,27 +158,27 @@ def test_every_notebook_runs_at_the_papers_sizes(rehearsed):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
 def test_outputs_have_the_papers_shapes(rehearsed):
     art = rehearsed["folder"] / "papermill_runs" / gf.REHEARSAL_PRESET / "artifacts"
     problems = rehearsal.shape_problems(art, ["cnn10", "wganvgg", "gauss_ri", *PUBLISHED], n_alphas=1, n_samples=2)
     assert problems == []
     figures = rehearsed["folder"] / "figures" / gf.REHEARSAL_PRESET
     made = json.loads((figures / "manifest.json").read_text())["files"]
-    for name in ("06_results_ldctbench:cnn10.png", "06_tolerance_ldctbench:wganvgg.png", "06_natural_gauss_ri.png",
+    for name in ("06_results_ldctbench-cnn10.png", "06_tolerance_ldctbench-wganvgg.png", "06_natural_gauss_ri.png",
                  "06_contrast_detail.png", "explorer.html", "05_lesion_invariance.png", "03_linearised_wganvgg.png"):
         assert name in made, name
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
 def test_figure_file_names_are_portable(rehearsed):
     figures = rehearsed["folder"] / "figures" / gf.REHEARSAL_PRESET
     assert [p.name for p in figures.iterdir() if ":" in p.name] == []
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
 def test_each_notebook_is_measured_and_the_estimate_counts_its_flops(rehearsed):
     """The FLOPs each kernel measured are those :func:`gpu_estimate` counts for the rehearsal's own
     parameters (its work units on the meta device), within 15 %: the estimate of the paper preset
@@ -195,7 +195,7 @@ def test_each_notebook_is_measured_and_the_estimate_counts_its_flops(rehearsed):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 20 min on 2 shared cores: CI decides whether it runs (issue 32)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
 def test_gpu_first_runs_its_code_path_on_cpu(rehearsed, tmp_path):
     """``gpu_first`` (GPU check, rehearsal, calibrated estimate, one JSON) at toy sizes on the CPU: the
     check as tests/test_bench.py runs it, the rehearsal's first notebook on the stand-ins already written."""

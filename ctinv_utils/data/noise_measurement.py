@@ -60,3 +60,252 @@ def noise_by_region(data, slices_per_patient: int | None = None, roi_size: int =
                      "ratio": float(low_std / full_std), "expected_ratio": float(np.sqrt(1 / dose[region])),
                      "dose_fraction": dose[region]})
     return rows
+
+
+# -- noise power spectrum, noise in an ROI, radial profiles (simulator validation) ------------------
+
+def square_rois(image: np.ndarray, centres_px, size_px: int) -> np.ndarray:
+    """Square ROIs cut out of a 2-D image, stacked ``(n, size_px, size_px)``.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W)
+        Image (any unit, e.g. HU).
+    centres_px : iterable of (row, col)
+        ROI centres in pixels (rounded to the nearest pixel).
+    size_px : int
+        Side of each square ROI in pixels.
+
+    Returns
+    -------
+    ndarray, (n, size_px, size_px), float64
+
+    Raises
+    ------
+    ValueError
+        When an ROI does not lie wholly inside the image (move its centre or shrink ``size_px``).
+    """
+    image = np.asarray(image, dtype=np.float64)
+    half = size_px // 2
+    out = []
+    for r, c in centres_px:
+        r0, c0 = int(round(r)) - half, int(round(c)) - half
+        if r0 < 0 or c0 < 0 or r0 + size_px > image.shape[0] or c0 + size_px > image.shape[1]:
+            raise ValueError(f"ROI of {size_px} px at (row {r}, col {c}) leaves the {image.shape} image; "
+                             "move it inwards or use a smaller size_px")
+        out.append(image[r0:r0 + size_px, c0:c0 + size_px])
+    return np.stack(out)
+
+
+def nps_2d(noise_rois: np.ndarray, pixel_mm: float, *, difference: bool = False
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-dimensional noise power spectrum of noise-only ROIs (ensemble of periodograms).
+
+    ``NPS(fy, fx) = dy dx / (Ny Nx) < |DFT(roi - mean(roi))|^2 >``, averaged over the ROIs, so that
+    its integral over the frequency plane equals the noise variance (Parseval).
+
+    Parameters
+    ----------
+    noise_rois : ndarray, (n, Ny, Nx) or (Ny, Nx)
+        Noise-only ROIs in HU: an image minus its noise-free mean, or the difference of two independent
+        realisations (then set ``difference``). Each ROI's own mean is removed.
+    pixel_mm : float
+        Pixel size in mm (square pixels).
+    difference : bool
+        The ROIs are differences of two independent realisations: divide the power by 2.
+
+    Returns
+    -------
+    nps : ndarray, (Ny, Nx)
+        Noise power in HU^2 mm^2, zero frequency at the centre (``fftshift`` order).
+    fy, fx : ndarray, (Ny,), (Nx,)
+        Spatial frequencies of the rows and columns of ``nps`` in 1/mm.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> nps, fy, fx = nps_2d(rng.normal(0, 10, (50, 64, 64)), 0.5)
+    >>> round(float(nps.mean()), 0)  # white noise: sigma^2 * pixel area = 100 * 0.25
+    25.0
+    """
+    rois = np.asarray(noise_rois, dtype=np.float64)
+    if rois.ndim == 2:
+        rois = rois[None]
+    if rois.ndim != 3:
+        raise ValueError(f"noise_rois must be (n, Ny, Nx) or (Ny, Nx), got shape {rois.shape}")
+    ny, nx = rois.shape[1:]
+    rois = rois - rois.mean(axis=(1, 2), keepdims=True)
+    power = np.mean(np.abs(np.fft.fft2(rois)) ** 2, axis=0) * (pixel_mm * pixel_mm) / (ny * nx)
+    if difference:
+        power /= 2.0
+    fy = np.fft.fftshift(np.fft.fftfreq(ny, d=pixel_mm))
+    fx = np.fft.fftshift(np.fft.fftfreq(nx, d=pixel_mm))
+    return np.fft.fftshift(power), fy, fx
+
+
+def radial_nps(nps: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Radial (azimuthal) average of a 2-D NPS up to the Nyquist frequency.
+
+    Annuli are one frequency sample wide (``df = min(|fx[1]-fx[0]|, |fy[1]-fy[0]|)``); the zero
+    frequency sample (removed with the ROI mean) is left out.
+
+    Parameters
+    ----------
+    nps : ndarray, (Ny, Nx)
+        From :func:`nps_2d` (HU^2 mm^2, centred).
+    fy, fx : ndarray
+        Its frequency axes in 1/mm.
+
+    Returns
+    -------
+    f : ndarray, (m,)
+        Centre frequency of each annulus in 1/mm (the mean radius of the samples in it).
+    nps_r : ndarray, (m,)
+        Mean NPS in each annulus, HU^2 mm^2.
+    """
+    df = min(abs(fx[1] - fx[0]), abs(fy[1] - fy[0]))
+    nyquist = min(abs(fx).max(), abs(fy).max())
+    fr = np.hypot(*np.meshgrid(fy, fx, indexing="ij"))
+    keep = (fr > 0) & (fr <= nyquist + 1e-9 * df)
+    idx = np.rint(fr[keep] / df).astype(int)
+    counts = np.bincount(idx)
+    used = counts > 0
+    f = np.bincount(idx, weights=fr[keep])[used] / counts[used]
+    nps_r = np.bincount(idx, weights=np.asarray(nps)[keep])[used] / counts[used]
+    return f, nps_r
+
+
+def nps_peak_frequency(f: np.ndarray, nps_r: np.ndarray, smooth: int = 3) -> float:
+    """Frequency (1/mm) where a radial NPS is largest, after a ``smooth``-sample running mean
+    (1: none), so that one noisy annulus does not decide the peak."""
+    nps_r = np.asarray(nps_r, dtype=np.float64)
+    if smooth > 1:
+        nps_r = ndimage.uniform_filter1d(nps_r, smooth, mode="nearest")
+    return float(np.asarray(f)[int(np.argmax(nps_r))])
+
+
+def nps_mean_frequency(f: np.ndarray, nps_r: np.ndarray) -> float:
+    """Power-weighted mean frequency of a radial NPS, ``sum f NPS(f) / sum NPS(f)``, in 1/mm."""
+    f, nps_r = np.asarray(f, dtype=np.float64), np.asarray(nps_r, dtype=np.float64)
+    return float(np.sum(f * nps_r) / np.sum(nps_r))
+
+
+def nps_summary(noise_rois: np.ndarray, pixel_mm: float, *, difference: bool = False) -> dict:
+    """The NPS of noise-only ROIs, reduced to what two simulators are compared on.
+
+    Parameters
+    ----------
+    noise_rois, pixel_mm, difference
+        As in :func:`nps_2d`.
+
+    Returns
+    -------
+    dict
+        ``f_per_mm`` and ``nps_hu2mm2`` (radial curve, lists), ``peak_per_mm``, ``mean_per_mm``
+        (1/mm), ``std_hu`` (square root of the integral of the 2-D NPS: the noise std in HU).
+    """
+    nps, fy, fx = nps_2d(noise_rois, pixel_mm, difference=difference)
+    f, nps_r = radial_nps(nps, fy, fx)
+    variance = float(nps.sum() * abs(fy[1] - fy[0]) * abs(fx[1] - fx[0]))
+    return {"f_per_mm": f.tolist(), "nps_hu2mm2": nps_r.tolist(), "peak_per_mm": nps_peak_frequency(f, nps_r),
+            "mean_per_mm": nps_mean_frequency(f, nps_r), "std_hu": variance ** 0.5}
+
+
+def disc_mask(shape: tuple[int, int], centre_px: tuple[float, float], radius_px: float,
+              inner_radius_px: float = 0.0) -> np.ndarray:
+    """Boolean mask of the pixels whose centres lie in a disc (or an annulus, with ``inner_radius_px``).
+
+    Parameters
+    ----------
+    shape : (H, W)
+        Image shape.
+    centre_px : (row, col)
+        Centre in pixels (fractional allowed: the centre of a 512 px image is (255.5, 255.5)).
+    radius_px, inner_radius_px : float
+        Outer and inner radius in pixels (inner < r <= outer; r <= outer for a disc).
+    """
+    rr, cc = np.ogrid[:shape[0], :shape[1]]
+    r = np.hypot(rr - centre_px[0], cc - centre_px[1])
+    mask = r <= radius_px
+    if inner_radius_px > 0:
+        mask &= r > inner_radius_px
+    return mask
+
+
+def radial_profile(image_hu: np.ndarray, pixel_mm: float, centre_px: tuple[float, float] | None = None,
+                   bin_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of an image in rings around a centre: the radial profile of a cylinder, for cupping.
+
+    Parameters
+    ----------
+    image_hu : ndarray, (H, W)
+        Image in HU.
+    pixel_mm : float
+        Pixel size in mm.
+    centre_px : (row, col), optional
+        Ring centre in pixels; the image centre ``((H-1)/2, (W-1)/2)`` by default.
+    bin_mm : float, optional
+        Ring width in mm (one pixel by default).
+
+    Returns
+    -------
+    r_mm : ndarray
+        Mean radius of the pixels in each non-empty ring, mm.
+    mean_hu : ndarray
+        Mean value in each ring, HU.
+    """
+    image_hu = np.asarray(image_hu, dtype=np.float64)
+    if centre_px is None:
+        centre_px = ((image_hu.shape[0] - 1) / 2, (image_hu.shape[1] - 1) / 2)
+    bin_mm = pixel_mm if bin_mm is None else bin_mm
+    rr, cc = np.indices(image_hu.shape)
+    r = np.hypot(rr - centre_px[0], cc - centre_px[1]).ravel() * pixel_mm
+    idx = np.floor(r / bin_mm).astype(int)
+    counts = np.bincount(idx)
+    used = counts > 0
+    r_mean = np.bincount(idx, weights=r)[used] / counts[used]
+    mean = np.bincount(idx, weights=image_hu.ravel())[used] / counts[used]
+    return r_mean, mean
+
+
+def cupping_hu(image_hu: np.ndarray, pixel_mm: float, radius_mm: float,
+               centre_px: tuple[float, float] | None = None, centre_fraction: float = 0.1,
+               edge_fractions: tuple[float, float] = (0.8, 0.9)) -> dict:
+    """Centre-minus-edge difference (HU) in a uniform cylinder: negative for the cupping of an
+    uncorrected beam-hardened water scan (the centre reads lower than the periphery).
+
+    Parameters
+    ----------
+    image_hu : ndarray, (H, W)
+        Image of the cylinder in HU.
+    pixel_mm : float
+        Pixel size in mm.
+    radius_mm : float
+        Radius of the cylinder in mm.
+    centre_px : (row, col), optional
+        Cylinder centre in pixels (image centre by default).
+    centre_fraction : float
+        The centre is the disc ``r <= centre_fraction * radius_mm``.
+    edge_fractions : (float, float)
+        The edge is the annulus between these fractions of ``radius_mm``, inside the cylinder and
+        clear of the partial-volume ring at its surface.
+
+    Returns
+    -------
+    dict
+        ``centre_hu``, ``edge_hu``, ``centre_minus_edge_hu``.
+
+    Example
+    -------
+    >>> img = np.zeros((256, 256))
+    >>> cupping_hu(img, 1.0, 100.0)["centre_minus_edge_hu"]
+    0.0
+    """
+    image_hu = np.asarray(image_hu, dtype=np.float64)
+    if centre_px is None:
+        centre_px = ((image_hu.shape[0] - 1) / 2, (image_hu.shape[1] - 1) / 2)
+    r_px = radius_mm / pixel_mm
+    centre = float(image_hu[disc_mask(image_hu.shape, centre_px, centre_fraction * r_px)].mean())
+    edge = float(image_hu[disc_mask(image_hu.shape, centre_px, edge_fractions[1] * r_px,
+                                    edge_fractions[0] * r_px)].mean())
+    return {"centre_hu": centre, "edge_hu": edge, "centre_minus_edge_hu": centre - edge}

@@ -180,7 +180,7 @@ def talk_results(art: Artifacts, denoiser: str, distances, alpha: float, differe
     where = sl.meta
     caption = (f"{display_name(denoiser)}, α={alpha:g}, distances {', '.join(display_name(d) for d in distances)}; "
                f"Adam iterations: {iters}; slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
-               f"crop {where.get('crop')}); {vgg}")
+               + (f"{where['crop']} px crop" if where.get('crop') else "whole slice") + f"); {vgg}")
     return fig, caption
 
 
