@@ -9,6 +9,8 @@
     hub          ldct-benchmark's published checkpoints: list, download, verify
     vgg          the ImageNet VGG16/VGG19 weights: download, verify
     gpu-first    the first thing to run on a GPU: the GPU check, the paper rehearsal, the estimate
+    xray-tables  regenerate the embedded tube spectrum and attenuation tables (needs the [physics] extra)
+    simulator-check  the embedded scanner model against gecatsim (needs the [validation] extra)
 
 ``python -m ctinv_utils <command> --help`` says more.
 """
@@ -29,6 +31,8 @@ COMMANDS = {
     "hub": "ctinv_utils.models.ldctbench.hub",
     "vgg": "ctinv_utils.models.vgg",
     "gpu-first": "ctinv_utils.tools.gpu_first",
+    "xray-tables": "ctinv_utils.data.scanner.xray",
+    "simulator-check": "ctinv_utils.tools.simulator_check",
 }
 
 
