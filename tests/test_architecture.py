@@ -51,6 +51,8 @@ ALLOWED = {
     # the first run on a GPU: the GPU check, the paper rehearsal and the calibrated estimate in one JSON
     "tools.gpu_first": {"base", "data", "models", "pipeline.presets", "pipeline.run", "pipeline.preflight",
                         "tools.bench"},
+    # the embedded scanner model against gecatsim (XCIST)
+    "tools.simulator_check": {"base", "data"},
     # sharded invariance sweeps under torchrun
     "tools.sweep": {"base", "pipeline.presets", "pipeline.artifacts", "data", "models", "synthesis", "training",
                     "recipes"},

@@ -32,7 +32,7 @@ from ..errors import CTInvError
 from ..paths import cache_dir
 from ..progress import progress_bar
 from ..provenance import config_hash, provenance, sha256_file
-from .acquisition import fbp_delta_hu, fbp_hu, noisy_line_integrals, project, project_delta
+from .scanner.acquire import SCANNERS, Scanner, make_scanner
 from .phantoms import FLAT_TISSUE, LABELS, Phantom
 from .regions import DOSE_FRACTION, FOV_MM, REGIONS
 
@@ -69,6 +69,7 @@ class LesionSetConfig:
     photons_full_dose: float = 6e4
     head_photon_factor: float = 4.0
     filter_name: str = "hann"
+    scanner: str = "parallel"        # the scanner model of :mod:`.scanner.acquire`
     seed: int = 0
     version: int = 1                 # bump when the code changes its output
 
@@ -88,6 +89,8 @@ class LesionSetConfig:
             raise LesionError("diameters_mm and contrasts_hu must not repeat a value")
         if self.realisations < 1 or self.absent_per_realisation < 0:
             raise LesionError("need realisations >= 1 and absent_per_realisation >= 0")
+        if self.scanner not in SCANNERS:
+            raise LesionError(f"unknown scanner {self.scanner!r}; choose one of {SCANNERS}")
         if self.image_size < 64 or self.n_views < 16 or self.photons_full_dose <= 0:
             raise LesionError(f"implausible acquisition in {self}")
 
@@ -100,7 +103,7 @@ class LesionSetConfig:
         """The acquisition of a :class:`~.simulated.SimulationConfig` (or its dict), lesion settings
         from ``overrides``."""
         sim = simulation.to_dict() if hasattr(simulation, "to_dict") else dict(simulation)
-        keys = ("image_size", "n_views", "photons_full_dose", "head_photon_factor", "filter_name")
+        keys = ("image_size", "n_views", "photons_full_dose", "head_photon_factor", "filter_name", "scanner")
         return cls.from_dict({**{k: sim[k] for k in keys if k in sim}, **overrides})
 
     def to_dict(self) -> dict:
@@ -122,6 +125,10 @@ class LesionSetConfig:
     @property
     def photons(self) -> float:
         return self.photons_full_dose * (self.head_photon_factor if self.region == "head" else 1.0)
+
+    def make_scanner(self) -> Scanner:
+        """The scanner model of these settings."""
+        return make_scanner(self.scanner, n_views=self.n_views, filter_name=self.filter_name)
 
 
 # -- geometry --------------------------------------------------------------------------------------
@@ -189,23 +196,23 @@ def crop(images: np.ndarray, center_px, size: int) -> np.ndarray:
 
 # -- simulation ----------------------------------------------------------------------------------
 
-def simulate_lesion_pair(clean_line_integrals: np.ndarray, lesion_line_integrals: np.ndarray,
+def simulate_lesion_pair(scanner: Scanner, clean_line_integrals: np.ndarray, lesion_line_integrals: np.ndarray,
                          pixel_mm: float, size: int, photons: float, dose_fraction: float,
-                         rng: np.random.Generator, filter_name: str = "hann",
-                         signal_hu: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                         rng: np.random.Generator, signal_hu: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """One acquisition of a lesion-present slice and its lesion-free twin (same noise realisation).
 
-    ``clean_line_integrals``: noise-free line integrals of the lesion-free slice (``project``);
-    ``lesion_line_integrals``: the lesion's own (``project_delta`` of contrast x coverage); both
-    (n_detectors, n_views). ``signal_hu``: the lesion's noise-free FBP if already computed.
+    ``clean_line_integrals``: noise-free line integrals of the lesion-free slice
+    (``scanner.line_integrals``); ``lesion_line_integrals``: the lesion's own
+    (``scanner.delta_line_integrals`` of contrast x coverage), in the scanner's layout.
+    ``signal_hu``: the lesion's noise-free reconstruction if already computed.
     Returns ``low_lesion, full_lesion, low_free, full_free, signal``, each (size, size) float32 HU,
     with ``*_lesion - *_free == signal`` up to float32 rounding."""
-    full_q, low_q = noisy_line_integrals(clean_line_integrals + lesion_line_integrals, photons, dose_fraction, rng)
+    full_q, low_q = scanner.measure(clean_line_integrals + lesion_line_integrals, photons, dose_fraction, rng)
     if signal_hu is None:
-        signal_hu = fbp_delta_hu(lesion_line_integrals, pixel_mm, size, filter_name)
+        signal_hu = scanner.reconstruct_delta(lesion_line_integrals, pixel_mm, size)
     signal = np.asarray(signal_hu).astype(np.float32)
-    low = fbp_hu(low_q, pixel_mm, size, filter_name)
-    full = fbp_hu(full_q, pixel_mm, size, filter_name)
+    low = scanner.reconstruct(low_q, pixel_mm, size)
+    full = scanner.reconstruct(full_q, pixel_mm, size)
     return dict(low_lesion=low, full_lesion=full, low_free=twin(low, signal), full_free=twin(full, signal),
                 signal=signal)
 
@@ -241,22 +248,22 @@ def _choose_slice(cfg: LesionSetConfig, r: int):
 def _simulate_realisation(args) -> dict:
     cfg, r = args
     patient_seed, z, hu, labels, pixel_mm, centre = _choose_slice(cfg, r)
-    size, dose = cfg.image_size, DOSE_FRACTION[cfg.region]
-    clean = project(hu, pixel_mm, cfg.n_views)
+    size, dose, scanner = cfg.image_size, DOSE_FRACTION[cfg.region], cfg.make_scanner()
+    clean = scanner.line_integrals(hu, labels, pixel_mm)
     cells = {}
     for i_d, diameter in enumerate(cfg.diameters_mm):
-        unit = project_delta(disc_coverage(hu.shape, centre, diameter / 2 / pixel_mm), pixel_mm, cfg.n_views)
-        unit_signal = fbp_delta_hu(unit, pixel_mm, size, cfg.filter_name)  # per HU of contrast
+        unit = scanner.delta_line_integrals(disc_coverage(hu.shape, centre, diameter / 2 / pixel_mm), pixel_mm)
+        unit_signal = scanner.reconstruct_delta(unit, pixel_mm, size)  # per HU of contrast
         for i_c, contrast in enumerate(cfg.contrasts_hu):
             rng = np.random.default_rng([cfg.seed, r, 1, i_d, i_c])
-            pair = simulate_lesion_pair(clean, contrast * unit, pixel_mm, size, cfg.photons, dose, rng,
-                                        cfg.filter_name, signal_hu=contrast * unit_signal)
+            pair = simulate_lesion_pair(scanner, clean, contrast * unit, pixel_mm, size, cfg.photons, dose, rng,
+                                        signal_hu=contrast * unit_signal)
             cells[i_d, i_c] = (pair["low_lesion"], pair["full_lesion"], pair["signal"])
     absent_low, absent_full = [], []
     for a in range(cfg.absent_per_realisation):
-        full_q, low_q = noisy_line_integrals(clean, cfg.photons, dose, np.random.default_rng([cfg.seed, r, 2, a]))
-        absent_low.append(fbp_hu(low_q, pixel_mm, size, cfg.filter_name))
-        absent_full.append(fbp_hu(full_q, pixel_mm, size, cfg.filter_name))
+        full_q, low_q = scanner.measure(clean, cfg.photons, dose, np.random.default_rng([cfg.seed, r, 2, a]))
+        absent_low.append(scanner.reconstruct(low_q, pixel_mm, size))
+        absent_full.append(scanner.reconstruct(full_q, pixel_mm, size))
     empty = np.zeros((0, size, size), np.float32)
     return dict(r=r, patient_seed=patient_seed, z=z, hu=hu, labels=labels, pixel_mm=pixel_mm, centre=centre,
                 cells=cells, absent_low=np.stack(absent_low) if absent_low else empty,

@@ -1,6 +1,7 @@
 """The embedded default data set: simulated paired low/full-dose CT, cached on disk by config.
 
-Phantoms (``phantoms``) go through the simulated acquisition (``acquisition``) and are written as
+Phantoms (``phantoms``) go through a scanner model (``scanner``: the clinical fan-beam,
+polychromatic scanner, or the simple parallel-beam one, ``scanner="parallel"``) and are written as
 a DICOM tree in the TCIA layout, so the simulated and the real data share one loader. The phantom
 label maps are stored beside it (``phantom_labels.npz``) for checks against ground truth.
 
@@ -40,13 +41,13 @@ from .. import atomic, settings
 # lock there: stale temporary folders are recognised by age)
 from ..atomic import HELD_LOCK_FDS as _HELD_LOCK_FDS, LOCK_DIR, fcntl, try_lock as _try_lock, writer_lock  # noqa: F401
 from ..errors import BadArgumentError
-from .acquisition import simulate_pair
 from .dicom_io import write_patient
 from ..paths import cache_dir
 from ..progress import progress_bar
 from ..provenance import config_hash, provenance, sha256_file
 from .phantoms import Phantom
 from .regions import DOSE_FRACTION, PREFIX_OF_REGION, REGIONS
+from .scanner.acquire import SCANNERS, make_scanner, scan_slice
 
 DONE_MARKER = "simulation.json"
 MARKER_FORMAT = 2             # 2: the marker holds a checksum table ("files", "files_sha256")
@@ -61,15 +62,16 @@ PR_SET_PDEATHSIG = 1
 class SimulationConfig:
     """Everything that determines the simulated data set (its hash keys the cache)."""
 
-    image_size: int = 256            # pixels per side
-    n_views: int = 360               # parallel-beam views over 180 degrees
-    photons_full_dose: float = 6e4   # incident photons per ray at full dose (body protocols)
+    image_size: int = 256            # pixels per side (512: 0.74 mm over the body's 380 mm field, as clinical scans)
+    n_views: int = 360               # views over 180 degrees (parallel) or per rotation (clinical: 1152)
+    photons_full_dose: float = 6e4   # photons per ray (parallel) or per channel and view in air (clinical: 2e5)
     head_photon_factor: float = 4.0  # head protocols run at ~4x the dose of body ones (CTDIvol ~55 vs ~13 mGy)
     patients_per_region: int = 4
     min_slices: int = 3              # slices per patient drawn uniformly in [min, max]:
     max_slices: int = 8              # unequal counts make patient-balanced sampling matter
     slice_spacing_mm: float = 5.0
     filter_name: str = "hann"
+    scanner: str = "parallel"        # "clinical": fan beam, 120 kVp, bowtie, water correction; "parallel": simple
     seed: int = 0
     version: int = 1                 # bump when the simulation code changes its output
 
@@ -77,6 +79,8 @@ class SimulationConfig:
         if self.image_size < 64 or self.n_views < 16 or self.photons_full_dose <= 0 or self.head_photon_factor <= 0:
             raise BadArgumentError(f"implausible simulation config {self}: need image_size >= 64, n_views >= 16 "
                                    "and positive photons_full_dose and head_photon_factor")
+        if self.scanner not in SCANNERS:
+            raise BadArgumentError(f"simulation setting scanner={self.scanner!r}: choose one of {SCANNERS}")
         if not 1 <= self.min_slices <= self.max_slices:
             raise BadArgumentError(f"simulation settings min_slices={self.min_slices}, max_slices={self.max_slices}: "
                                    "need 1 <= min_slices <= max_slices")
@@ -91,6 +95,10 @@ class SimulationConfig:
     @property
     def hash(self) -> str:
         return config_hash(self.to_dict())
+
+    def make_scanner(self):
+        """The scanner model these settings simulate with (:func:`.scanner.acquire.make_scanner`)."""
+        return make_scanner(self.scanner, n_views=self.n_views, filter_name=self.filter_name)
 
 
 def patient_plan(cfg: SimulationConfig) -> list[dict]:
@@ -110,13 +118,14 @@ def _simulate_patient(args) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, f
     phantom = Phantom(p["region"], p["phantom_seed"])
     rng = np.random.default_rng([cfg.seed, p["phantom_seed"]])  # order-independent per patient
     photons = cfg.photons_full_dose * (cfg.head_photon_factor if p["region"] == "head" else 1.0)
+    scanner = cfg.make_scanner()
     lows, fulls, labels = [], [], []
     n = p["n_slices"]
     for i in range(n):
         z = (i + 0.5) / n
         hu, lab, pixel_mm = phantom.slice(z, cfg.image_size)
-        low, full = simulate_pair(hu, pixel_mm, photons, DOSE_FRACTION[p["region"]],
-                                  cfg.n_views, rng, cfg.filter_name)
+        low, full = scan_slice(hu, lab, pixel_mm, photons_full_dose=photons, dose_fraction=DOSE_FRACTION[p["region"]],
+                               rng=rng, scanner=scanner)
         lows.append(low), fulls.append(full), labels.append(lab)
     return p, np.stack(lows), np.stack(fulls), np.stack(labels), pixel_mm
 
