@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
 from .regions import FOV_MM, REGIONS
 
@@ -151,13 +151,21 @@ class _Fields:
 
     def __init__(self, seed: int):
         self.seed = int(seed)
-        self._spectra: dict = {}
+        self._spectra: dict = {}   # filtered planes (Fourier domain), shared by neighbouring slices
+        self._kernels: dict = {}   # filter transfer functions
+        self._planes: dict = {}    # fields (and gradients) in space at one z, shared by the tissues of a slice
 
-    def _spectrum(self, key: int, plane: int, h: float, cells: int, sigma_mm: float, sigma2_mm: float | None):
-        ck = (key, plane, h, cells, sigma_mm, sigma2_mm)
-        spec = self._spectra.get(ck)
-        if spec is None:
-            rng = np.random.default_rng([self.seed, key, plane + _OFFSET])
+    @staticmethod
+    def _remember(cache: dict, key, value, size: int):
+        if len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+        return value
+
+    def _kernel(self, h: float, cells: int, sigma_mm: float, sigma2_mm: float | None) -> np.ndarray:
+        ck = (h, cells, sigma_mm, sigma2_mm)
+        g = self._kernels.get(ck)
+        if g is None:
             ky = 2 * np.pi * np.fft.fftfreq(cells, d=h)[:, None]
             kx = 2 * np.pi * np.fft.rfftfreq(cells, d=h)[None, :]
             g = np.exp(-0.5 * sigma_mm**2 * (kx**2 + ky**2))
@@ -168,12 +176,40 @@ class _Fields:
             weight[0] = 1.0
             if cells % 2 == 0:
                 weight[-1] = 1.0
-            g /= np.sqrt((g**2 * weight).sum() / cells**2)
-            spec = (np.fft.rfft2(rng.standard_normal((cells, cells), dtype=np.float32)) * g).astype(np.complex64)
-            if len(self._spectra) >= 160:
-                self._spectra.pop(next(iter(self._spectra)))
-            self._spectra[ck] = spec
+            g = (g / np.sqrt((g**2 * weight).sum() / cells**2)).astype(np.float32)
+            self._remember(self._kernels, ck, g, 64)
+        return g
+
+    def _spectrum(self, key: int, plane: int, h: float, cells: int, sigma_mm: float, sigma2_mm: float | None):
+        ck = (key, plane, h, cells, sigma_mm, sigma2_mm)
+        spec = self._spectra.get(ck)
+        if spec is None:
+            white = np.random.default_rng([self.seed, key, plane + _OFFSET]).standard_normal((cells, cells),
+                                                                                              dtype=np.float32)
+            spec = fft.rfft2(white) * self._kernel(h, cells, sigma_mm, sigma2_mm)
+            self._remember(self._spectra, ck, spec, 160)
         return spec
+
+    def _plane(self, key: int, z_mm: float, h: float, hz: float, cells: int, sigma_mm: float,
+               sigma2_mm: float | None, grad: bool) -> list[np.ndarray]:
+        """The field (and its gradient) on the lattice at ``z_mm``: B-spline blend of four planes."""
+        ck = (key, z_mm, h, hz, cells, sigma_mm, sigma2_mm, grad)
+        out = self._planes.get(ck)
+        if out is None:
+            u = z_mm / hz
+            k0 = int(np.floor(u))
+            w = _bspline(u - k0)
+            spec = sum(np.complex64(w[i]) * self._spectrum(key, k0 - 1 + i, h, cells, sigma_mm, sigma2_mm)
+                       for i in range(4))
+            spec /= np.float32(np.sqrt((w**2).sum()))
+            fields = [spec]
+            if grad:
+                ky = (2j * np.pi * np.fft.fftfreq(cells, d=h)[:, None]).astype(np.complex64)
+                kx = (2j * np.pi * np.fft.rfftfreq(cells, d=h)[None, :]).astype(np.complex64)
+                fields += [spec * kx, spec * ky]
+            out = [fft.irfft2(f, s=(cells, cells)).astype(np.float32) for f in fields]
+            self._remember(self._planes, ck, out, 48)
+        return out
 
     def sample(self, name: str, x, y, z_mm: float, sigma_mm: float, sigma2_mm: float | None = None,
                z_corr_mm: float | None = None, grad: bool = False, cells: int = 256):
@@ -187,20 +223,9 @@ class _Fields:
         key = zlib.crc32(name.encode())
         h = sigma_mm / 2.0
         hz = z_corr_mm or 2.0 * (sigma2_mm or sigma_mm)
-        u = z_mm / hz
-        k0 = int(np.floor(u))
-        w = _bspline(u - k0)
-        spec = sum(np.complex64(w[i]) * self._spectrum(key, k0 - 1 + i, h, cells, sigma_mm, sigma2_mm)
-                   for i in range(4))
-        spec /= np.float32(np.sqrt((w**2).sum()))
         coords = np.array([np.mod(y.ravel() / h, cells), np.mod(x.ravel() / h, cells)])
-        fields = [spec]
-        if grad:
-            ky = (2j * np.pi * np.fft.fftfreq(cells, d=h)[:, None]).astype(np.complex64)
-            kx = (2j * np.pi * np.fft.rfftfreq(cells, d=h)[None, :]).astype(np.complex64)
-            fields += [spec * kx, spec * ky]
-        out = [ndimage.map_coordinates(np.fft.irfft2(f, s=(cells, cells)).astype(np.float32), coords, order=1,
-                                       mode="grid-wrap").reshape(x.shape) for f in fields]
+        out = [ndimage.map_coordinates(f, coords, order=1, mode="grid-wrap").reshape(x.shape)
+               for f in self._plane(key, float(z_mm), h, hz, cells, sigma_mm, sigma2_mm, grad)]
         return tuple(out) if grad else out[0]
 
     def strands(self, name: str, x, y, z_mm: float, sigma_mm: float, half_width_mm, pixel_mm: float,
@@ -558,8 +583,8 @@ class Phantom:
         cv.labels[win][m] = lab
 
     def _trabecular(self, cv: _Canvas, x, y, strut_hu: float = 600.0) -> np.ndarray:
-        """Cancellous bone: a web of trabeculae (about 0.8 mm thick, cells 2-3 mm) in marrow."""
-        cov = cv.fields.strands("trabeculae", x, y, cv.z, 0.55, 0.4, cv.pixel_mm, sigma2_mm=1.1, z_corr_mm=1.5)
+        """Cancellous bone: a web of trabeculae (about 0.9 mm thick, cells 2-4 mm) in marrow."""
+        cov = cv.fields.strands("trabeculae", x, y, cv.z, 0.7, 0.45, cv.pixel_mm, sigma2_mm=1.4, z_corr_mm=2.0)
         marrow = self.marrow_hu + 12.0 * cv.noise("marrow", x, y, 2.0)
         return marrow + cov * (strut_hu - marrow)
 
@@ -627,17 +652,19 @@ class Phantom:
         else:
             self._bone(cv, body, 1.3)
         c = cy + r * 0.82 + 8.0  # canal centre
-        cort = self.cortical_hu - 150
+        parts = []  # (shape, cortex mm) of the neural arch: cortices first, then all cores (one bone)
         if 0.1 < h < 0.6:  # pedicles
-            for side in (-1, 1):
-                self._bone(cv, Ellipse(side * 10.5, c - 3.0, 4.0, 8.0, side * -12), 1.2, cort)
+            parts += [(Ellipse(side * 10.5, c - 3.0, 4.0, 8.0, side * -12), 1.2) for side in (-1, 1)]
         if 0.35 < h < 1.0 or u < disc_mm:  # laminae and the spinous process
-            for side in (-1, 1):
-                self._bone(cv, Ellipse(side * 8.0, c + 9.0, 3.2, 10.0, side * 50), 1.0, cort)
-            self._bone(cv, Ellipse(0.0, c + 20.0, 3.8, 10.0), 1.2, cort)
+            parts += [(Ellipse(side * 8.0, c + 9.0, 3.2, 10.0, side * 50), 1.0) for side in (-1, 1)]
+            parts.append((Ellipse(0.0, c + 20.0, 3.8, 10.0), 1.2))
         if 0.25 < h < 0.65:  # transverse processes
-            for side in (-1, 1):
-                self._bone(cv, Ellipse(side * 24.0, c - 1.0, 13.0, 4.5, side * 18), 1.3, cort - 50)
+            parts += [(Ellipse(side * 24.0, c - 1.0, 13.0, 4.5, side * 18), 1.3) for side in (-1, 1)]
+        cortex = self._textured(cv, self.cortical_hu - 150, [(40.0, 2.0)])
+        for shape, _ in parts:
+            cv.ellipse(shape, "bone", cortex)
+        for shape, t in parts:
+            cv.ellipse(shape.scaled(1.0, -t), "cancellous", lambda x, y: self._trabecular(cv, x, y))
         cv.ellipse(Ellipse(0.0, c, 9.0, 7.5), "csf", 12.0)  # canal: cord / cauda equina in CSF
 
     def _paraspinal(self, cv: _Canvas, cy: float, r: float) -> None:
@@ -992,13 +1019,13 @@ class Phantom:
         med = Ellipse(4.0, 8.0, 20.0 + 12.0 * hz, 62.0 + 10 * hz)
         reg = cv.region(med)
         if reg is not None:
-            self._fat(cv, *reg, 4.0, 0.3, vessels=True)
+            self._fat(cv, *reg, 5.0, 0.0, vessels=True)
         dx, dy = self._j(2)
         if hz > 0.05:
-            heart = Ellipse(18 + dx, 20 + dy, 52 * s[2] * hz, 42 * s[2] * hz, -30)
+            heart = Ellipse(15 + dx, 4 + dy, 52 * s[2] * hz, 42 * s[2] * hz, -30, ((2, 0.04, 1.0), (3, 0.03, 0.5)))
             reg = cv.region(heart.scaled(1.0, 3.5))
             if reg is not None:
-                self._fat(cv, *reg, 3.0, 0.2)
+                self._fat(cv, *reg, 3.0, 0.0)
             cv.ellipse(heart, "heart", self._textured(cv, 40.0, [(2.2, 3.0), (1.0, 10.0)]))
         blood = self._textured(cv, 42.0, [(2.0, 3.0)])
         Zc = 0.36 * Z  # carina
@@ -1106,13 +1133,15 @@ class Phantom:
         if nz > 0.05:  # deep gray nuclei: caudate heads, lentiform nuclei, thalami
             gm = self._textured(cv, 37.0, [(2.0, 2.0)])
             for side in (-1, 1):
-                cv.ellipse(Ellipse(side * (16 + 6 * vk) + dx, -16 + dy, 6 * nz, 9 * nz, -side * 20), "gray_matter", gm)
-                cv.ellipse(Ellipse(side * (30 + 4 * vk) + dx, 4 + dy, 7 * nz, 17 * nz, side * 8), "gray_matter", gm)
-                cv.ellipse(Ellipse(side * 10 + dx, 20 + dy, 9 * nz, 11 * nz, side * 10), "gray_matter", gm)
+                cv.ellipse(Ellipse(side * (13 + 5 * vk) + dx, -18 + dy, 6 * nz, 9 * nz, -side * 20), "gray_matter", gm)
+                cv.ellipse(Ellipse(side * (28 + 4 * vk) + dx, 2 + dy, 7 * nz, 17 * nz, side * 8), "gray_matter", gm)
+                cv.ellipse(Ellipse(side * 10 + dx, 18 + dy, 8 * nz, 10 * nz, side * 10), "gray_matter", gm)
         wm = Ellipse(0.0, 2.0, outer.a - 25, outer.b - 27)
         if vk > 0.15:
-            for side in (-1, 1):  # lateral ventricles
-                cv.ellipse(Ellipse(side * 11 + dx, -6 + dy, 6 * vk + 1, 22 * vk + 2, side * 12), "water")
+            for side in (-1, 1):  # lateral ventricles: frontal horn, body, atrium, either side of the septum
+                cv.ellipse(Ellipse(side * (6.5 + 3 * vk) + dx, -16 + dy, 3 + 4 * vk, 4 + 12 * vk, side * 25), "water")
+                cv.ellipse(Ellipse(side * (8 + 3 * vk) + dx, 2 + dy, 2.5 + 3.5 * vk, 4 + 14 * vk, -side * 6), "water")
+                cv.ellipse(Ellipse(side * (12 + 3 * vk) + dx, 20 + dy, 3 + 4 * vk, 3 + 8 * vk, -side * 30), "water")
         self._paint_lesions(cv, wm, z, TISSUE_HU["white_matter"])
 
     def _brain(self, cv: _Canvas, x, y, u, db, z, hu, lab, where) -> None:
