@@ -309,3 +309,85 @@ def cupping_hu(image_hu: np.ndarray, pixel_mm: float, radius_mm: float,
     edge = float(image_hu[disc_mask(image_hu.shape, centre_px, edge_fractions[1] * r_px,
                                     edge_fractions[0] * r_px)].mean())
     return {"centre_hu": centre, "edge_hu": edge, "centre_minus_edge_hu": centre - edge}
+
+
+def pack_square_rois(mask: np.ndarray, size_px: int, margin_px: int = 2, step_px: int = 2
+                     ) -> list[tuple[float, float]]:
+    """Centres of non-overlapping ``size_px`` squares that lie wholly inside a region, packed greedily
+    from the region's centroid outwards (deterministic): where to measure noise in a uniform material.
+
+    Parameters
+    ----------
+    mask : ndarray, (H, W), bool
+        The region (e.g. the pixels of one material).
+    size_px : int
+        Side of the squares in pixels.
+    margin_px : int
+        Keep each square at least this many pixels inside the region's edge.
+    step_px : int
+        Grid step of the candidate centres in pixels.
+
+    Returns
+    -------
+    list of (row, col)
+        Square centres in pixels (as :func:`square_rois` takes them); empty when none fits.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    full = size_px + 2 * margin_px
+    inside = ndimage.minimum_filter(mask.astype(np.uint8), size=full, mode="constant", cval=0).astype(bool)
+    half = size_px // 2
+    rows, cols = np.nonzero(inside)
+    keep = (rows % step_px == 0) & (cols % step_px == 0) & (rows >= half) & (cols >= half)
+    keep &= (rows - half + size_px <= mask.shape[0]) & (cols - half + size_px <= mask.shape[1])
+    rows, cols = rows[keep], cols[keep]
+    if rows.size == 0:
+        return []
+    cy, cx = np.argwhere(mask).mean(axis=0)
+    order = np.lexsort((cols, rows, np.hypot(rows - cy, cols - cx)))
+    chosen: list[tuple[int, int]] = []
+    for i in order:
+        r, c = int(rows[i]), int(cols[i])
+        if all(abs(r - r2) >= size_px or abs(c - c2) >= size_px for r2, c2 in chosen):
+            chosen.append((r, c))
+    return [(float(r), float(c)) for r, c in chosen]
+
+
+def nps_bootstrap(noise_rois: np.ndarray, pixel_mm: float, n_resamples: int = 200,
+                  rng: np.random.Generator | None = None, *, difference: bool = False) -> dict:
+    """Standard errors of the NPS peak and power-weighted mean frequency and of the noise std, by
+    resampling the ROIs with replacement.
+
+    Parameters
+    ----------
+    noise_rois, pixel_mm, difference
+        As in :func:`nps_2d` (at least two ROIs).
+    n_resamples : int
+        Bootstrap resamples.
+    rng : numpy.random.Generator, optional
+        Draws the resamples (default: seeded with 0, so the result is reproducible).
+
+    Returns
+    -------
+    dict
+        ``peak_per_mm_se``, ``mean_per_mm_se`` (1/mm) and ``std_hu_se`` (HU): the standard deviations of
+        the estimates over the resamples.
+    """
+    rois = np.asarray(noise_rois, dtype=np.float64)
+    if rois.ndim != 3 or len(rois) < 2:
+        raise ValueError(f"the bootstrap needs a stack of at least two ROIs, got shape {rois.shape}")
+    rng = np.random.default_rng(0) if rng is None else rng
+    rois = rois - rois.mean(axis=(1, 2), keepdims=True)
+    ny, nx = rois.shape[1:]
+    power = np.abs(np.fft.fft2(rois)) ** 2 * (pixel_mm * pixel_mm) / (ny * nx) / (2.0 if difference else 1.0)
+    fy = np.fft.fftshift(np.fft.fftfreq(ny, d=pixel_mm))
+    fx = np.fft.fftshift(np.fft.fftfreq(nx, d=pixel_mm))
+    cell = abs(fy[1] - fy[0]) * abs(fx[1] - fx[0])
+    peaks, means, stds = [], [], []
+    for _ in range(n_resamples):
+        nps = np.fft.fftshift(power[rng.integers(0, len(rois), len(rois))].mean(axis=0))
+        f, nps_r = radial_nps(nps, fy, fx)
+        peaks.append(nps_peak_frequency(f, nps_r))
+        means.append(nps_mean_frequency(f, nps_r))
+        stds.append(float(nps.sum() * cell) ** 0.5)
+    return {"peak_per_mm_se": float(np.std(peaks)), "mean_per_mm_se": float(np.std(means)),
+            "std_hu_se": float(np.std(stds))}
