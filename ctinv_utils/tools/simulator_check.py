@@ -818,26 +818,6 @@ def mu_to_hu(mu_per_mm: np.ndarray, mu_water_per_mm: float) -> np.ndarray:
     return (np.asarray(mu_per_mm, dtype=np.float64) / mu_water_per_mm - 1.0) * 1000.0
 
 
-# -- our simulator --------------------------------------------------------------------------------
-
-def our_scanner() -> tuple[ScanFunction, str]:
-    """Our simulator and its name: :func:`ctinv_utils.data.scanner.acquire.scan_slice` when it exists,
-    else the parallel-beam mono-energetic :func:`ctinv_utils.data.acquisition.simulate_pair` as a
-    placeholder (it ignores the labels and has no beam hardening, so no water correction)."""
-    try:
-        from ..data.scanner.acquire import scan_slice
-    except ImportError:
-        return _parallel_beam_placeholder, "placeholder: ctinv_utils.data.acquisition.simulate_pair (parallel beam)"
-    return scan_slice, "ctinv_utils.data.scanner.acquire.scan_slice"
-
-
-def _parallel_beam_placeholder(image_hu, labels, pixel_mm, *, photons_full_dose, dose_fraction, rng,
-                               water_correction=True):
-    from ..data.acquisition import simulate_pair
-
-    return simulate_pair(image_hu, pixel_mm, photons_full_dose, dose_fraction, 576, rng, filter_name="hann")
-
-
 # -- measurements and targets ------------------------------------------------------------------------
 
 def measure_phantom(phantom: Phantom, low_hu: np.ndarray, full_hu: np.ndarray, clean_hu: np.ndarray,
@@ -1030,7 +1010,8 @@ def run_check(out: str | os.PathLike = "simulator_check", *, seed: int = 0, dose
     kernel : str
         gecatsim's kernel (``'soft'`` is closest to our Hann-windowed ramp).
     scan : callable, optional
-        Our simulator (:data:`ScanFunction`); default :func:`our_scanner`.
+        Our simulator (:data:`ScanFunction`); default
+        :func:`ctinv_utils.data.scanner.acquire.scan_slice` (the clinical scanner).
     scan_name : str, optional
         Its name in the report.
     targets : Targets
@@ -1045,8 +1026,9 @@ def run_check(out: str | os.PathLike = "simulator_check", *, seed: int = 0, dose
         The JSON's content.
     """
     if scan is None:
-        scan, default_name = our_scanner()
-        scan_name = scan_name or default_name
+        from ..data.scanner.acquire import scan_slice
+
+        scan, scan_name = scan_slice, scan_name or "ctinv_utils.data.scanner.acquire.scan_slice (clinical scanner)"
     scan_name = scan_name or getattr(scan, "__qualname__", repr(scan))
     pixel_mm = fov_mm / size
     roi = int(round(47.0 / pixel_mm))
