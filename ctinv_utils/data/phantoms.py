@@ -13,6 +13,27 @@ patient and tile, evaluated at the pixel centres. ``slice(z, 512)`` and ``slice(
 show the same patient at two samplings. Structures thinner than a pixel (vessels, septa, trabeculae,
 sulci) are painted with their pixel coverage (partial volume); labels go to the tissue covering at
 least half of a pixel.
+
+What each region holds (textures as std on the eroded label, see :data:`FLAT_TISSUE`):
+
+- body wall (chest, abdomen): skin; subcutaneous fat (-100 HU) with septa running across it and a
+  superficial fascia; a muscle wall with fat planes between its lateral layers and a linea alba;
+  visceral or extrapleural fat with septa and small vessels.
+- chest: lungs (-865 HU, ~20 HU of fine grain, denser posteriorly) filling the cavity, with
+  pulmonary artery and vein trees (a few thousand branches each, from the hila outwards, calibres by
+  Murray's law) and bronchi with walls beside the larger arteries; trachea and main bronchi,
+  mediastinal fat, the heart in epicardial fat, aorta, pulmonary trunk, caval and brachiocephalic
+  veins, oesophagus; ribs, sternum, scapulae and thoracic vertebrae; the diaphragm domes at the base.
+- abdomen: liver (60 HU, ~4 HU texture) with a left lobe and portal and hepatic vein trees (about
+  -16 HU); gallbladder (water); spleen; kidneys with cortex, medullary pyramids and a sinus open at
+  the hilum in perirenal fat; pancreas (lobulated); stomach, colon and small-bowel loops (walls,
+  fluid or mottled contents, gas above an air-fluid level); aorta, IVC, renal and splenic veins;
+  psoas and paraspinal muscles; lumbar vertebrae (or discs) and lower ribs.
+- bone everywhere: cortical shells (900-1550 HU by patient and site) over trabecular bone, a web of
+  trabeculae (~600 HU, cells 2-4 mm) in marrow (-10 to 60 HU).
+- head: scalp, skull with outer and inner tables and diploe, varying in thickness; cortex folded by
+  sulci, gray matter (38 HU) over white matter (27 HU), the interhemispheric fissure and falx, deep
+  gray nuclei, lateral ventricles (water); the low-contrast lesions in the white matter.
 """
 
 from __future__ import annotations
@@ -40,7 +61,8 @@ TISSUE_HU = {
 }
 LABELS = {name: i for i, name in enumerate(TISSUE_HU)}
 #: Large homogeneous-ish tissue in which noise is measured, per region. Its texture is a smooth field
-#: of a few HU (std: white matter 2, heart 2.5, liver parenchyma 4, liver with its vessels about 5).
+#: of a few HU: std on the label eroded by 3 px, white matter ~1.5 HU, heart ~2.2 HU, liver ~4.4 HU
+#: (parenchyma ~4 HU plus its vessels, which keep the label ``liver``).
 FLAT_TISSUE = {"head": "white_matter", "chest": "heart", "abdomen": "liver"}
 #: Length (mm) of the scanned range z in [0, 1] per region: the z scale of all 3-D anatomy.
 Z_EXTENT_MM = {"head": 110.0, "chest": 260.0, "abdomen": 240.0}
@@ -817,9 +839,10 @@ class Phantom:
         return out
 
     # -- bowel ------------------------------------------------------------------------------
-    def _bowel(self, cv: _Canvas, tube: dict) -> None:
-        """A bowel tube: wall, content (fluid, chyme or mottled faeces with bubbles) and gas on the
-        non-dependent (anterior, image-up) side above a horizontal air-fluid level."""
+    def _bowel(self, cv: _Canvas, tube: dict, cavity: Ellipse) -> None:
+        """A bowel tube inside the peritoneal ``cavity``: wall, content (fluid, chyme or mottled faeces
+        with bubbles) and gas on the non-dependent (anterior, image-up) side above a horizontal
+        air-fluid level."""
         t: _Tubes = tube["tubes"]
         idx = t.cut(cv.z)
         if len(idx) == 0:
@@ -838,7 +861,7 @@ class Phantom:
             d, ay = _segment_distance(X, Y, cv.z, t.p0[i], t.p1[i])
             closer = d < dist
             dist[closer], axis_y[closer], rad[closer] = d[closer], ay[closer], t.r[i]
-        outer = dist <= rad
+        outer = (dist <= rad) & cavity.mask(X, Y)
         if not outer.any():
             return
         # the cross-section radius in this plane: sqrt(r^2 - dz^2) at the nearest axis point
@@ -864,7 +887,7 @@ class Phantom:
         if tube["gas"] > 0:
             lum_r = rad[lumen] - wall if np.ndim(wall) == 0 else rad[lumen] - wall[lumen]
             gas = (y - axis_y[lumen]) < -lum_r + 2 * lum_r * tube["gas"]
-            hu[gas] = -1000.0 + 15.0 * cv.noise("gas", x[gas], y[gas], 2.0)
+            hu[gas] = -1000.0
         lab[hu < -500] = LABELS["bowel_gas"]
         cv.hu[win][lumen] = hu
         cv.labels[win][lumen] = lab
@@ -893,9 +916,9 @@ class Phantom:
         tubes = self._trees
         # hollow organs first: solid organs are painted over them
         if z < 0.5:
-            self._bowel(cv, tubes["stomach"])
+            self._bowel(cv, tubes["stomach"], inner)
         for loop in tubes["colon"] + tubes["small_bowel"]:
-            self._bowel(cv, loop)
+            self._bowel(cv, loop, inner)
         self._paraspinal(cv, 60.0, 18.0)
         psoas = _smoothstep(0.35, 0.9, z)
         if psoas > 0.05:
@@ -1040,7 +1063,7 @@ class Phantom:
             _Tubes.polyline([(-6.0, -6.0, 0.28 * Z), (-10.0, -2.0, -0.1 * Z)], 6.5),        # brachiocephalic a.
             _Tubes.polyline([(10.0, 4.0, 0.28 * Z), (12.0, 6.0, -0.1 * Z)], 4.5),           # left carotid
             _Tubes.polyline([(20.0, 14.0, 0.28 * Z), (34.0, 16.0, -0.1 * Z)], 5.5),         # left subclavian
-            _Tubes.polyline([(40.0, -22.0, 0.18 * Z), (-20.0, -10.0, 0.22 * Z)], 7.0),      # left brachiocephalic v.
+            _Tubes.polyline([(26.0, -20.0, 0.18 * Z), (-20.0, -10.0, 0.22 * Z)], 6.5),      # left brachiocephalic v.
             _Tubes.polyline([(-24.0, -8.0, 0.10 * Z), (-34.0, -16.0, -0.1 * Z)], 7.5),      # right brachiocephalic v.
             _Tubes.polyline([(-30.0, 20.0, 0.55 * Z), (-26.0, 30.0, 0.62 * Z)], 6.0),       # pulmonary veins
             _Tubes.polyline([(30.0, 22.0, 0.53 * Z), (30.0, 32.0, 0.60 * Z)], 6.0),
