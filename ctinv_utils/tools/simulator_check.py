@@ -1038,7 +1038,7 @@ def run_check(out: str | os.PathLike = "simulator_check", *, seed: int = 0, dose
     setup = reference_setup(photons_full_dose=photons_full_dose, kernel=kernel,
                             **({"views": views} if views is not None else {}))
     rng_ref, rng_ours = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    steps = 1 + 2 * len(phantoms) + 2 * len(phantoms) + 1 + 1
+    steps = 1 + 2 * len(phantoms) + 2 * len(phantoms) + 1 + 2  # gecatsim, ours, ours uncorrected, measure, write
     bar = progress_bar(total=steps, desc="simulator check", disable=not progress)
     timings: dict[str, float] = {}
     images: dict[str, dict[str, np.ndarray]] = {"gecatsim": {}, "ours": {}}
