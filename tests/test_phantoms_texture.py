@@ -14,12 +14,12 @@ from ctinv_utils.data.phantoms import FLAT_TISSUE, LABELS, TISSUE_HU, Z_EXTENT_M
 REGIONS = ("head", "chest", "abdomen")
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=3)  # a chest phantom grows its vessel trees once (~1 s); each holds some MB of field caches
 def phantom(region: str, seed: int) -> Phantom:
     return Phantom(region, seed)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=16)
 def painted(region: str, seed: int, z: float, size: int):
     hu, labels, pixel_mm = phantom(region, seed).slice(z, size)
     hu.flags.writeable = False

@@ -209,7 +209,7 @@ class _Fields:
             white = np.random.default_rng([self.seed, key, plane + _OFFSET]).standard_normal((cells, cells),
                                                                                               dtype=np.float32)
             spec = fft.rfft2(white) * self._kernel(h, cells, sigma_mm, sigma2_mm)
-            self._remember(self._spectra, ck, spec, 160)
+            self._remember(self._spectra, ck, spec, 96)
         return spec
 
     def _plane(self, key: int, z_mm: float, h: float, hz: float, cells: int, sigma_mm: float,
@@ -230,7 +230,7 @@ class _Fields:
                 kx = (2j * np.pi * np.fft.rfftfreq(cells, d=h)[None, :]).astype(np.complex64)
                 fields += [spec * kx, spec * ky]
             out = [fft.irfft2(f, s=(cells, cells)).astype(np.float32) for f in fields]
-            self._remember(self._planes, ck, out, 48)
+            self._remember(self._planes, ck, out, 32)
         return out
 
     def sample(self, name: str, x, y, z_mm: float, sigma_mm: float, sigma2_mm: float | None = None,
