@@ -10,13 +10,14 @@ slice (water in a subcutaneous fat layer, a liver, a fat insert, a vertebral bod
 a cortical-bone insert and two ribs). Each is a label map in the tissue labels of
 :mod:`ctinv_utils.data.phantoms` painted with their HU (what ``scan_slice`` takes) and, with the same
 elemental compositions and mass densities, a gecatsim voxelized phantom. gecatsim keeps its own
-cross-section data, projector, detector model, log and FDK reconstruction; it is given our tube
-spectrum, bowtie profile, scintillator, electronic noise and dose. Its low-dose scan is its full-dose
-scan with photons removed (binomial thinning of the detected counts in its detection callback), as ours.
+cross-section data, projector, detector model, log, water beam-hardening correction
+(``Prep_BHC_Accurate``) and fan-beam FBP; it is given our tube spectrum, bowtie profile, scintillator,
+electronic noise and dose. Its low-dose scan is its full-dose scan with photons removed (binomial
+thinning of the detected counts in its detection callback), as ours.
 
 Measured side by side (:func:`measure_phantom`): noise std at both doses and their ratio, the noise
-power spectrum (peak and power-weighted mean frequency), cupping of the water cylinder (ours with and
-without the water beam-hardening correction) and the CT numbers of water, fat, liver and bone. The
+power spectrum (peak and power-weighted mean frequency), cupping of the water cylinder (each simulator with
+and without its water beam-hardening correction) and the CT numbers of water, fat, liver and bone. The
 targets (:class:`Targets`) are reported pass/fail in ``<out>/simulator_check.json`` (written
 atomically) with the seed, the versions and the machine; ``simulator_check.png`` / ``.pdf`` show the
 slices in one window, the noise power spectra and the cylinder's radial profiles. A run takes minutes:
