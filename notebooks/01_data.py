@@ -17,7 +17,7 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True        # False in headless runs
-simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+simulation = {"scanner": "clinical", "image_size": 512, "n_views": 1152, "photons_full_dose": 200000.0, "patients_per_region": 4,
               "min_slices": 3, "max_slices": 8}  # the embedded data (SimulationConfig settings)
 n_sampler_draws = 20000   # draws for the sampling histogram
 noise_slices_per_patient = None  # slices per patient for the noise measurement (None: all)

@@ -34,7 +34,7 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True
-simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+simulation = {"scanner": "clinical", "image_size": 512, "n_views": 1152, "photons_full_dose": 200000.0, "patients_per_region": 4,
               "min_slices": 3, "max_slices": 8}  # the embedded data (SimulationConfig settings)
 region = "chest"              # a test slice of this region; shown in the lung and abdomen windows
 crop = 96                     # centre crop in px (None: the whole slice)

@@ -24,7 +24,7 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True
-simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+simulation = {"scanner": "clinical", "image_size": 512, "n_views": 1152, "photons_full_dose": 200000.0, "patients_per_region": 4,
               "min_slices": 3, "max_slices": 8}  # the embedded data (SimulationConfig settings)
 natural_denoisers = ["cnn10"]  # a generator is trained for each
 distance = "dssim"            # d in both terms; (1-SSIM)/2 weighs noise-level changes (bounded MSE barely does)

@@ -25,7 +25,7 @@ seed = 0
 figures_dir = "figures/quick"
 artifacts_dir = "papermill_runs/quick/artifacts"
 interactive = True
-simulation = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+simulation = {"scanner": "clinical", "image_size": 512, "n_views": 1152, "photons_full_dose": 200000.0, "patients_per_region": 4,
               "min_slices": 3, "max_slices": 8}  # the acquisition of the lesion scans (the denoisers' training data)
 denoiser_names = ["cnn10", "wganvgg", "gauss_ri"]
 diameters_mm = [3.0, 5.0, 7.0, 10.0]

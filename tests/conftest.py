@@ -61,7 +61,7 @@ _CACHE = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
 os.environ["CTINV_CACHE"] = str(_CACHE)
 os.environ.pop("CTINV_DATA", None)
 
-SMOKE_SIMULATION = dict(image_size=128, n_views=180, photons_full_dose=6e4, patients_per_region=3,
+SMOKE_SIMULATION = dict(scanner="clinical", image_size=128, n_views=360, photons_full_dose=2e5, patients_per_region=3,
                         min_slices=2, max_slices=3)
 
 

@@ -1,6 +1,8 @@
-"""Refactors change no result: values recorded with the code of commit 0637fb0 (before the stage
-packages), recomputed with today's code. Data simulation, patch sampling, both training methods
-(WGAN-VGG with its critic and gradient penalty), invariances with all three distances, FGSM/BIM."""
+"""Refactors change no result: recorded values recomputed with today's code. Data simulation, patch
+sampling and both training methods (WGAN-VGG with its critic and gradient penalty) against values
+recorded with the clinical scanner model (simulation version 2; ``python tests/test_reference_results.py
+--record`` records them again after an intended change of the data); invariances with all three
+distances and FGSM/BIM against values recorded before the stage packages (commit 0637fb0)."""
 
 import json
 from pathlib import Path
@@ -16,13 +18,19 @@ from ctinv_utils.synthesis.invariances import Invariance
 from ctinv_utils.data.sampling import PatchSampler, split_patients
 from ctinv_utils.training.methods import TrainConfig, denoiser_trainer
 
-REF = json.loads((Path(__file__).parent / "data" / "reference_0637fb0.json").read_text())
+DATA_REF_FILE = Path(__file__).parent / "data" / "reference_data_v2.json"
+REF = {**json.loads((Path(__file__).parent / "data" / "reference_0637fb0.json").read_text()),
+       **json.loads(DATA_REF_FILE.read_text())}
 RTOL = 1e-4  # float32 sums over thousands of values; the recorded machine may differ in SIMD width
 
 
 @pytest.fixture(scope="module")
 def reference_data():
-    """The smoke data as simulated before head scans got their higher dose (head_photon_factor 1)."""
+    """The smoke data (head scans at the body dose, head_photon_factor 1, as recorded)."""
+    return _reference_data()
+
+
+def _reference_data():
     from conftest import SMOKE_SIMULATION
     from ctinv_utils import load_data
 
@@ -44,17 +52,22 @@ def test_data_and_sampling_unchanged(reference_data):
     close([low.sum(), full.sum()], REF["patch"])
 
 
-@pytest.mark.filterwarnings("ignore:VGG. random init")
-@pytest.mark.parametrize("method,extra", [
-    ("cnn10", {}),
-    ("wganvgg", {"pretrain_iterations": 2, "vgg_weights": "imagenet_or_random", "critic_steps": 2,
-                 "lambda_perceptual": 1e5}),
-])
-def test_training_unchanged(reference_data, tmp_path, method, extra):
+TRAINING = [("cnn10", {}), ("wganvgg", {"pretrain_iterations": 2, "vgg_weights": "imagenet_or_random",
+                                        "critic_steps": 2, "lambda_perceptual": 1e5})]
+
+
+def _train(data, folder, method, extra):
     cfg = TrainConfig.from_dict(dict(method=method, iterations=6, batch_size=2, patch_size=40, checkpoint_every=3,
                                      **extra))
-    t = denoiser_trainer(cfg, reference_data, tmp_path / f"{method}.ckpt")
+    t = denoiser_trainer(cfg, data, Path(folder) / f"{method}.ckpt")
     t.fit(progress=False)
+    return t
+
+
+@pytest.mark.filterwarnings("ignore:VGG. random init")
+@pytest.mark.parametrize("method,extra", TRAINING)
+def test_training_unchanged(reference_data, tmp_path, method, extra):
+    t = _train(reference_data, tmp_path, method, extra)
     for name, module in t.method.modules().items():
         for k, v in module.state_dict().items():
             ref = REF[f"train_{method}"][name][k]  # [sum, sum of |w|]: the signed sum cancels, so its
@@ -97,3 +110,32 @@ def test_synthesis_unchanged():
         atk = cls(x, cnn, eps_hu=10.0, loss="output", seed=0)
         atk.synthesize(1 if cls is FGSM else 3, progress=False)
         close([atk.result.double().sum(), atk.result.double().abs().sum()], REF[f"atk_{cls.__name__}"])
+
+
+def record_data_reference(path: Path = DATA_REF_FILE) -> None:
+    """Record the data, sampling and training values (after an intended change of the simulated data)."""
+    import tempfile
+
+    data = _reference_data()
+    ref = {"patients": data.patient_ids, "n_slices": data.n_slices.tolist(), "split": split_patients(data, seed=0)}
+    for key, (p, s, which) in {"slice0_low": (0, 0, 0), "slice0_full": (0, 0, 1), "slice41_low": (4, 1, 0)}.items():
+        img = data.slice_hu(p, s)[which]
+        ref[key] = [float(img.mean()), float(img.std())]
+    low, full = PatchSampler(data, 40, seed=0).next_batch(3)
+    ref["patch"] = [float(low.sum()), float(full.sum())]
+    with tempfile.TemporaryDirectory() as folder:
+        for method, extra in TRAINING:
+            t = _train(data, folder, method, extra)
+            ref[f"train_{method}"] = {name: {k: [float(v.double().sum()), float(v.double().abs().sum())]
+                                             for k, v in module.state_dict().items()}
+                                      for name, module in t.method.modules().items()}
+            ref[f"hist_{method}"] = {k: [float(x) for x in v] for k, v in t.history.items()}
+    path.write_text(json.dumps(ref, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    if "--record" in sys.argv:
+        record_data_reference()

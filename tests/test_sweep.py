@@ -190,7 +190,7 @@ def test_sweep_item_equals_the_notebook_path(reference, run_artifacts, smoke_dat
     settings and seed give bit-identical invariances."""
     from ctinv_utils import hu_to_norm, recipes
     from ctinv_utils.pipeline.artifacts import Artifacts
-    from ctinv_utils.data.dataset import centre_crop
+    from ctinv_utils.data.dataset import anatomy_crop_origin, crop_at
     from ctinv_utils.pipeline.presets import load_preset
 
     nb03 = sweep.notebook_settings(load_preset("smoke"), "03_image_domain_invariances", None, "cpu")
@@ -199,8 +199,8 @@ def test_sweep_item_equals_the_notebook_path(reference, run_artifacts, smoke_dat
     item = next(it for it in (WorkItem(r["patient"], r["slice"], r["region"], r["denoiser"], r["distance"])
                               for r in sweep.SweepResults(reference).rows()) if it.denoiser == "gauss_ri")
     swept, _ = ItemStore(reference).read(item)
-    low_hu, _ = smoke_data.slice_hu(smoke_data.index_of(item.patient), item.slice_index)
-    x = torch.from_numpy(hu_to_norm(centre_crop(low_hu, 32)))[None, None].float()
+    low_hu, full_hu = smoke_data.slice_hu(smoke_data.index_of(item.patient), item.slice_index)
+    x = torch.from_numpy(hu_to_norm(crop_at(low_hu, anatomy_crop_origin(full_hu, 32), 32)))[None, None].float()
     denoisers = Artifacts(run_artifacts, "smoke").load_denoisers(["gauss_ri"], "cpu")
     art = Artifacts(tmp_path / "nb03", "smoke")
     recipes.invariance_study(x, denoisers, [item.distance], protocol, item.seed(0), art, tol_hu=5.0, refine_steps=0,

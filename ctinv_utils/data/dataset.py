@@ -194,10 +194,69 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
     return image[r0:r0 + size, c0:c0 + size]
 
 
+#: HU window in which :func:`anatomy_crop_origin` measures structure: lung, fat and soft-tissue edges count
+#: fully, a bone edge no more than a soft-tissue one (a crop should hold organs, not only the spine)
+STRUCTURE_WINDOW_HU = (-1000.0, 200.0)
+
+
+def anatomy_crop_origin(full_hu: np.ndarray, size: int | None) -> tuple[int, int]:
+    """Top-left corner (row, col) of the ``size`` x ``size`` window with the most anatomy in a slice.
+
+    A centre crop of a 512 px clinical slice at 0.74 mm shows one organ (a chest's heart); this picks the
+    window, inside the body, whose full-dose image (Gaussian-smoothed, sigma 2 px, clipped to
+    :data:`STRUCTURE_WINDOW_HU`) has the largest mean gradient magnitude: organ boundaries, vessels,
+    lung. Computed from the full-dose image only, so the same window is chosen whatever the noise.
+    A window counts as inside the body when at least 95 % of its smoothed pixels are above -950 HU
+    (lung, -865 HU, is inside); without such a window, the centre. Deterministic; (0, 0) for None.
+
+    Parameters
+    ----------
+    full_hu : ndarray, shape (H, W)
+        The full-dose slice in HU.
+    size : int or None
+        Side of the crop in pixels.
+
+    Returns
+    -------
+    (int, int)
+        Row and column of the window's top-left pixel.
+    """
+    from scipy import ndimage
+
+    H, W = full_hu.shape
+    if not size:
+        return 0, 0
+    if size > min(H, W):
+        raise BadArgumentError(f"crop {size} px is larger than the {H}x{W} slice; use a smaller crop or None")
+    smooth = ndimage.gaussian_filter(np.asarray(full_hu, dtype=np.float64), 2.0)
+    clipped = np.clip(smooth, *STRUCTURE_WINDOW_HU)
+    grad = np.hypot(ndimage.sobel(clipped, 0), ndimage.sobel(clipped, 1))
+
+    def window_means(a):  # mean of every size x size window, (H - size + 1, W - size + 1)
+        c = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        return (c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]) / size**2
+
+    inside = window_means((smooth > -950.0).astype(np.float64)) >= 0.95
+    if not inside.any():
+        return (H - size) // 2, (W - size) // 2
+    score = np.where(inside, window_means(grad), -np.inf)
+    r0, c0 = np.unravel_index(int(np.argmax(score)), score.shape)
+    return int(r0), int(c0)
+
+
+def crop_at(image: np.ndarray, origin: tuple[int, int], size: int | None) -> np.ndarray:
+    """The ``size`` x ``size`` window of a 2-D image at ``origin`` (row, col); the image for None."""
+    if not size:
+        return image
+    r0, c0 = origin
+    return image[r0:r0 + size, c0:c0 + size]
+
+
 def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The middle slice of the first of ``patient_ids`` in ``region``, centre-cropped: (low_hu,
-    full_hu, where) with ``where`` = {patient, slice, region, crop, pixel_mm} (pixel_mm: the series'
-    PixelSpacing in mm, None where the headers lack it)."""
+    """The middle slice of the first of ``patient_ids`` in ``region``, cropped to its ``crop`` px window
+    with the most anatomy (:func:`anatomy_crop_origin`): (low_hu, full_hu, where) with ``where`` =
+    {patient, slice, region, crop, crop_origin, pixel_mm} (crop_origin: the window's top-left pixel,
+    row and column; pixel_mm: the series' PixelSpacing in mm, None where the headers lack it)."""
     ids = data.patients_of(region, patient_ids)
     if not ids:
         have = sorted({data.patients[data.index_of(p)].region for p in patient_ids})
@@ -206,8 +265,10 @@ def pick_slice(data: "PairedCTData", patient_ids, region: str, crop: int | None 
     s = p.n_slices // 2
     low, full = data.slice_hu(ids[0], s)
     mm = float(p.pixel_mm)
-    return centre_crop(low, crop), centre_crop(full, crop), {"patient": p.patient_id, "slice": s, "region": region,
-                                                          "crop": crop, "pixel_mm": mm if mm == mm else None}
+    origin = anatomy_crop_origin(full, crop)
+    return crop_at(low, origin, crop), crop_at(full, origin, crop), {
+        "patient": p.patient_id, "slice": s, "region": region, "crop": crop, "crop_origin": list(origin),
+        "pixel_mm": mm if mm == mm else None}
 
 
 def load_data(data_path: str | Path | None = None, simulation: dict | None = None,

@@ -64,14 +64,14 @@ class LesionSetConfig:
     region: str = "abdomen"          # the lesion sits in FLAT_TISSUE[region] (liver, heart, white matter)
     roi_mm: float = 32.0             # side of the square observer ROI centred on the lesion
     margin_mm: float = 3.0           # tissue clearance around the ROI (edges blur a few px into it)
-    image_size: int = 256
-    n_views: int = 360
-    photons_full_dose: float = 6e4
+    image_size: int = 512
+    n_views: int = 1152
+    photons_full_dose: float = 2e5
     head_photon_factor: float = 4.0
     filter_name: str = "hann"
-    scanner: str = "parallel"        # the scanner model of :mod:`.scanner.acquire`
+    scanner: str = "clinical"        # the scanner model of :mod:`.scanner.acquire`
     seed: int = 0
-    version: int = 1                 # bump when the code changes its output
+    version: int = 2                 # bump when the code changes its output
 
     def __post_init__(self):
         object.__setattr__(self, "diameters_mm", tuple(float(d) for d in self.diameters_mm))

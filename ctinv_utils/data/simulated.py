@@ -62,18 +62,18 @@ PR_SET_PDEATHSIG = 1
 class SimulationConfig:
     """Everything that determines the simulated data set (its hash keys the cache)."""
 
-    image_size: int = 256            # pixels per side (512: 0.74 mm over the body's 380 mm field, as clinical scans)
-    n_views: int = 360               # views over 180 degrees (parallel) or per rotation (clinical: 1152)
-    photons_full_dose: float = 6e4   # photons per ray (parallel) or per channel and view in air (clinical: 2e5)
+    image_size: int = 512            # pixels per side: 0.74 mm over the body's 380 mm field, as clinical scans
+    n_views: int = 1152              # views per rotation (clinical) or over 180 degrees (parallel)
+    photons_full_dose: float = 2e5   # photons per channel and view in air (clinical) or per ray (parallel)
     head_photon_factor: float = 4.0  # head protocols run at ~4x the dose of body ones (CTDIvol ~55 vs ~13 mGy)
     patients_per_region: int = 4
     min_slices: int = 3              # slices per patient drawn uniformly in [min, max]:
     max_slices: int = 8              # unequal counts make patient-balanced sampling matter
     slice_spacing_mm: float = 5.0
     filter_name: str = "hann"
-    scanner: str = "parallel"        # "clinical": fan beam, 120 kVp, bowtie, water correction; "parallel": simple
+    scanner: str = "clinical"        # "clinical": fan beam, 120 kVp, bowtie, water correction; "parallel": simple
     seed: int = 0
-    version: int = 1                 # bump when the simulation code changes its output
+    version: int = 2                 # bump when the simulation code changes its output
 
     def __post_init__(self):
         if self.image_size < 64 or self.n_views < 16 or self.photons_full_dose <= 0 or self.head_photon_factor <= 0:

@@ -58,7 +58,7 @@ Betas = Annotated[list[Annotated[int | float, AfterValidator(_bounded(0, 1, low_
 HURange = Annotated[list[Number], Field(min_length=2, max_length=2)]
 AlphaGrid = Annotated[list[Alpha], Field(min_length=1)]
 
-QUICK_SIMULATION = {"image_size": 256, "n_views": 360, "photons_full_dose": 60000.0, "patients_per_region": 4,
+QUICK_SIMULATION = {"scanner": "clinical", "image_size": 512, "n_views": 1152, "photons_full_dose": 200000.0, "patients_per_region": 4,
                     "min_slices": 3, "max_slices": 8}
 
 

@@ -207,9 +207,10 @@ GPU_ASSUMED = {"flop_rate": 40e12, "bandwidth": 2.0e12, "launch_s": 12e-6, "memo
 #: CPU costs of the work that stays on the CPU on any machine, measured by the paper rehearsal on 2
 #: shared CPU cores (tests/test_paper_rehearsal.py prints its measurements): reading one 512x512
 #: low/full DICOM pair from the page cache (s), one radon and one iradon at 512 px and 720 views on one
-#: core (s), and what each notebook spends besides the work :func:`work_units` counts (kernel start,
+#: core (s), one polychromatic detector reading of 1152 views x 736 channels at both doses (s), and
+#: what each notebook spends besides the work :func:`work_units` counts (kernel start,
 #: imports, drawing and saving its figures at 512 px, artifacts; s).
-CPU_COSTS = {"read_pair_s": 0.006, "radon_s": 2.4, "iradon_s": 1.0, "reference": (512, 720),
+CPU_COSTS = {"read_pair_s": 0.006, "radon_s": 2.4, "iradon_s": 1.0, "reference": (512, 720), "detector_s": 0.8,
              "fixed_s": {"01_data": 15.0, "02_denoiser_training": 45.0, "03_image_domain_invariances": 200.0,
                          "04_natural_invariances": 40.0, "05_lesions": 30.0, "06_figures": 125.0}}
 #: Bytes of one cached float32 low/full pair per pixel, and PairedCTData's cache (2 GiB).
@@ -632,8 +633,14 @@ def cpu_work(nb: str, p: dict, patients: list[tuple], test: list[tuple], size: i
         n, views = int(sim.get("image_size", 512)), int(sim.get("n_views", 720))
         ref_n, ref_views = CPU_COSTS["reference"]
         nd, nc = len(p.get("diameters_mm") or [1]), len(p.get("contrasts_hu") or [1])
+        absent = int(p.get("absent_per_realisation", 0))
         per = (CPU_COSTS["radon_s"] * (1 + nd)
-               + CPU_COSTS["iradon_s"] * (nd + 2 * nd * nc + 2 * int(p.get("absent_per_realisation", 0))))
+               + CPU_COSTS["iradon_s"] * (nd + 2 * nd * nc + 2 * absent))
+        if sim.get("scanner", "clinical") == "clinical":
+            # two material maps per slice, the polychromatic detector per scan; the projector's angles are
+            # set by the image, not by the views
+            per += CPU_COSTS["radon_s"] + CPU_COSTS["detector_s"] * (nd * nc + absent) * views / 1152
+            views = ref_views
         r = int(p.get("realisations", 1))
         out.append((f"lesion scans on {cores} cores (first run; cached)",
                     r * per * (n / ref_n) ** 2 * views / ref_views / min(cores, r)))

@@ -38,7 +38,7 @@ import torch
 from .. import atomic
 from ..pipeline import presets
 from ..pipeline.artifacts import Artifacts, ArtifactError
-from ..data.dataset import centre_crop, load_data
+from ..data.dataset import anatomy_crop_origin, crop_at, load_data
 from ..errors import CTInvError
 from ..paths import run_dir
 from ..pipeline.presets import load_preset
@@ -487,8 +487,9 @@ def sweep_main(args) -> int:
                     "vgg": vgg.describe(device) if item.distance == "vgg" else None, "images": not args.metrics_only}
 
         def compute(item: WorkItem) -> tuple[dict, dict]:
-            low_hu, _ = data.slice_hu(data.index_of(item.patient), item.slice_index)
-            x = torch.from_numpy(hu_to_norm(centre_crop(low_hu, crop)))[None, None].float().to(device)
+            low_hu, full_hu = data.slice_hu(data.index_of(item.patient), item.slice_index)
+            low_hu = crop_at(low_hu, anatomy_crop_origin(full_hu, crop), crop)  # notebook 03's window
+            x = torch.from_numpy(hu_to_norm(low_hu))[None, None].float().to(device)
             inv = optimise_invariance(x, denoisers[item.denoiser], item.distance, protocol, item.seed(seed),
                                       distance_module=vgg if item.distance == "vgg" else None, device=device)
             arrays = inv.figure_arrays()
