@@ -195,8 +195,9 @@ def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
 
 
 #: HU window in which :func:`anatomy_crop_origin` measures structure: lung, fat and soft-tissue edges count
-#: fully, a bone edge no more than a soft-tissue one (a crop should hold organs, not only the spine)
-STRUCTURE_WINDOW_HU = (-1000.0, 200.0)
+#: fully, a bone edge no more than a fat-to-muscle one (a chest crop then holds lung with its vessels and
+#: the chest wall, not the spine)
+STRUCTURE_WINDOW_HU = (-1000.0, 100.0)
 
 
 def anatomy_crop_origin(full_hu: np.ndarray, size: int | None) -> tuple[int, int]:
