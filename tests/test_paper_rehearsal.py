@@ -137,7 +137,7 @@ def rehearsed(tmp_path_factory):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: make rehearse
 def test_every_notebook_runs_at_the_papers_sizes(rehearsed):
     manifest = rehearsed["manifest"]
     assert [e["notebook"] for e in manifest["notebooks"]] == NOTEBOOKS
@@ -158,7 +158,7 @@ def test_every_notebook_runs_at_the_papers_sizes(rehearsed):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: make rehearse
 def test_outputs_have_the_papers_shapes(rehearsed):
     art = rehearsed["folder"] / "papermill_runs" / gf.REHEARSAL_PRESET / "artifacts"
     problems = rehearsal.shape_problems(art, ["cnn10", "wganvgg", "gauss_ri", *PUBLISHED], n_alphas=1, n_samples=2)
@@ -171,14 +171,14 @@ def test_outputs_have_the_papers_shapes(rehearsed):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: make rehearse
 def test_figure_file_names_are_portable(rehearsed):
     figures = rehearsed["folder"] / "figures" / gf.REHEARSAL_PRESET
     assert [p.name for p in figures.iterdir() if ":" in p.name] == []
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: make rehearse
 def test_each_notebook_is_measured_and_the_estimate_counts_its_flops(rehearsed):
     """The FLOPs each kernel measured are those :func:`gpu_estimate` counts for the rehearsal's own
     parameters (its work units on the meta device), within 15 %: the estimate of the paper preset
@@ -195,7 +195,7 @@ def test_each_notebook_is_measured_and_the_estimate_counts_its_flops(rehearsed):
 
 
 @pytest.mark.reproduction
-@pytest.mark.rehearsal  # about 8 min on 2 cores: CI runs it after the suite (make rehearse)
+@pytest.mark.rehearsal  # about 8 min on 2 cores: make rehearse
 def test_gpu_first_runs_its_code_path_on_cpu(rehearsed, tmp_path):
     """``gpu_first`` (GPU check, rehearsal, calibrated estimate, one JSON) at toy sizes on the CPU: the
     check as tests/test_bench.py runs it, the rehearsal's first notebook on the stand-ins already written."""
