@@ -47,9 +47,13 @@ import numpy as np
 from ..atomic import savefig, write_json
 from ..data import noise_measurement as nm
 from ..data.phantoms import LABELS, TISSUE_HU
+from ..data.scanner.geometry import FanBeamGeometry
 from ..errors import BadArgumentError
 from ..progress import progress_bar
 from ..provenance import git_commit, versions
+
+#: The scanner model's default geometry, which the gecatsim setup copies.
+_SCANNER = FanBeamGeometry()
 
 #: The gecatsim release this check drives (1.6.9's source archive does not build on Linux).
 GECATSIM_VERSION = "1.6.6"
@@ -441,12 +445,12 @@ class ReferenceSetup:
         The energy whose water attenuation the correction maps to (ours: 70 keV).
     """
 
-    sid_mm: float = 595.0
-    sdd_mm: float = 1085.6
-    channels: int = 736
-    channel_mm: float = 1.2858
-    channel_offset: float = 0.25
-    views: int = 1152
+    sid_mm: float = _SCANNER.source_iso_mm
+    sdd_mm: float = _SCANNER.source_detector_mm
+    channels: int = _SCANNER.n_channels
+    channel_mm: float = _SCANNER.channel_pitch_mm
+    channel_offset: float = _SCANNER.channel_offset
+    views: int = _SCANNER.n_views
     row_mm: float = 1.0
     spectrum: tuple[np.ndarray, np.ndarray] | None = None
     bowtie_al_mm: Callable[[np.ndarray], np.ndarray] | None = None
@@ -492,9 +496,8 @@ def reference_setup(geometry=None, **overrides) -> ReferenceSetup:
     ReferenceSetup
     """
     from ..data.scanner import xray
-    from ..data.scanner.geometry import FanBeamGeometry
 
-    g = FanBeamGeometry() if geometry is None else geometry
+    g = _SCANNER if geometry is None else geometry
     tables = xray.load_tables()
     det = tables.meta["materials"][xray.DETECTOR_MATERIAL]
     setup = ReferenceSetup(
