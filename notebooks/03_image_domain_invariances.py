@@ -43,7 +43,7 @@ alphas_dssim = [0.005, 0.01, 0.05, 0.2]  # (1-SSIM)/2's grid (None: alphas): at 
 alphas_vgg = [0.01, 0.05]     # the VGG distance's grid (None: alphas); it costs ~5x the others per alpha
 panel_alpha = 0.05            # the alpha shown in the talk-style panels (must be in every distance's grid)
 max_iter = 1200               # Adam iterations at most (the talk: 3k at a constant rate; the paper preset)
-max_iter_vgg = 1600           # iterations at most with the VGG distance (the most expensive)
+max_iter_vgg = 800            # iterations at most with the VGG distance (the most expensive)
 lr = {"mse": 0.1, "dssim": 0.01, "vgg": 0.1}  # Adam's learning rate (normalized units per step): one number,
                               # or one per distance ((1-SSIM)/2 weighs a few HU in flat tissue: a 10x smaller step)
 lr_schedule = "constant"      # "constant": the talk; "cosine": decays to 1% of lr over the run

@@ -164,7 +164,7 @@ class InvarianceSettings(NotebookSettings):
     alphas_vgg: AlphaGrid | None = Field(default_factory=lambda: [0.01, 0.05])
     panel_alpha: Alpha = 0.05
     max_iter: Count = 1200
-    max_iter_vgg: Count = 1600
+    max_iter_vgg: Count = 800
     lr: Annotated[PositiveNumber | dict[str, PositiveNumber], AfterValidator(_rate)] = Field(
         default_factory=lambda: {"mse": 0.1, "dssim": 0.01, "vgg": 0.1})
     lr_schedule: Literal["constant", "cosine"] = "constant"
