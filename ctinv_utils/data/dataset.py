@@ -183,17 +183,6 @@ class PairedCTData:
         return rows
 
 
-def centre_crop(image: np.ndarray, size: int | None) -> np.ndarray:
-    """The centred ``size`` x ``size`` crop of a 2-D image (the image itself for None)."""
-    if not size:
-        return image
-    H, W = image.shape
-    if size > min(H, W):
-        raise BadArgumentError(f"crop {size} px is larger than the {H}x{W} slice; use a smaller crop or None")
-    r0, c0 = (H - size) // 2, (W - size) // 2
-    return image[r0:r0 + size, c0:c0 + size]
-
-
 #: HU window in which :func:`anatomy_crop_origin` measures structure: lung, fat and soft-tissue edges count
 #: fully, a bone edge no more than a fat-to-muscle one (a chest crop then holds lung with its vessels and
 #: the chest wall, not the spine)
