@@ -1,7 +1,8 @@
 """Write the documentation's Performance page from the benchmark records, never by hand.
 
 Reads ``docs/bench_cpu_*.json`` (``python -m ctinv_utils bench``), ``docs/convergence_quick.json``
-(``python -m ctinv_utils convergence``) and the committed run's manifest
+(``python -m ctinv_utils convergence``), ``docs/optimisers_quick.json`` (``python -m ctinv_utils
+convergence --optimisers``) and the committed run's manifest
 (``papermill_runs/quick/manifest.json``) and renders them as Markdown. The documentation build calls
 :func:`render` (``docs/site_hooks.py``); run as a script it prints the page, or writes it with
 ``--out PATH``::
@@ -219,6 +220,80 @@ def convergence_section(path: Path) -> list[str]:
     return out
 
 
+METHOD_NAMES = {"adam": "Adam (every α from x + noise, one batch)",
+                "continuation": "continuation (each α from its neighbour's result)",
+                "lbfgs": "L-BFGS (batched, projected)"}
+
+
+def optimisers_section(path: Path) -> list[str]:
+    """``python -m ctinv_utils convergence --optimisers``: the way to a converged invariance per method."""
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    s = rec["settings"]
+    out = [
+        "## Time to a converged invariance: Adam, continuation, L-BFGS",
+        "",
+        f"Record: `docs/{path.name}` (`python -m ctinv_utils convergence --optimisers --preset {rec['preset']}`). "
+        f"CPU: {cpu_of(rec, path)}; torch {rec['versions'].get('torch', '?')}.",
+        "",
+        f"Each denoiser and distance on the {rec['preset']} preset's analysed slice "
+        f"({rec.get('slice', {}).get('crop', '?')} px crop of test patient {rec.get('slice', {}).get('patient', '?')}), "
+        f"three ways, one after the other in one process, each stopped by the project's convergence test (every α's "
+        f"loss within 1 % over the last 10 % of its run; Adam from {s['min_iter']} iterations on, a warm start and "
+        f"L-BFGS from {s['warm_min_iter']}; at most {s['max_iter']}, VGG16 {s['max_iter_vgg']}). "
+        "*× Adam* is Adam's wall time over the method's (> 1: faster); *loss ÷ Adam* is the method's final objective "
+        "over Adam's (the objective is negative: > 1 is better, 0.99 is 1 % worse).",
+        "",
+        "A method would replace Adam for a row where it is at least 2 times faster and no α's objective is more than "
+        "1 % worse (loss ÷ Adam ≥ 0.99):",
+        "",
+        "| denoiser, distance | method | × Adam | worst loss ÷ Adam | every α converged | at least 2x faster, at most 1 % worse |",
+        "|---|---|---|---|---|---|",
+    ]
+    cases = list(dict.fromkeys((r["denoiser"], r["distance"]) for r in rec["rows"]))
+    for case in cases:
+        for method in [m for m in METHOD_NAMES if m != "adam"]:
+            rows = [r for r in rec["rows"] if (r["denoiser"], r["distance"]) == case and r["method"] == method]
+            if not rows:
+                continue
+            worst = min(r["loss_vs_adam"] for r in rows)
+            wins = rows[0]["speed_up"] >= 2 and worst >= 0.99
+            out.append(f"| {_case(rows[0])} | {method} | {rows[0]['speed_up']:.2f} | {worst:.3f} | "
+                       f"{'yes' if all(r['converged'] for r in rows) else 'no'} | {'**yes**' if wins else 'no'} |")
+    out += [
+        "",
+        "Every run, per α:",
+        "",
+        "| denoiser, distance | method | seconds | × Adam | α | iterations | loss ÷ Adam | converged | input / output change (HU RMS) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rec["rows"]:
+        out.append(
+            f"| {_case(r)} | {METHOD_NAMES.get(r['method'], r['method'])} | {r['seconds']:.1f} | {r['speed_up']:.2f} | "
+            f"{r['alpha']:g} | {r['iterations']} | {r['loss_vs_adam']:.3f} | {'yes' if r['converged'] else '**no**'} | "
+            f"{r['input_rms_hu']:.0f} / {r['output_rms_hu']:.1f} |"
+        )
+    out.append("")
+    explorer = rec.get("explorer")
+    if explorer:
+        out += [
+            "### An α the explorer has not computed",
+            "",
+            "The explorer (notebook 03's widget) optimises an α off the grid when the slider reaches it. Started "
+            "from the result of the nearest grid α (`InvarianceExplorer(warm_start=True)`, notebook 03's default), "
+            "its early stop may act from 50 iterations on; from x + noise, from 300. Same slice, CNN-10, the grid "
+            "from the preset's Adam runs; the objective of the result (lower is better):",
+            "",
+            "| distance | α | start | seconds | iterations | converged | objective |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in explorer:
+            start = "x + noise" if r["started_from"] is None else f"α = {r['started_from']:g}'s result"
+            out.append(f"| {_name(DISTANCES, r['distance'])} | {r['alpha']:g} | {start} | {r['seconds']:.1f} | "
+                       f"{r['iterations']} | {'yes' if r['converged'] else 'no'} | {r['objective']:.5f} |")
+        out.append("")
+    return out
+
+
 def manifest_section(path: Path) -> list[str]:
     rec = json.loads(path.read_text(encoding="utf-8"))
     total = sum(n["wall_s"] for n in rec["notebooks"])
@@ -304,6 +379,9 @@ def render(docs: Path = DOCS) -> str:
     conv = docs / "convergence_quick.json"
     if conv.exists():
         out += convergence_section(conv)
+    optimisers = docs / "optimisers_quick.json"
+    if optimisers.exists():
+        out += optimisers_section(optimisers)
     manifest = ROOT / "papermill_runs" / "quick" / "manifest.json"
     if manifest.exists():
         out += manifest_section(manifest)

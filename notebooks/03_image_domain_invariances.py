@@ -49,6 +49,9 @@ lr = {"mse": 0.1, "dssim": 0.01, "vgg": 0.1}  # Adam's learning rate (normalized
 lr_schedule = "constant"      # "constant": the talk; "cosine": decays to 1% of lr over the run
 stop_early = True             # stop a run once every alpha converged (loss within 1% over the last 10%)
 min_iter = 300                # ... but not before this many (a 10% window of a short run misses a slow trend)
+continuation = False          # True: the largest alpha from x + noise, each smaller one from its neighbour's result
+warm_min_iter = 50            # ... whose early stop may act from this many iterations on
+explorer_warm_start = True    # the explorer starts an alpha not computed yet from the nearest grid alpha's result
 adam_betas = [0.9, 0.9]       # Adam's (beta1, beta2); the talk: PyTorch's (0.9, 0.999), which grows small-alpha
                               # invariances ~5x slower (README: Converged, and said so)
 hu_range = [-1024, 3071]      # x_inv projected onto this HU range after each step; None: unconstrained (talk)
@@ -193,7 +196,8 @@ ctx.view(*panels.attack_contrast(art, denoisers))  # file: 06_adversarial_vs_inv
 # %%
 explorer = InvarianceExplorer(x, denoisers, DISTANCES, alphas, max_iter=max_iter, lr=lr, seed=seed,
                               cache_dir=ctx.artifacts_dir / "explorer_cache", distance_modules={"vgg": vgg_distance},
-                              lr_schedule=lr_schedule, hu_range=hu_range, adam_betas=adam_betas, synthesize_kw=protocol.stop())
+                              lr_schedule=lr_schedule, hu_range=hu_range, adam_betas=adam_betas, synthesize_kw=protocol.stop(),
+                              warm_start=explorer_warm_start, warm_min_iter=warm_min_iter)
 for name in denoisers:
     for dist in DISTANCES:
         explorer.add_arrays(name, dist, art.read_arrays("invariance_arrays", denoiser=name, distance=dist))

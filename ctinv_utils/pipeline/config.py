@@ -170,6 +170,9 @@ class InvarianceSettings(NotebookSettings):
     lr_schedule: Literal["constant", "cosine"] = "constant"
     stop_early: bool = True
     min_iter: Annotated[int, Field(ge=0)] = 300
+    continuation: bool = False
+    warm_min_iter: Count = 50
+    explorer_warm_start: bool = True
     adam_betas: Betas = Field(default_factory=lambda: [0.9, 0.9])
     hu_range: Annotated[HURange | None, AfterValidator(_increasing_range)] = Field(
         default_factory=lambda: [-1024, 3071])

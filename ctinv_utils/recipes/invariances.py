@@ -15,7 +15,7 @@ from ..data.ldctbench_split import evaluation_patients
 from ..names import display_name
 from ..synthesis.adversarial import BIM, FGSM
 from ..synthesis.grid import alphas_for, early_stop, rate_for
-from ..synthesis.invariances import Invariance
+from ..synthesis.invariances import Invariance, stack_runs
 from ..synthesis.linearised import linearised_spectrum
 from ..synthesis.tolerance import at_tolerance
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm
@@ -45,6 +45,14 @@ class InvarianceProtocol:
         before ``min_iter`` iterations.
     init_noise_std : float
         Standard deviation of the start's noise, normalized units.
+    continuation : bool
+        False (the talk): every alpha starts from x + noise, all in one batch. True: the largest alpha
+        starts from x + noise and each smaller one from its neighbour's result, one after the other,
+        stopping early from ``warm_min_iter`` iterations on (the performance notes measure both).
+    warm_min_iter : int
+        The early stop's minimum for a run that starts from its neighbour's result.
+    optimizer : {"adam", "lbfgs"}
+        The talk's Adam, or the batched projected L-BFGS (measured, not used by a preset).
     """
 
     alphas: tuple
@@ -59,6 +67,9 @@ class InvarianceProtocol:
     stop_early: bool = False
     min_iter: int = 0
     init_noise_std: float = 0.1
+    continuation: bool = False
+    warm_min_iter: int = 50
+    optimizer: str = "adam"
 
     @classmethod
     def from_settings(cls, s, **overrides) -> "InvarianceProtocol":
@@ -70,7 +81,8 @@ class InvarianceProtocol:
                       max_iter=int(get("max_iter")), max_iter_vgg=get("max_iter_vgg"), lr=get("lr"),
                       lr_schedule=get("lr_schedule", "constant"), adam_betas=list(get("adam_betas") or TALK_BETAS),
                       hu_range=None if hu is None else list(hu), stop_early=bool(get("stop_early", False)),
-                      min_iter=int(get("min_iter", 0) or 0))
+                      min_iter=int(get("min_iter", 0) or 0), continuation=bool(get("continuation", False)),
+                      warm_min_iter=int(get("warm_min_iter", 50) or 50))
         fields.update(overrides)
         return cls(**fields)
 
@@ -86,9 +98,17 @@ class InvarianceProtocol:
         """The iteration cap of ``distance``."""
         return int(self.max_iter_vgg if distance == "vgg" and self.max_iter_vgg else self.max_iter)
 
-    def stop(self) -> dict:
-        """``synthesize()``'s stop arguments (none when every iteration runs)."""
-        return early_stop(self.stop_early, self.min_iter)
+    def stop(self, warm: bool = False) -> dict:
+        """``synthesize()``'s stop arguments (none when every iteration runs); ``warm``: of a run that
+        starts from a neighbouring alpha's result."""
+        return early_stop(self.stop_early, self.warm_min_iter if warm else self.min_iter)
+
+    def describe(self) -> str:
+        """How the runs were optimised, for captions: e.g. "Adam, every alpha from x + noise"."""
+        method = "L-BFGS" if self.optimizer == "lbfgs" else "Adam"
+        if self.continuation:
+            return f"{method}, continuation (largest alpha from x + noise, each smaller from its neighbour)"
+        return f"{method}, every alpha from x + noise"
 
     def replace(self, **changes) -> "InvarianceProtocol":
         return replace(self, **changes)
@@ -119,21 +139,37 @@ def optimise_invariance(x: torch.Tensor, denoiser: nn.Module, distance: str, pro
     Invariance
         The finished run (``history``, ``summary()``, ``convergence()``, ``figure_arrays()``).
     """
-    inv = Invariance(x, denoiser, distance, alpha=protocol.grid(distance), init_noise_std=protocol.init_noise_std,
-                     seed=seed, lr=protocol.rate(distance), device=device, hu_range=protocol.hu_range,
-                     adam_betas=protocol.adam_betas, distance_module=distance_module)
-    inv.synthesize(protocol.iterations(distance), progress=progress, lr_schedule=protocol.lr_schedule,
-                   **protocol.stop())
-    return inv
+    grid = protocol.grid(distance)
+
+    def run(alphas, start=None) -> Invariance:
+        inv = Invariance(x, denoiser, distance, alpha=alphas, init_noise_std=protocol.init_noise_std, seed=seed,
+                         lr=protocol.rate(distance), device=device, hu_range=protocol.hu_range,
+                         adam_betas=protocol.adam_betas, distance_module=distance_module,
+                         optimizer=protocol.optimizer, start=start)
+        inv.synthesize(protocol.iterations(distance), progress=progress, lr_schedule=protocol.lr_schedule,
+                       **protocol.stop(warm=start is not None))
+        return inv
+
+    if not protocol.continuation or len(grid) == 1:
+        return run(grid)
+    # continuation: the largest alpha (the fastest to converge from x + noise) first, then down the grid,
+    # each from its neighbour's result
+    runs: dict[int, Invariance] = {}
+    start = None
+    for i in sorted(range(len(grid)), key=lambda i: -grid[i]):
+        runs[i] = run(grid[i], start)
+        start = runs[i].result
+    return stack_runs([runs[i] for i in range(len(grid))])
 
 
 def invariance_rows(inv: Invariance, **keys) -> list[dict]:
     """One row per alpha: ``keys``, the iterations, whether it converged, the loss's and the input
     distance's spread over the last 10 % of the run (%), and :meth:`Invariance.summary`'s HU changes."""
-    return [dict(**keys, iterations=inv.iteration, converged=c, loss_spread_pct=100 * float(spread),
+    iterations = getattr(inv, "run_iterations", None) or [inv.iteration] * len(inv.alpha_values)
+    return [dict(**keys, iterations=n, converged=c, loss_spread_pct=100 * float(spread),
                  input_spread_pct=100 * float(creep), **row)
-            for row, c, spread, creep in zip(inv.summary(), inv.convergence(), inv.relative_spread(),
-                                             inv.relative_spread(term="input_distance"))]
+            for row, n, c, spread, creep in zip(inv.summary(), iterations, inv.convergence(), inv.relative_spread(),
+                                                inv.relative_spread(term="input_distance"))]
 
 
 def invariance_study(x: torch.Tensor, denoisers: dict, distances, protocol: InvarianceProtocol, seed: int, art, *,
@@ -150,7 +186,8 @@ def invariance_study(x: torch.Tensor, denoisers: dict, distances, protocol: Inva
         for dist in distances:
             inv = optimise_invariance(x, f, dist, protocol, seed, distance_module=vgg_distance if dist == "vgg" else None,
                                       progress=progress)
-            meta = {"denoiser": name, "distance": dist, "iterations": inv.iteration, "lr": protocol.rate(dist),
+            meta = {"denoiser": name, "distance": dist, "iterations": inv.iteration, "optimiser": protocol.describe(),
+                    "lr": protocol.rate(dist),
                     "lr_schedule": protocol.lr_schedule, "hu_range": protocol.hu_range,
                     "converged": inv.convergence(), "vgg": vgg_note if dist == "vgg" else ""}
             art.save_synthesis("invariance", inv, meta, {"denoiser": name, "distance": dist})
@@ -159,13 +196,14 @@ def invariance_study(x: torch.Tensor, denoisers: dict, distances, protocol: Inva
             # each refinement at least as long as this run, then until converged
             tol = at_tolerance(inv, tol_hu, refine_steps=refine_steps_vgg if dist == "vgg" else refine_steps,
                                candidates=candidates, max_iter=protocol.iterations(dist),
-                               lr_schedule=protocol.lr_schedule, **protocol.stop())
+                               lr_schedule=protocol.lr_schedule, warm_start=protocol.continuation,
+                               **protocol.stop(warm=protocol.continuation))
             art.write_arrays("tolerance_arrays", tol.figure_arrays(), {**meta, **tol.summary(), "alpha": tol.alpha,
                              "input_rms_hu": tol.input_rms_hu, "output_rms_hu": tol.output_rms_hu},
                              {"denoiser": name, "distance": dist})
             tolerance.append(dict(denoiser=name, distance=dist, **tol.summary()))
     art.write_json("invariances_summary", {"rows": summary, "vgg": vgg_note, "hu_range": protocol.hu_range,
-                                           "lr_schedule": protocol.lr_schedule})
+                                           "lr_schedule": protocol.lr_schedule, "optimiser": protocol.describe()})
     art.write_json("tolerance_summary", {"rows": tolerance, "tol_hu": tol_hu})
     return {"rows": summary, "tolerance": tolerance, "converged": sum(r["converged"] for r in summary)}
 

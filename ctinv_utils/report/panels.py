@@ -179,7 +179,8 @@ def talk_results(art: Artifacts, denoiser: str, distances, alpha: float, differe
                             tol_hu=tol_hu)
     where = sl.meta
     caption = (f"{display_name(denoiser)}, α={alpha:g}, distances {', '.join(display_name(d) for d in distances)}; "
-               f"Adam iterations: {iters}; slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
+               f"{first.meta.get('optimiser', 'Adam, every alpha from x + noise')}; iterations (longest run): {iters}; "
+               f"slice {where.get('patient')}/{where.get('slice')} ({where.get('region')}, "
                + (f"{where['crop']} px crop" if where.get('crop') else "whole slice") + f"); {vgg}")
     return fig, caption
 

@@ -95,7 +95,8 @@ def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window
     Parameters
     ----------
     loss_history : array_like, shape (T, A) or (T,)
-        The loss per iteration and sample (or a list of per-iteration lists).
+        The loss per iteration and sample (or a list of per-iteration lists); NaN where a sample's run
+        had ended (runs of different lengths), each sample then judged over its own iterations.
     fraction : float
         The window, as a fraction of the ``T`` iterations.
     lr_history : array_like, shape (T,), optional
@@ -117,6 +118,14 @@ def relative_spread(loss_history, fraction: float = 0.1, lr_history=None, window
     h = np.asarray(loss_history, dtype=np.float64)
     if h.ndim == 1:
         h = h[:, None]
+    if np.isnan(h).any():  # runs of different lengths side by side (NaN after a run ended): each on its own
+        rates = None if lr_history is None else np.asarray(lr_history, dtype=np.float64)
+        out = []
+        for col in h.T:
+            keep = ~np.isnan(col)
+            out.append(relative_spread(col[keep], fraction, None if rates is None or len(rates) != len(col)
+                                       else rates[keep], window)[0])
+        return np.asarray(out)
     if len(h) < 2:
         return np.full(h.shape[1] if h.ndim == 2 else 1, np.inf)
     w = max(1, int(round(fraction * len(h)))) if window is None else min(int(window), len(h) - 1)
@@ -162,12 +171,22 @@ class Synthesis:
     def _project(self) -> None:
         """Constraint after each step (e.g. the attack's eps-ball); none by default."""
 
+    def _check_finite(self, total: torch.Tensor, grad: torch.Tensor | None = None) -> None:
+        if not torch.isfinite(total):
+            raise SynthesisDiverged(f"{type(self).__name__}: loss is {total.item()} at iteration "
+                                    f"{self.iteration + 1}; lower lr or check the denoiser for NaN outputs")
+        if grad is not None and not torch.isfinite(grad).all():  # would poison the image without a NaN loss first
+            raise SynthesisDiverged(f"{type(self).__name__}: the gradient is NaN or inf at iteration "
+                                    f"{self.iteration + 1} (loss {total.item():.4g}); lower lr or check the "
+                                    "denoiser for NaN/inf outputs")
+
+    def _closure(self, x: torch.Tensor, index: torch.Tensor):  # pragma: no cover
+        """The objective of the samples ``index`` at ``x`` (for a closure-driven optimizer)."""
+        raise NotImplementedError
+
     def _step(self, loss: torch.Tensor) -> torch.Tensor:
         grad, = torch.autograd.grad(loss, [self.param])  # only the image: denoiser weights get no .grad
-        if not torch.isfinite(grad).all():  # would poison the image without a NaN loss first
-            raise SynthesisDiverged(f"{type(self).__name__}: the gradient is NaN or inf at iteration "
-                                    f"{self.iteration + 1} (loss {loss.item():.4g}); lower lr or check the "
-                                    "denoiser for NaN/inf outputs")
+        self._check_finite(loss, grad)
         self.param.grad = grad
         self.optimizer.step()
         return grad
@@ -321,14 +340,18 @@ class Synthesis:
                 for g, base in zip(self.optimizer.param_groups, lr0):
                     g["lr"] = base * scale
             prev = self.param.detach().clone()
-            loss_per, terms = self.objective()
-            total = loss_per.sum()  # per-sample objectives are summed, never mixed
-            if not torch.isfinite(total):
-                raise SynthesisDiverged(f"{type(self).__name__}: loss is {total.item()} at iteration "
-                                        f"{self.iteration + 1}; lower lr or check the denoiser for NaN outputs")
-            grad = self._step(total)
-            with torch.no_grad():
-                self._project()
+            if getattr(self.optimizer, "needs_closure", False):
+                # a quasi-Newton step (BatchedLBFGS): it evaluates the objective itself, per sample, and
+                # records the loss where it lands (Adam records it where it starts)
+                loss_per, grad, terms = self.optimizer.step(self._closure)
+                self._check_finite(loss_per.sum(), grad)
+            else:
+                loss_per, terms = self.objective()
+                total = loss_per.sum()  # per-sample objectives are summed, never mixed
+                self._check_finite(total)
+                grad = self._step(total)
+                with torch.no_grad():
+                    self._project()
             self.iteration += 1
             self.history["loss"].append(loss_per.detach().cpu().tolist())
             self.history.setdefault("lr", []).append(self.optimizer.param_groups[0]["lr"])

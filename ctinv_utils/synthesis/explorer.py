@@ -80,7 +80,8 @@ class InvarianceExplorer:
                  alphas=(0.1, 0.5, 2.0), results: dict | None = None, max_iter: int = 200, lr: float | dict = 1e-2,
                  seed: int = 0, cache_dir: str | Path | None = None, distance_modules: dict | None = None,
                  progress: bool = True, lr_schedule: str = "constant", hu_range=PHYSICAL_HU_RANGE,
-                 adam_betas=(0.9, 0.999), synthesize_kw: dict | None = None):
+                 adam_betas=(0.9, 0.999), synthesize_kw: dict | None = None, warm_start: bool = False,
+                 warm_min_iter: int = 50):
         """
         Other Parameters
         ----------------
@@ -101,6 +102,13 @@ class InvarianceExplorer:
         synthesize_kw : dict, optional
             More ``synthesize`` arguments of each run (e.g. the notebook's early stop), so that a
             slider value is optimised as the grid was.
+        warm_start : bool
+            Start an alpha not computed yet from the result of the nearest alpha of the grid (the
+            precomputed ones, in log alpha) instead of x + noise, and let its early stop act from
+            ``warm_min_iter`` iterations on: seconds instead of a whole run (the performance notes
+            measure it). The grid's results stay as they were computed.
+        warm_min_iter : int
+            The early stop's minimum for a warm-started run.
 
         Raises
         ------
@@ -125,17 +133,22 @@ class InvarianceExplorer:
         for d in distances:
             rate_for(lr, d)
         self.synthesize_kw = dict(synthesize_kw or {})
+        self.warm_start, self.warm_min_iter = bool(warm_start), int(warm_min_iter)
+        #: per on-demand run: seconds, iterations and the grid alpha it started from (None: x + noise)
+        self.runs: dict = {}
         self.lr_schedule, self.hu_range = lr_schedule, (list(hu_range) if hu_range is not None else None)
         self.denoisers = denoisers
         self.distances = list(distances)
         self.alphas = sorted(check_alpha_values(list(alphas))[0])
         self.results = {(d, m, self._key(a)): np.asarray(v) for (d, m, a), v in (results or {}).items()}
+        self._grid = set(self.results)  # the precomputed results: the only starts of a warm start
         self.max_iter, self.lr, self.seed, self.progress = max_iter, lr, seed, progress
         # on disk, results are keyed by everything that determines them besides the three choices: the
         # image, the settings and each denoiser's weights (not its name) here; each distance's identity
         # (weights and the precision it computes in) in a subfolder, from the module a run actually uses
         key = config_hash({"image": _tensor_sha(image), "max_iter": max_iter, "lr": lr, "seed": seed,
                            "lr_schedule": lr_schedule, "synthesize_kw": self.synthesize_kw, "hu_range": self.hu_range, "adam_betas": self.adam_betas,
+                           **({"warm_start": self.warm_min_iter} if self.warm_start else {}),
                            "denoisers": {n: module_sha(m) for n, m in denoisers.items()}})
         self.cache_dir = Path(cache_dir) / key if cache_dir else None
         self.distance_modules = dict(distance_modules or {})
@@ -174,13 +187,25 @@ class InvarianceExplorer:
         """Register every alpha of a finished batched :class:`~ctinv_utils.synthesis.invariances.Invariance`
         run of ``denoiser`` (a key of ``denoisers``), so that those alphas show at once."""
         for i, a in enumerate(invariance.alpha_values):
-            self.results[(denoiser, invariance.distance_name, self._key(a))] = invariance.result[i, 0].cpu().numpy()
+            key = (denoiser, invariance.distance_name, self._key(a))
+            self.results[key] = invariance.result[i, 0].cpu().numpy()
+            self._grid.add(key)
 
     def add_arrays(self, denoiser: str, distance: str, arrays) -> None:
         """Register every alpha of a saved run from its figure arrays (``x_inv`` ``(A, H, W)`` in HU and
         ``alphas`` ``(A,)``, e.g. ``Artifacts.read_arrays("invariance_arrays", ...)``)."""
         for a, x_inv_hu in zip(arrays["alphas"], arrays["x_inv"]):
-            self.results[(denoiser, distance, self._key(float(a)))] = hu_to_norm(np.asarray(x_inv_hu, dtype=np.float32))
+            key = (denoiser, distance, self._key(float(a)))
+            self.results[key] = hu_to_norm(np.asarray(x_inv_hu, dtype=np.float32))
+            self._grid.add(key)
+
+    def _warm_start(self, denoiser: str, distance: str, alpha: float):
+        """The grid alpha nearest to ``alpha`` (log scale) and its x_inv ``(1, 1, H, W)``, or (None, None)."""
+        grid = [k[2] for k in self._grid if k[:2] == (denoiser, distance) and k[2] > 0]
+        if not self.warm_start or not grid or alpha <= 0:
+            return None, None
+        near = min(grid, key=lambda a: abs(math.log(a / alpha)))
+        return near, torch.from_numpy(np.asarray(self.results[(denoiser, distance, near)], dtype=np.float32))[None, None]
 
     def _disk(self, denoiser, distance, alpha) -> Path | None:
         if self.cache_dir is None:
@@ -226,12 +251,19 @@ class InvarianceExplorer:
             if cached is not None:
                 self.results[key] = cached
                 return cached
+        near, start = self._warm_start(denoiser, distance, key[2])
+        started = time.perf_counter()
         with self._modules_lock:
             inv = Invariance(self.image, self.denoisers[denoiser], distance, key[2], seed=self.seed,
                              lr=rate_for(self.lr, distance),
                              distance_module=self.distance_module(distance), hu_range=self.hu_range,
-                             adam_betas=self.adam_betas)
-        inv.synthesize(self.max_iter, progress=progress, lr_schedule=self.lr_schedule, **self.synthesize_kw)
+                             adam_betas=self.adam_betas, start=None if start is None else start.to(self.image.device))
+        stop = dict(self.synthesize_kw)
+        if start is not None and stop.get("stop_criterion") is not None:
+            stop["min_iter"] = self.warm_min_iter
+        inv.synthesize(self.max_iter, progress=progress, lr_schedule=self.lr_schedule, **stop)
+        self.runs[key] = {"seconds": time.perf_counter() - started, "iterations": inv.iteration,
+                          "converged": inv.convergence()[0], "started_from": near}
         self.results[key] = inv.result[0, 0].cpu().numpy()
         if disk is not None:
             atomic.write_npy(disk, self.results[key])
@@ -608,6 +640,10 @@ class ExplorerWidget:
             self.last_run.setdefault("key", key)
             self.last_run.setdefault("outcome", "done")
             self.last_run.setdefault("message", f"{_label(key)}: read from the cache")
+            run = self.explorer.runs.get(key[:3])
+            if run is not None and "iterations" in self.last_run:  # what the wait bought: seconds, and the start
+                start = "x + noise" if run["started_from"] is None else f"α = {run['started_from']:.3g}'s result"
+                self.last_run["message"] += f" in {run['seconds']:.1f} s, from {start}"
             self._refresh_computed()
             self._sync()
             return

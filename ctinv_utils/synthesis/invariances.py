@@ -2,8 +2,10 @@
 
     x_inv = argmin  d(f(x), f(x_inv)) - alpha * d(x, x_inv),    x_inv0 = x + n,  n ~ N(0, 0.1²)
 
-optimised with Adam. Large ``alpha`` allows a large input change; the output term keeps f(x_inv)
-close to f(x). What survives is a perturbation the denoiser ignores.
+optimised with Adam (or the batched L-BFGS of :mod:`.lbfgs`). Large ``alpha`` allows a large input
+change; the output term keeps f(x_inv) close to f(x). What survives is a perturbation the denoiser
+ignores. :func:`stack_runs` puts single-alpha runs side by side as one batch (a continuation over an
+alpha grid, where each alpha starts from its neighbour's result: ``start=``).
 
 **Physically valid by default.** Unconstrained, x_inv leaves the values a scanner produces (below
 -1024 HU the attenuation would be negative), so every iterate is kept inside ``hu_range=(-1024, 3071)``;
@@ -27,9 +29,12 @@ from .distances import DISTANCES, against, get_distance
 from ..units import PHYSICAL_HU_RANGE, hu_to_norm, norm_difference_to_hu, norm_to_hu
 from ..errors import BadArgumentError
 from .base import Synthesis, check_denoiser, check_image, check_lr
+from .lbfgs import BatchedLBFGS
 
 
 RANGE_MODES = ("project", "penalty")
+#: The optimisers of an invariance: the talk's Adam, or a batched projected L-BFGS.
+OPTIMIZERS = ("adam", "lbfgs")
 
 
 def check_hu_range(hu_range, range_mode: str = "project", range_penalty: float = 10.0):
@@ -134,9 +139,9 @@ def check_alphas(alpha) -> torch.Tensor:
 class Invariance(Synthesis):
     """An image-domain invariance of a denoiser at one image, for one or several alphas in one batch.
 
-    Minimises ``d(f(x), f(x_inv)) - alpha * d(x, x_inv)`` from ``x + noise`` with Adam
-    (:meth:`synthesize`); each alpha has its own objective from the same start, so a batched result
-    equals that alpha run alone. ``result``: ``(A, 1, H, W)``; ``history``: per iteration, A values
+    Minimises ``d(f(x), f(x_inv)) - alpha * d(x, x_inv)`` from ``x + noise`` (or ``start``) with Adam
+    or L-BFGS (:meth:`synthesize`); each alpha has its own objective from the same start, so a batched
+    result equals that alpha run alone. ``result``: ``(A, 1, H, W)``; ``history``: per iteration, A values
     each of ``loss``, ``output_distance``, ``input_distance``, ``grad_norm``, ``pixel_change``, ``lr``.
 
     Parameters
@@ -160,7 +165,7 @@ class Invariance(Synthesis):
                  init_noise_std: float = 0.1, seed: int = 0, lr: float = 1e-2, device: str | None = None,
                  distance_module: nn.Module | None = None, vgg_allow_random: bool = False,
                  hu_range=PHYSICAL_HU_RANGE, range_mode: str = "project", range_penalty: float = 10.0,
-                 adam_betas=(0.9, 0.999)):
+                 adam_betas=(0.9, 0.999), optimizer: str = "adam", start=None):
         """
         Other Parameters
         ----------------
@@ -180,6 +185,14 @@ class Invariance(Synthesis):
             Weight of the penalty (normalized units).
         adam_betas : tuple of float
             ``(0.9, 0.999)``: the talk's Adam; ``(0.9, 0.9)`` forgets the large first gradients sooner.
+        optimizer : {"adam", "lbfgs"}
+            The talk's Adam, or :class:`~ctinv_utils.synthesis.lbfgs.BatchedLBFGS` (a quasi-Newton
+            step per alpha with its own line search; ``lr`` is then its first step's largest pixel
+            change, and the HU range is kept exactly).
+        start : torch.Tensor, shape (1, 1, H, W) or (A, 1, H, W), optional
+            Where x_inv starts instead of ``x`` + noise, in normalized units: e.g. the result of a
+            neighbouring alpha (a warm start, as the explorer does for an alpha not computed yet).
+            The talk starts every alpha from ``x`` + noise.
 
         Raises
         ------
@@ -211,9 +224,19 @@ class Invariance(Synthesis):
                                    f"{init_noise_std!r}")
         check_lr(lr)
         self.adam_betas = check_betas(adam_betas)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        self.optimizer_name = optimizer
         image = check_image(image)
         hu_range = check_hu_range(hu_range, range_mode, range_penalty)
-        if std == 0 and (hu_range is None or (
+        if start is not None:
+            start = torch.as_tensor(start)
+            if start.ndim != 4 or start.shape[1:] != image.shape[1:] or start.shape[0] not in (1, len(self.alphas)):
+                raise BadArgumentError(f"start must have shape (1, 1, H, W) or ({len(self.alphas)}, 1, H, W) like the "
+                                       f"image {tuple(image.shape)}, got {tuple(start.shape)}")
+            for one in start:
+                check_image(one[None])  # finite, in normalized units
+        elif std == 0 and (hu_range is None or (
                 float(image.min()) >= float(hu_to_norm(hu_range[0])) and float(image.max()) <= float(hu_to_norm(hu_range[1])))):
             # x_inv = x minimises both distances: both terms have a zero gradient there
             raise BadArgumentError(
@@ -235,7 +258,9 @@ class Invariance(Synthesis):
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(self.image.shape, generator=gen) * self.init_noise_std
         A = len(self.alphas)
-        self.param = (self.image + noise.to(self.device)).repeat(A, 1, 1, 1)
+        self.warm_start = start is not None
+        first = self.image + noise.to(self.device) if start is None else start.detach().float().to(self.device)
+        self.param = first.repeat(A // len(first), 1, 1, 1).clone()
         if self._bounds is not None and self.range_mode == "project":
             self.param.clamp_(*self._bounds)  # the start is physical too
         self.param.requires_grad_(True)
@@ -248,16 +273,26 @@ class Invariance(Synthesis):
 
     def _make_optimizer(self, lr: float) -> torch.optim.Optimizer:
         self.lr = lr
+        if self.optimizer_name == "lbfgs":
+            bounds = self._bounds if self.range_mode == "project" else None
+            return BatchedLBFGS([self.param], lr=lr, bounds=bounds)
         return torch.optim.Adam([self.param], lr=lr, betas=self.adam_betas)
 
     def objective(self):
+        return self._objective_at(self.param, self.alphas)
+
+    def _closure(self, x: torch.Tensor, index: torch.Tensor):
+        return self._objective_at(x, self.alphas[index])
+
+    def _objective_at(self, x: torch.Tensor, alphas: torch.Tensor):
+        """Per sample of ``x`` ``(k, 1, H, W)`` with its alphas ``(k,)``: the loss and both distances."""
         with fast_input_gradients(self.denoiser):
-            out = self.denoiser(self.param)
-        d_out, d_in = self._d_target(out), self._d_image(self.param)
-        loss = d_out - self.alphas * d_in
+            out = self.denoiser(x)
+        d_out, d_in = self._d_target(out), self._d_image(x)
+        loss = d_out - alphas * d_in
         if self._bounds is not None and self.range_mode == "penalty":
             lo, hi = self._bounds
-            outside = torch.relu(lo - self.param) + torch.relu(self.param - hi)
+            outside = torch.relu(lo - x) + torch.relu(x - hi)
             loss = loss + self.range_penalty * outside.pow(2).flatten(1).mean(1)
         return loss, {"output_distance": d_out, "input_distance": d_in}
 
@@ -331,7 +366,8 @@ class Invariance(Synthesis):
                 "distance": self.distance_name, "seed": self.seed, "init_noise_std": self.init_noise_std,
                 "lr": self.lr, "single_alpha": self.single_alpha,
                 "hu_range": list(self.hu_range) if self.hu_range else None, "range_mode": self.range_mode,
-                "range_penalty": self.range_penalty, "adam_betas": list(self.adam_betas)}
+                "range_penalty": self.range_penalty, "adam_betas": list(self.adam_betas),
+                "optimizer_name": self.optimizer_name, "warm_start": self.warm_start}
 
     @classmethod
     def load(cls, path: str | Path, denoiser: nn.Module, device: str | None = None,
@@ -371,7 +407,8 @@ class Invariance(Synthesis):
         alpha = st["alpha_values"][0] if st["single_alpha"] else st["alpha_values"]
         inv = cls(st["image"], denoiser, st["distance"], alpha, st["init_noise_std"], st["seed"], st["lr"],
                   device, distance_module, vgg_allow_random, st["hu_range"], st["range_mode"], st["range_penalty"],
-                  st.get("adam_betas", (0.9, 0.999)))  # saved before betas were a choice: the default
+                  st.get("adam_betas", (0.9, 0.999)),  # saved before betas were a choice: the default
+                  st.get("optimizer_name", "adam"))
         cls._check_same_output(st["target"], inv.target, path)
         inv._restore(st, st["lr"])
         return inv
@@ -406,3 +443,45 @@ def tradeoff_curve(inv: Invariance, in_hu: bool = False) -> tuple[list[float], l
     rows = inv.summary()
     key_in, key_out = ("input_rms_hu", "output_rms_hu") if in_hu else ("input_distance", "output_distance")
     return [r["alpha"] for r in rows], [r[key_in] for r in rows], [r[key_out] for r in rows]
+
+
+def stack_runs(runs: Sequence[Invariance]) -> Invariance:
+    """Runs of one image, denoiser and distance at different alphas as one batched
+    :class:`Invariance` (as if its alphas had run together), e.g. a continuation over an alpha grid.
+
+    Each run keeps its own result and history; a history shorter than the longest is NaN after its
+    run ended (:meth:`~ctinv_utils.synthesis.base.Synthesis.convergence` judges each alpha over its
+    own iterations). The stacked object has no optimizer state: a further ``synthesize`` continues
+    every alpha together with a fresh Adam.
+
+    Parameters
+    ----------
+    runs : sequence of Invariance
+        Single-alpha runs with the same image, denoiser, distance and settings.
+
+    Returns
+    -------
+    Invariance
+        ``result`` ``(A, 1, H, W)`` in the order of ``runs``; ``iteration`` the longest run's.
+    """
+    if not runs or any(len(r.alpha_values) != 1 for r in runs):
+        raise BadArgumentError("stack_runs takes one or more single-alpha runs")
+    first = runs[0]
+    if any(r.distance_name != first.distance_name or not torch.equal(r.image, first.image) for r in runs):
+        raise BadArgumentError("stack_runs: every run must be of the same image and distance")
+    stacked = Invariance(first.image, first.denoiser, first.distance_name, [r.alpha_values[0] for r in runs],
+                         first.init_noise_std, first.seed, first.lr, str(first.device), first.distance,
+                         hu_range=first.hu_range, range_mode=first.range_mode, range_penalty=first.range_penalty,
+                         adam_betas=first.adam_betas, optimizer=first.optimizer_name,
+                         start=torch.cat([r.result for r in runs]))
+    stacked.warm_start = any(r.warm_start for r in runs)
+    stacked.iteration = max(r.iteration for r in runs)
+    nan = float("nan")
+    for key in stacked.history:
+        if key == "lr":
+            stacked.history[key] = [first.lr] * stacked.iteration
+            continue
+        columns = [[row[0] if isinstance(row, list) else row for row in r.history.get(key, [])] for r in runs]
+        stacked.history[key] = [[col[t] if t < len(col) else nan for col in columns] for t in range(stacked.iteration)]
+    stacked.run_iterations = [r.iteration for r in runs]
+    return stacked
