@@ -1,7 +1,5 @@
 """Training: exact resume after a kill, divergence handling, model cache, and that CNN-10 learns."""
 
-import os
-
 import pytest
 import torch
 
@@ -118,14 +116,7 @@ def test_quick_preset_denoisers_beat_low_dose_on_test_patients():
     nb02 = notebook_settings(load_preset("quick"), "02_denoiser_training")  # what notebook 02 runs with
     data = load_data(None, nb02.simulation, progress=False)
     split = split_patients(data, seed=nb02.seed)
-    # the suite's longest test (the critical path of `make test`): it trains on every core, not on this
-    # worker's share, so that it runs at full speed once the other workers are done
-    threads = torch.get_num_threads()
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    try:
-        models, _, _ = train_denoisers(nb02, data.subset(split["train"]), training_data_key(data, split), progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    models, _, _ = train_denoisers(nb02, data.subset(split["train"]), training_data_key(data, split), progress=False)
     models.pop("gauss_ri")
     rows = evaluate(models, data, split["test"], progress=False)
     assert {r["region"] for r in rows} == {"head", "chest", "abdomen"}
