@@ -165,7 +165,7 @@ def optimise_invariance(x: torch.Tensor, denoiser: nn.Module, distance: str, pro
 def invariance_rows(inv: Invariance, **keys) -> list[dict]:
     """One row per alpha: ``keys``, the iterations, whether it converged, the loss's and the input
     distance's spread over the last 10 % of the run (%), and :meth:`Invariance.summary`'s HU changes."""
-    iterations = getattr(inv, "run_iterations", None) or [inv.iteration] * len(inv.alpha_values)
+    iterations = inv.iterations_per_alpha
     return [dict(**keys, iterations=n, converged=c, loss_spread_pct=100 * float(spread),
                  input_spread_pct=100 * float(creep), **row)
             for row, n, c, spread, creep in zip(inv.summary(), iterations, inv.convergence(), inv.relative_spread(),

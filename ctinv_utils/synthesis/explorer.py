@@ -30,7 +30,7 @@ from .. import atomic
 from .distances import get_distance
 from ..errors import BadArgumentError
 from .invariances import Invariance, check_alpha_values, check_betas
-from .grid import rate_for
+from .grid import nearest_alpha, rate_for
 from ..provenance import config_hash
 from ..names import display_name
 from ..progress import report_to
@@ -204,7 +204,7 @@ class InvarianceExplorer:
         grid = [k[2] for k in self._grid if k[:2] == (denoiser, distance) and k[2] > 0]
         if not self.warm_start or not grid or alpha <= 0:
             return None, None
-        near = min(grid, key=lambda a: abs(math.log(a / alpha)))
+        near = nearest_alpha(alpha, grid)
         return near, torch.from_numpy(np.asarray(self.results[(denoiser, distance, near)], dtype=np.float32))[None, None]
 
     def _disk(self, denoiser, distance, alpha) -> Path | None:

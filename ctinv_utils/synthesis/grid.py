@@ -98,6 +98,11 @@ def alphas_for(distance: str, alphas: Sequence[float], alphas_dssim: Sequence[fl
     return [float(a) for a in grid]
 
 
+def nearest_alpha(alpha: float, grid: Sequence[float]) -> float:
+    """The value of ``grid`` nearest to ``alpha`` on a log scale (all > 0), e.g. the start of a warm run."""
+    return min(grid, key=lambda a: abs(math.log(a / alpha)))
+
+
 def in_grid(alpha: float, grid: Sequence[float]) -> bool:
     """Is ``alpha`` one of ``grid`` (to a relative 1e-9: values read back from YAML or JSON)?"""
     return value_index(grid, alpha) is not None

@@ -300,6 +300,15 @@ class Invariance(Synthesis):
         if self._bounds is not None and self.range_mode == "project":
             self.param.clamp_(*self._bounds)
 
+    @property
+    def iterations_per_alpha(self) -> list[int]:
+        """Iterations each alpha ran (all the same in one batch; each run's own after :func:`stack_runs`)."""
+        return list(getattr(self, "run_iterations", None) or [self.iteration] * len(self.alpha_values))
+
+    def final_loss(self) -> list[float]:
+        """Each alpha's last recorded loss (the end of its own run after :func:`stack_runs`)."""
+        return [[v for v in column if v == v][-1] for column in zip(*self.history["loss"])]
+
     @torch.no_grad()
     def outputs(self) -> torch.Tensor:
         """The denoised current x_inv, f(x_inv): ``(A, 1, H, W)`` in normalized units."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .grid import nearest_alpha
 from .invariances import Invariance
 
 
@@ -61,8 +62,7 @@ class ToleranceResult:
 
 def _rows(run: Invariance) -> list[dict]:
     conv = run.convergence()
-    iterations = getattr(run, "run_iterations", None) or [run.iteration] * len(conv)
-    return [{**r, "converged": conv[i], "iterations": iterations[i], "run": run, "index": i}
+    return [{**r, "converged": conv[i], "iterations": run.iterations_per_alpha[i], "run": run, "index": i}
             for i, r in enumerate(run.summary())]
 
 
@@ -145,7 +145,8 @@ def at_tolerance(grid_run: Invariance, tol_hu: float = 5.0, refine_steps: int = 
         alphas = sorted({float(guess * s) for s in np.geomspace(0.8, 1.0, candidates)}) if candidates > 1 else [guess]
         start = None
         if warm_start:
-            nearest = [min(trials, key=lambda t: abs(math.log(t["alpha"] / a))) for a in alphas]
+            by_alpha = {t["alpha"]: t for t in trials}
+            nearest = [by_alpha[nearest_alpha(a, list(by_alpha))] for a in alphas]
             start = torch.stack([t["run"].result[t["index"]] for t in nearest])
         run = Invariance(grid_run.image, grid_run.denoiser, grid_run.distance_name, alphas, grid_run.init_noise_std,
                          grid_run.seed, grid_run.lr, distance_module=grid_run.distance,

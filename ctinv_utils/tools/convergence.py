@@ -132,8 +132,7 @@ def compare_optimisers(x, denoisers: dict, protocol: InvarianceProtocol, seed: i
             t0 = time.perf_counter()
             inv = optimise_invariance(x, denoisers[name], dist, protocol_of(method, protocol), seed, distance_module=module)
             seconds = time.perf_counter() - t0
-            iterations = getattr(inv, "run_iterations", None) or [inv.iteration] * len(inv.alpha_values)
-            final = [[v for v in col if v == v][-1] for col in zip(*inv.history["loss"])]  # each alpha's last loss
+            iterations, final = inv.iterations_per_alpha, inv.final_loss()
             summary, conv = inv.summary(), inv.convergence()
             if base is None:
                 base = (final, seconds)
